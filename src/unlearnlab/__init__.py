@@ -1,0 +1,3 @@
+"""unlearnlab: machine unlearning for PyTorch models."""
+
+__version__ = "0.1.0"

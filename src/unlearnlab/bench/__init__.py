@@ -1,0 +1,1 @@
+"""Benchmark machinery: the results store, reports and the grid runner."""

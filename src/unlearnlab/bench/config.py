@@ -1,0 +1,126 @@
+"""The benchmark configuration: a typed object, loaded from YAML and overridden by CLI flags.
+
+Unknown keys and bad values fail with a message that names the key and what is allowed. Nothing in a config
+is evaluated as code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unlearnlab.errors import UnlearnlabError, unknown_name
+
+DEFAULT_METHODS = ("retrain", "ft", "ga", "rl", "neggrad-plus", "l1-sparse", "salun", "scrub")
+
+
+@dataclass
+class RunConfig:
+    """One benchmark grid: dataset × forget spec × methods × seeds on one model."""
+
+    dataset: str = "digits"
+    model: str = "mlp"
+    forget: str = "random:0.1"
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    seeds: tuple[int, ...] = (1, 2, 3)
+    out: str = "runs/default"
+    root: str | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+    device: str | None = None
+    profile: str = "default"
+    primary_mia: str = "mia_efficacy_svc_conf"
+    recipe: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    threads: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["methods"], d["seeds"] = list(self.methods), list(self.seeds)
+        return d
+
+    def updated(self, **changes: Any) -> RunConfig:
+        """A copy with the non-``None`` ``changes`` applied (CLI flags override config keys)."""
+        return from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
+
+def parse_seeds(text: str | list | tuple) -> tuple[int, ...]:
+    """``"1,2,3"``, ``"1-5"`` or a list → a tuple of seeds ≥ 1."""
+    if isinstance(text, (list, tuple)):
+        items = [str(x) for x in text]
+    else:
+        items = [t.strip() for t in str(text).split(",") if t.strip()]
+    seeds: list[int] = []
+    try:
+        for item in items:
+            if "-" in item[1:]:
+                lo, hi = item.split("-", 1)
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(item))
+    except ValueError:
+        raise UnlearnlabError(f"seeds {text!r}: use integers like '1,2,3' or a range '1-5'.") from None
+    if not seeds or min(seeds) < 1:
+        raise UnlearnlabError(f"seeds {text!r}: give at least one seed, all >= 1.")
+    return tuple(dict.fromkeys(seeds))
+
+
+def parse_methods(text: str | list | tuple) -> tuple[str, ...]:
+    items = text if isinstance(text, (list, tuple)) else str(text).split(",")
+    methods = tuple(dict.fromkeys(m.strip() for m in items if str(m).strip()))
+    if not methods:
+        raise UnlearnlabError("methods: name at least one method (see `unlearnlab methods`).")
+    return methods
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    """Validate a mapping into a :class:`RunConfig`."""
+    if not isinstance(data, dict):
+        raise UnlearnlabError(f"A config must be a mapping of keys to values, got {type(data).__name__}.")
+    for key in data:
+        if key not in _FIELDS:
+            raise unknown_name("config key", key, _FIELDS)
+    values = dict(data)
+    if "seeds" in values:
+        values["seeds"] = parse_seeds(values["seeds"])
+    if "methods" in values:
+        values["methods"] = parse_methods(values["methods"])
+    for key in ("recipe", "hparams"):
+        if key in values and not isinstance(values[key] or {}, dict):
+            raise UnlearnlabError(f"config key {key!r} must be a mapping, got {values[key]!r}.")
+        values[key] = dict(values.get(key) or {})
+    for key in ("cache",):
+        if key in values and not isinstance(values[key], bool):
+            raise UnlearnlabError(f"config key {key!r} must be true or false, got {values[key]!r}.")
+    for key in ("dataset", "model", "forget", "out", "profile", "primary_mia"):
+        if key in values and not isinstance(values[key], str):
+            raise UnlearnlabError(f"config key {key!r} must be a string, got {values[key]!r}.")
+    return RunConfig(**values)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a YAML config with ``yaml.safe_load`` and validate it."""
+    path = Path(path)
+    if not path.exists():
+        raise UnlearnlabError(f"Config file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UnlearnlabError(f"Config file {path} is not valid YAML: {err}") from None
+    return from_dict(data)
+
+
+def parse_assignment(text: str) -> tuple[str, str, Any]:
+    """``method.key=value`` (value parsed as YAML scalar) → (method, key, value)."""
+    lhs, sep, rhs = text.partition("=")
+    method, dot, key = lhs.partition(".")
+    if not sep or not dot or not method or not key:
+        raise UnlearnlabError(f"--set {text!r}: use METHOD.KEY=VALUE, e.g. --set salun.lr=0.02.")
+    return method.strip(), key.strip(), yaml.safe_load(rhs)

@@ -1,0 +1,159 @@
+"""Run a benchmark grid: original and retrained models from the cache, methods × seeds, results in SQLite.
+
+For each seed s: the task (forget set sampled with ``RandomState(s − 1)``), the original model (one per data
+split, trained once with seed 1 and cached), the retrained model R_s (fresh init with seed s, the original
+recipe on D_r, cached), then every method run on a copy of the original and scored against R_s. A finished
+cell (done or diverged) is never run again; an interrupted one is re-run; a method error becomes the row's
+status and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from unlearnlab import __version__
+from unlearnlab.api import unlearn
+from unlearnlab.bench.cache import ModelCache, default_cache_dir
+from unlearnlab.bench.config import RunConfig
+from unlearnlab.bench.report import render_all, write_reports
+from unlearnlab.bench.store import ResultStore, config_hash, run_key
+from unlearnlab.data.datasets import load_dataset
+from unlearnlab.data.forget import ForgetSpec, ForgetTask, make_task
+from unlearnlab.errors import DivergenceError, UnlearnlabError
+from unlearnlab.evaluation import PRIMARY_MIAS, evaluate
+from unlearnlab.methods import get_method
+from unlearnlab.models import create
+from unlearnlab.models.registry import check_output_size, list_models
+from unlearnlab.training import Recipe, train
+from unlearnlab.utils import atomic_write_text, default_device, environment
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class Plan:
+    """A validated grid, built before anything is written."""
+
+    config: RunConfig
+    recipe: Recipe
+    hparams: dict[str, dict[str, Any]]
+    device: torch.device
+    task_key: str
+    protocol: str
+
+
+def plan(config: RunConfig) -> Plan:
+    """Validate every name and value of ``config``; raise before any file is written."""
+    load_dataset(config.dataset, config.root)
+    ForgetSpec.parse(config.forget)
+    if config.model not in list_models():
+        create(config.model)  # raises the unknown-name error with suggestions
+    if config.primary_mia not in PRIMARY_MIAS:
+        raise UnlearnlabError(f"primary_mia {config.primary_mia!r}: use one of {', '.join(PRIMARY_MIAS)}.")
+    unknown = set(config.hparams) - set(config.methods)
+    if unknown:
+        raise UnlearnlabError(f"hparams given for {sorted(unknown)}, which are not in methods {list(config.methods)}.")
+    hparams = {m: get_method(m).resolve(config.hparams.get(m), config.profile) for m in config.methods}
+    device = torch.device(config.device) if config.device else default_device()
+    task = make_task(config.dataset, config.forget, config.seeds[0], device="cpu", root=config.root)
+    recipe = Recipe.default(task).replace(**config.recipe) if config.recipe else Recipe.default(task)
+    check_output_size(create(config.model, task), task.input_shape, task.num_classes)
+    task_key = f"{config.dataset}|{config.model}|{config.forget}|recipe={recipe.hash}|{config.profile}"
+    protocol = f"{config.dataset}-{config.forget} v1"
+    return Plan(config, recipe, hparams, device, task_key, protocol)
+
+
+def _trained(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed: int, data_hash: str,
+             progress: Progress) -> tuple[nn.Module, dict[str, Any]]:
+    """The original (kind 'original', trained on D) or retrained (kind 'retrain', on D_r) model."""
+    identity = {"kind": kind, "dataset": p.config.dataset, "model": p.config.model,
+                "recipe": p.recipe.to_dict(), "data": data_hash, "seed": seed}
+    model = create(p.config.model, task, seed=seed, device=p.device)
+    data = task.train if kind == "original" else task.retain
+
+    def fit(m: nn.Module) -> dict[str, Any]:
+        stats = train(m, data, p.recipe, seed=seed,
+                      progress=lambda done, total: progress(f"{kind} (seed {seed})", done / total))
+        return {"seconds": stats.seconds, "device": str(p.device), **stats.counters.as_dict()}
+
+    meta, _ = cache.get_or_train(identity, model, fit)
+    model.eval()
+    return model, meta
+
+
+def run_grid(config: RunConfig, progress: Progress | None = None, log: Callable[[str], None] = print) -> str:
+    """Run (or resume) the grid of ``config``; returns the Markdown table (also written to the out dir)."""
+    p = plan(config)
+    progress = progress or (lambda label, fraction: None)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(
+        {**config.to_dict(), "resolved_recipe": p.recipe.to_dict(), "resolved_hparams": p.hparams,
+         "unlearnlab": __version__}, sort_keys=False))
+    cache = ModelCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), config.cache)
+    env = environment() | {"device": str(p.device)}
+    with ResultStore(out) as store:
+        original = None
+        for seed in config.seeds:
+            task = make_task(config.dataset, config.forget, seed, device=p.device, root=config.root)
+            if original is None:
+                original, _ = _trained(cache, "original", task, p, 1, task.data_hash, progress)
+            retrained, rmeta = _trained(cache, "retrain", task, p, seed, task.split_hash, progress)
+            reference = evaluate(retrained, task, primary_mia=config.primary_mia)
+            for method in config.methods:
+                _run_cell(store, p, task, method, seed, original, retrained, reference, rmeta, env, progress, log)
+        markdown = write_reports(store, out)
+    return markdown
+
+
+def _run_cell(store: ResultStore, p: Plan, task: ForgetTask, method: str, seed: int, original: nn.Module,
+              retrained: nn.Module, reference: Any, rmeta: dict[str, Any], env: dict[str, Any],
+              progress: Progress, log: Callable[[str], None]) -> None:
+    hp = p.hparams[method]
+    config = {"method": method, "hparams": hp, "model": p.config.model, "primary_mia": p.config.primary_mia}
+    key = run_key(p.task_key, method, config_hash(config), seed)
+    if store.is_complete(key):
+        return
+    store.start(task_key=p.task_key, protocol=p.protocol, method=method, seed=seed, config=config,
+                split_hash=task.split_hash, env=env)
+    label = f"{method} (seed {seed})"
+    progress(label, 0.0)
+    try:
+        if method == "retrain":
+            result_model, seconds, counters = retrained, rmeta["seconds"], {
+                k: rmeta.get(k) for k in ("forward_samples", "backward_samples", "optimizer_steps")}
+            extra: dict[str, Any] = {"cached_retrain_device": rmeta.get("device")}
+        else:
+            res = unlearn(original, task, method=method, seed=seed, progress=lambda f: progress(label, f), **hp)
+            result_model, seconds, counters, extra = res.model, res.seconds, res.counters.as_dict(), res.stats
+        scores = evaluate(result_model, task, reference if method != "retrain" else None, p.config.primary_mia)
+        stats = {"rte_minutes": seconds / 60.0, "seconds": seconds, **counters, **extra}
+        store.finish(key, "done", scores.metrics, scores.definitions, stats)
+    except DivergenceError as err:
+        store.finish(key, "diverged", {}, {}, {}, error=str(err))
+        log(f"[yellow]{label}: diverged[/yellow] — {err}")
+    except Exception as err:  # a method error is the row's status; the grid goes on
+        store.finish(key, "failed", {}, {}, {}, error="".join(traceback.format_exception(err))[-4000:])
+        log(f"[red]{label}: failed[/red] — {type(err).__name__}: {err}")
+    progress(label, 1.0)
+
+
+def report(out: str | Path, fmt: str = "markdown") -> str:
+    """Re-render the tables of a finished (or partial) run directory."""
+    path = Path(out)
+    if not (path / "results.sqlite").exists() and path.suffix != ".sqlite":
+        raise UnlearnlabError(f"No results.sqlite in {path}: point to the --out folder of `unlearnlab run`.")
+    with ResultStore(path) as store:
+        if fmt == "all":
+            return write_reports(store, path if path.is_dir() else path.parent)
+        return render_all(store.rows(), fmt)  # type: ignore[arg-type]

@@ -1,0 +1,145 @@
+"""The ``unlearnlab`` command line: one verb per job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from unlearnlab import __version__
+from unlearnlab.bench.config import RunConfig, load_config, parse_assignment, parse_methods, parse_seeds
+from unlearnlab.errors import UnlearnlabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, help="Machine unlearning benchmark and toolkit.")
+console = Console(stderr=True)
+out_console = Console()
+
+
+def _fail(err: Exception) -> None:
+    console.print(f"[bold red]error:[/bold red] {err}")
+    raise typer.Exit(2)
+
+
+@app.callback(invoke_without_command=True)
+def main(ctx: typer.Context,
+         version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
+    """unlearnlab: unlearn data from PyTorch models and measure how well it was removed."""
+    if version:
+        out_console.print(__version__)
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        out_console.print(ctx.get_help())
+
+
+@app.command()
+def run(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config; flags override its keys.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (see `unlearnlab datasets`).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (see `unlearnlab models`).")] = None,
+    forget: Annotated[str | None, typer.Option(help="random:0.1 | class:3 | indices:FILE.npy")] = None,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated methods (see `unlearnlab methods`).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Seeds, e.g. '1,2,3' or '1-5'.")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder (results.sqlite, tables, config).")] = None,
+    root: Annotated[str | None, typer.Option(help="Folder holding the dataset files.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 … (default: CUDA when present).")] = None,
+    profile: Annotated[str | None, typer.Option(help="Hyperparameter profile: default | reference.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain original/retrained models.")] = False,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="METHOD.KEY=VALUE hyperparameter override.")] = None,
+) -> None:
+    """Run (or resume) a benchmark grid and print the paper-style table. No arguments: the digits default."""
+    from unlearnlab.bench.runner import plan, run_grid
+
+    try:
+        cfg = load_config(config) if config else RunConfig()
+        hparams = {k: dict(v) for k, v in cfg.hparams.items()}
+        for item in set_ or []:
+            method, key, value = parse_assignment(item)
+            hparams.setdefault(method, {})[key] = value
+        cfg = cfg.updated(
+            dataset=dataset, model=model, forget=forget, out=out, root=root, device=device, profile=profile,
+            threads=threads, methods=parse_methods(methods) if methods else None,
+            seeds=parse_seeds(seeds) if seeds else None, cache=False if no_cache else None, hparams=hparams,
+        )
+        plan(cfg)
+    except UnlearnlabError as err:
+        _fail(err)
+    console.print(f"[bold]unlearnlab {__version__}[/bold] · {cfg.dataset} · {cfg.model} · forget {cfg.forget} · "
+                  f"methods {', '.join(cfg.methods)} · seeds {', '.join(map(str, cfg.seeds))} → {cfg.out}")
+    with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bars:
+        grid = bars.add_task("grid", total=len(cfg.methods) * len(cfg.seeds))
+        current: dict[str, Any] = {}
+
+        def progress(label: str, fraction: float) -> None:
+            if label not in current:
+                for old in current.values():
+                    bars.remove_task(old)
+                current.clear()
+                current[label] = bars.add_task(label, total=100)
+            bars.update(current[label], completed=round(100 * fraction))
+            if fraction >= 1.0 and "seed" in label and not label.startswith(("original", "retrain (")):
+                bars.advance(grid)
+
+        try:
+            markdown = run_grid(cfg, progress, log=console.print)
+        except UnlearnlabError as err:
+            _fail(err)
+        bars.update(grid, completed=len(cfg.methods) * len(cfg.seeds))
+    out_console.print(markdown, soft_wrap=True, markup=False, highlight=False)
+    console.print(f"Saved {cfg.out}/table.md, table.csv, table.tex and results.sqlite.")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="The --out folder of `unlearnlab run`.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown | latex | csv | all (writes files)")] = "markdown",
+) -> None:
+    """Re-render the tables of a run folder from its results database."""
+    from unlearnlab.bench.runner import report as render
+
+    if fmt not in ("markdown", "latex", "csv", "all"):
+        _fail(UnlearnlabError(f"--format {fmt!r}: use markdown, latex, csv or all."))
+    try:
+        out_console.print(render(run_dir, fmt), markup=False, highlight=False)
+    except UnlearnlabError as err:
+        _fail(err)
+
+
+@app.command()
+def methods(pattern: Annotated[str | None, typer.Argument(help="Shell-style filter, e.g. '*dual*'.")] = None,
+            defaults: Annotated[bool, typer.Option("--defaults/--no-defaults", help="Show defaults.")] = True) -> None:
+    """List the registered methods: name, family, source paper, defaults."""
+    from unlearnlab.methods import get_method, list_methods
+
+    table = Table("method", "family", "source paper", *(["defaults"] if defaults else []), show_lines=True)
+    for name in list_methods(pattern):
+        info = get_method(name)
+        label = name + (f"\n(aliases: {', '.join(info.aliases)})" if info.aliases else "")
+        cells = [label, info.family, info.paper]
+        if defaults:
+            cells.append(", ".join(f"{k}={v}" for k, v in info.defaults.items()))
+        table.add_row(*cells)
+    out_console.print(table)
+
+
+@app.command()
+def datasets() -> None:
+    """List the registered datasets."""
+    from unlearnlab.data import list_datasets
+
+    for name in list_datasets():
+        out_console.print(name)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models."""
+    from unlearnlab.models import list_models
+
+    for name in list_models():
+        out_console.print(name)

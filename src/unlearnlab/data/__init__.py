@@ -1,0 +1,16 @@
+"""Datasets, forget tasks and device-resident batching."""
+
+from unlearnlab.data.datasets import ImageDataset, list_datasets, load_dataset, register_dataset
+from unlearnlab.data.forget import ForgetSpec, ForgetTask, make_task
+from unlearnlab.data.tensors import TensorData
+
+__all__ = [
+    "ForgetSpec",
+    "ForgetTask",
+    "ImageDataset",
+    "TensorData",
+    "list_datasets",
+    "load_dataset",
+    "make_task",
+    "register_dataset",
+]

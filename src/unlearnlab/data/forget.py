@@ -1,0 +1,239 @@
+"""Forget specifications, the train/val/test/forget split, and its hash.
+
+Split rules (evaluation.md §1, specs/README.md §2.3–2.5):
+
+* validation: per class in order, ``floor(0.1·n_c)`` positions of the training pool drawn with one
+  ``numpy.random.RandomState(val_seed)``; train = the rest of the pool in ascending order;
+* ``random:F`` (``0 < F < 1``) or ``random:N`` (a count): forget positions =
+  ``RandomState(seed − 1).choice(n_train, n_f, replace=False)`` with ``n_f = round(F·n_train)``; D_f keeps
+  train order, D_r is the rest in train order;
+* ``class:K[,K...]``: D_f = every training image of those classes; the test set drops them;
+* ``indices:FILE.npy``: a 1-D integer array of positions in the train list (0-based).
+
+The split hash is SHA-256 over a header (dataset, forget spec, val seed, version) and the little-endian int64
+arrays of train, val, test and forget indices, in that order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unlearnlab.data.datasets import ImageDataset, load_dataset, stratified_pick
+from unlearnlab.data.tensors import TensorData
+from unlearnlab.errors import UnlearnlabError
+from unlearnlab.utils import default_device
+
+SPLIT_VERSION = 1
+VAL_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class ForgetSpec:
+    """A parsed forget specification: ``kind`` in {random, class, indices} and its argument."""
+
+    kind: str
+    fraction: float | None = None
+    count: int | None = None
+    classes: tuple[int, ...] = ()
+    path: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ForgetSpec:
+        kind, sep, arg = text.partition(":")
+        fix = "Use 'random:0.1' (fraction or count), 'class:3' (or 'class:3,5') or 'indices:FILE.npy'."
+        if not sep or not arg:
+            raise UnlearnlabError(f"Forget spec {text!r} has no argument. {fix}")
+        if kind == "random":
+            try:
+                value = float(arg)
+            except ValueError:
+                raise UnlearnlabError(f"Forget fraction {arg!r} is not a number. {fix}") from None
+            if value >= 1 and value == int(value):
+                return cls("random", count=int(value))
+            if not 0 < value < 1:
+                raise UnlearnlabError(
+                    f"Forget fraction {value} is outside (0, 1): give a fraction such as 0.1, or a whole "
+                    "count of samples such as 130."
+                )
+            return cls("random", fraction=value)
+        if kind == "class":
+            try:
+                classes = tuple(sorted({int(c) for c in arg.split(",")}))
+            except ValueError:
+                raise UnlearnlabError(f"Class list {arg!r} must be integers separated by commas. {fix}") from None
+            return cls("class", classes=classes)
+        if kind == "indices":
+            return cls("indices", path=arg)
+        raise UnlearnlabError(f"Unknown forget kind {kind!r} in {text!r}. {fix}")
+
+    def __str__(self) -> str:
+        if self.kind == "random":
+            return f"random:{self.fraction if self.fraction is not None else self.count}"
+        if self.kind == "class":
+            return "class:" + ",".join(map(str, self.classes))
+        return f"indices:{self.path}"
+
+
+@dataclass
+class ForgetTask:
+    """D, D_f, D_r, D_val, D_test of one forgetting problem, resident on ``device``.
+
+    ``train`` is D = D_f ∪ D_r in train order; ``forget_positions`` index into it. ``*.index`` tensors hold
+    train-list positions (val/test rows hold −1), so a loader can be checked for forget positions.
+    """
+
+    dataset: str
+    forget_spec: ForgetSpec
+    seed: int
+    val_seed: int
+    num_classes: int
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool
+    train: TensorData
+    forget: TensorData
+    retain: TensorData
+    val: TensorData
+    test: TensorData
+    forget_positions: np.ndarray
+    split_hash: str
+    data_hash: str
+    forgotten_classes: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def device(self) -> torch.device:
+        return self.train.device
+
+    def describe(self) -> str:
+        return (
+            f"{self.dataset} · forget {self.forget_spec} · seed {self.seed} · |D_f|={len(self.forget)} "
+            f"|D_r|={len(self.retain)} |D_val|={len(self.val)} |D_test|={len(self.test)} · "
+            f"split {self.split_hash[:8]}"
+        )
+
+
+def _hash(header: str, *arrays: np.ndarray) -> str:
+    h = hashlib.sha256(header.encode())
+    for a in arrays:
+        h.update(b"|")
+        h.update(np.ascontiguousarray(a, dtype="<i8").tobytes())
+    return h.hexdigest()
+
+
+def _forget_positions(spec: ForgetSpec, y_train: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
+    n = len(y_train)
+    if spec.kind == "random":
+        n_f = spec.count if spec.count is not None else int(round(spec.fraction * n))
+        if n_f < 1:
+            raise UnlearnlabError(
+                f"The forget set is empty: {spec} of {n} training samples rounds to 0. "
+                "Use a larger fraction or a count >= 1."
+            )
+        if n_f >= n:
+            raise UnlearnlabError(
+                f"The forget set ({n_f}) would be the whole training set ({n}): nothing would be retained. "
+                "Use a fraction below 1."
+            )
+        return np.sort(np.random.RandomState(seed - 1).choice(n, n_f, replace=False))
+    if spec.kind == "class":
+        present = set(np.unique(y_train).tolist())
+        bad = [c for c in spec.classes if c not in present or not 0 <= c < num_classes]
+        if bad:
+            raise UnlearnlabError(
+                f"Class {bad} is not a class of this dataset (classes 0..{num_classes - 1}): "
+                f"pick forget classes from that range, e.g. 'class:{min(present)}'."
+            )
+        pos = np.flatnonzero(np.isin(y_train, spec.classes))
+        if len(pos) == n:
+            raise UnlearnlabError("Forgetting these classes would remove every training sample: keep one class.")
+        return pos
+    return _load_indices(Path(spec.path), n)
+
+
+def _load_indices(path: Path, n: int) -> np.ndarray:
+    if not path.exists():
+        raise UnlearnlabError(f"Forget index file {path} does not exist: save one with numpy.save(path, idx).")
+    idx = np.load(path, allow_pickle=False)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise UnlearnlabError(
+            f"{path} holds a {idx.dtype} array of shape {idx.shape}: it must be a 1-D integer array of "
+            "positions in the training list."
+        )
+    if len(idx) == 0:
+        raise UnlearnlabError(f"{path} is empty: the forget set needs at least one index.")
+    out = idx[(idx < 0) | (idx >= n)]
+    if len(out):
+        raise UnlearnlabError(
+            f"{path} has {len(out)} index(es) outside [0, {n}) (e.g. {out[:3].tolist()}): indices are "
+            f"positions in the {n}-sample training list."
+        )
+    uniq, counts = np.unique(idx, return_counts=True)
+    if (counts > 1).any():
+        raise UnlearnlabError(
+            f"{path} repeats indices {uniq[counts > 1][:5].tolist()}: remove the duplicates "
+            "(e.g. numpy.unique)."
+        )
+    if len(uniq) == n:
+        raise UnlearnlabError(f"{path} names every training sample: nothing would be retained.")
+    return np.sort(idx.astype(np.int64))
+
+
+def make_task(
+    dataset: str | ImageDataset,
+    forget: str | ForgetSpec = "random:0.1",
+    seed: int = 1,
+    val_seed: int = 1,
+    device: torch.device | str | None = None,
+    root: str | Path | None = None,
+) -> ForgetTask:
+    """Build the forgetting task: split the dataset's training pool, choose D_f, move tensors to ``device``."""
+    if int(seed) < 1:
+        raise UnlearnlabError(f"Seeds are integers >= 1 (got {seed}); seed s samples with RandomState(s - 1).")
+    ds = dataset if isinstance(dataset, ImageDataset) else load_dataset(dataset, root)
+    spec = forget if isinstance(forget, ForgetSpec) else ForgetSpec.parse(forget)
+    device = torch.device(device) if device is not None else default_device()
+
+    y_pool = ds.y_train.numpy()
+    val_pos = stratified_pick(y_pool, VAL_FRACTION, np.random.RandomState(val_seed))
+    train_pos = np.setdiff1d(np.arange(len(y_pool)), val_pos)
+    y_train = y_pool[train_pos]
+    forget_pos = _forget_positions(spec, y_train, ds.num_classes, seed)
+    retain_pos = np.setdiff1d(np.arange(len(train_pos)), forget_pos)
+
+    train_src = ds.train_index if ds.train_index is not None else np.arange(len(y_pool))
+    test_src = ds.test_index if ds.test_index is not None else np.arange(len(ds.y_test))
+    test_keep = np.arange(len(ds.y_test))
+    if spec.kind == "class":
+        test_keep = np.flatnonzero(~np.isin(ds.y_test.numpy(), spec.classes))
+
+    header = f"unlearnlab-split v{SPLIT_VERSION}|{ds.name}|val_seed={val_seed}"
+    data_hash = _hash(header, train_src[train_pos], train_src[val_pos], test_src)
+    split_hash = _hash(f"{header}|{spec}", train_src[train_pos], train_src[val_pos], test_src[test_keep], forget_pos)
+
+    train = TensorData.of(ds.x_train[train_pos], ds.y_train[train_pos], np.arange(len(train_pos))).to(device)
+    return ForgetTask(
+        dataset=ds.name,
+        forget_spec=spec,
+        seed=int(seed),
+        val_seed=val_seed,
+        num_classes=ds.num_classes,
+        input_shape=ds.input_shape,
+        mean=ds.mean,
+        std=ds.std,
+        augment=ds.augment,
+        train=train,
+        forget=train.subset(forget_pos),
+        retain=train.subset(retain_pos),
+        val=TensorData.of(ds.x_train[val_pos], ds.y_train[val_pos]).to(device),
+        test=TensorData.of(ds.x_test[test_keep], ds.y_test[test_keep]).to(device),
+        forget_positions=forget_pos,
+        split_hash=split_hash,
+        data_hash=data_hash,
+        forgotten_classes=spec.classes,
+    )

@@ -1,0 +1,7 @@
+"""Unlearning methods: registry, objectives, update rules, masks and presets."""
+
+from unlearnlab.methods import presets as _presets  # noqa: F401  (registers the presets)
+from unlearnlab.methods.base import RunContext, UnlearnData, Unlearner
+from unlearnlab.methods.registry import MethodInfo, get_method, list_methods, register_method
+
+__all__ = ["MethodInfo", "RunContext", "UnlearnData", "Unlearner", "get_method", "list_methods", "register_method"]

@@ -1,0 +1,71 @@
+"""The interface every unlearning method implements, and the data/context it receives.
+
+An :class:`Unlearner` changes a model in place given :class:`UnlearnData` (D_f and D_r as device tensors)
+and a :class:`RunContext` (seed-derived generators, cost counters, progress). Iterative methods are
+compositions (objectives × update rule + modifiers, :mod:`unlearnlab.methods.iterative`); one-shot methods
+(retrain, ...) implement :meth:`Unlearner.run` directly.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from unlearnlab.data.tensors import TensorData
+from unlearnlab.training import Counters
+from unlearnlab.utils import torch_generator
+
+
+@dataclass
+class UnlearnData:
+    """What a method may use: the forget and retain sets (never the test set), and the class count."""
+
+    forget: TensorData
+    retain: TensorData
+    num_classes: int
+    augment: bool = False
+
+
+@dataclass
+class RunContext:
+    """Per-run state shared by the parts of a method."""
+
+    seed: int
+    counters: Counters = field(default_factory=Counters)
+    progress: Callable[[float], None] | None = None
+    _generators: dict[str, torch.Generator] = field(default_factory=dict)
+
+    def generator(self, component: str) -> torch.Generator:
+        """A CPU generator seeded from (seed, component), one per component name for the whole run."""
+        if component not in self._generators:
+            self._generators[component] = torch_generator(self.seed, component)
+        return self._generators[component]
+
+    def report(self, fraction: float) -> None:
+        if self.progress is not None:
+            self.progress(min(1.0, max(0.0, fraction)))
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """A deep copy in eval mode with gradients off (teachers, reference models)."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+class Unlearner(ABC):
+    """An unlearning method with resolved hyperparameters."""
+
+    #: batch size of the method's training steps (used for the RTE warm-up)
+    batch_size: int = 64
+
+    @abstractmethod
+    def run(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> dict[str, Any]:
+        """Unlearn in place; return method-specific statistics (JSON-serialisable)."""

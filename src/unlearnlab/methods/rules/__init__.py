@@ -1,0 +1,7 @@
+"""Update rules: how forget and retain objectives become parameter updates."""
+
+from unlearnlab.methods.rules.alternate import Alternate
+from unlearnlab.methods.rules.base import Job, Rule, Stepper
+from unlearnlab.methods.rules.joint import Joint
+
+__all__ = ["Alternate", "Job", "Joint", "Rule", "Stepper"]

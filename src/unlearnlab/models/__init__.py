@@ -1,0 +1,5 @@
+"""Model registry: ``create(name, task)`` infers input shape and class count."""
+
+from unlearnlab.models.registry import create, list_models, register_model
+
+__all__ = ["create", "list_models", "register_model"]

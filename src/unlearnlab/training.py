@@ -1,0 +1,230 @@
+"""Recipes and the one training loop used for original models, retrains and fine-tuning.
+
+A :class:`Recipe` fixes optimizer, learning rate and its schedule, momentum, weight decay, epochs, batch size
+and augmentation. :func:`train` minimises the mean cross-entropy over a :class:`TensorData` with it.
+Learning-rate schedules are multipliers of the base rate evaluated per optimizer step at progress
+``t = step / total_steps`` (epoch ``e = step // steps_per_epoch``):
+
+* ``constant``: 1;
+* ``multistep``: ``gamma ** #{m in milestones : m <= e}`` (epoch milestones, as MultiStepLR per epoch);
+* ``cosine``: ``(1 + cos(π t)) / 2`` (to 0 at the end);
+* ``onecycle``: linear one-cycle — from ``1/25`` up to 1 over the first 30 % of steps, then down to
+  ``1/(25·10⁴)`` at the end (optax's ``linear_onecycle_schedule`` shape).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unlearnlab.data.tensors import TensorData, iterate
+from unlearnlab.errors import DivergenceError, UnlearnlabError
+from unlearnlab.utils import torch_generator
+
+SCHEDULES = ("constant", "multistep", "cosine", "onecycle")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train a model from scratch or fine-tune it."""
+
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    epochs: int = 60
+    batch_size: int = 64
+    schedule: str = "cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    augment: bool = False
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise UnlearnlabError(f"Unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise UnlearnlabError(f"Unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}.")
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise UnlearnlabError("A recipe needs epochs >= 1, batch_size >= 1 and lr > 0.")
+
+    @classmethod
+    def default(cls, task: object | None = None) -> Recipe:
+        """The small-scale recipe (baselines.md §0): SGD 0.05, momentum 0.9, wd 5e-4, 60 epochs, cosine.
+
+        Datasets with standard augmentation (CIFAR) get the reference recipe instead: SGD 0.1, batch 256,
+        182 epochs, MultiStep(91, 136), crop + flip.
+        """
+        if task is not None and getattr(task, "augment", False):
+            return cls(lr=0.1, epochs=182, batch_size=256, schedule="multistep", milestones=(91, 136), augment=True)
+        return cls()
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Recipe:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise UnlearnlabError(f"Unknown recipe key(s) {sorted(unknown)}: allowed keys are {sorted(known)}.")
+        d = dict(d)
+        if "milestones" in d:
+            d["milestones"] = tuple(d["milestones"])
+        return cls(**d)
+
+    def replace(self, **changes: object) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lr_multiplier(schedule: str, step: int, total_steps: int, steps_per_epoch: int,
+                  milestones: Iterable[int] = (), gamma: float = 0.1) -> float:
+    """The schedule's multiplier of the base lr at optimizer step ``step`` (0-based)."""
+    t = step / max(1, total_steps)
+    if schedule == "constant":
+        return 1.0
+    if schedule == "multistep":
+        epoch = step // max(1, steps_per_epoch)
+        return gamma ** sum(1 for m in milestones if m <= epoch)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if schedule == "onecycle":
+        start, end, warm = 1 / 25, 1 / (25 * 1e4), 0.3
+        if t < warm:
+            return start + (1 - start) * t / warm
+        return 1 + (end - 1) * (t - warm) / (1 - warm)
+    raise UnlearnlabError(f"Unknown schedule {schedule!r}: use one of {', '.join(SCHEDULES)}.")
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict], name: str, lr: float,
+                    momentum: float = 0.0, weight_decay: float = 0.0,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """SGD (coupled decay, momentum), Adam (coupled decay) or AdamW (decoupled decay)."""
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    raise UnlearnlabError(f"Unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}.")
+
+
+@dataclass
+class Counters:
+    """Device-independent cost counters, filled by hooks on the model."""
+
+    forward_samples: int = 0
+    backward_samples: int = 0
+    optimizer_steps: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class CountingHooks:
+    """Count samples through ``model.forward`` and through its backward pass.
+
+    A forward hook adds the batch size to ``forward_samples``; when the output requires grad it registers a
+    tensor hook that adds the batch size to ``backward_samples`` when a gradient flows back through it.
+    """
+
+    def __init__(self, model: nn.Module, counters: Counters):
+        self.counters = counters
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if not isinstance(output, torch.Tensor):
+            return
+        n = output.shape[0]
+        self.counters.forward_samples += n
+        if output.requires_grad:
+            def on_backward(grad: torch.Tensor, n: int = n) -> None:
+                self.counters.backward_samples += n
+            output.register_hook(on_backward)
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+    def __enter__(self) -> CountingHooks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def check_finite(loss_sum: torch.Tensor, where: str) -> None:
+    """Raise :class:`DivergenceError` when an accumulated loss is NaN or infinite."""
+    if not bool(torch.isfinite(loss_sum)):
+        raise DivergenceError(
+            f"The loss became {loss_sum.item()} during {where}: the run diverged. Lower the learning rate "
+            "(or the forget weight) and run again."
+        )
+
+
+@dataclass
+class TrainStats:
+    seconds: float
+    epochs: int
+    final_loss: float
+    counters: Counters = field(default_factory=Counters)
+
+
+def train(
+    model: nn.Module,
+    data: TensorData,
+    recipe: Recipe,
+    seed: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainStats:
+    """Minimise mean cross-entropy on ``data`` with ``recipe``; returns timing and counters.
+
+    ``progress(done_epochs, total_epochs)`` is called after every epoch. Raises :class:`DivergenceError` on a
+    non-finite loss.
+    """
+    if len(data) == 0:
+        raise UnlearnlabError("Cannot train on an empty dataset.")
+    device = next(model.parameters()).device
+    data = data.to(device)
+    gen = torch_generator(seed, "train-loader")
+    opt = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
+    steps_per_epoch = math.ceil(len(data) / recipe.batch_size)
+    total = steps_per_epoch * recipe.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_multiplier(recipe.schedule, s, total, steps_per_epoch, recipe.milestones, recipe.gamma)
+    )
+    counters = Counters()
+    model.train()
+    start = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    with CountingHooks(model, counters):
+        for epoch in range(recipe.epochs):
+            loss_sum = torch.zeros((), device=device)
+            for x, y in iterate(data, recipe.batch_size, gen, True, recipe.augment):
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                counters.optimizer_steps += 1
+                loss_sum += loss.detach()
+            check_finite(loss_sum, f"training epoch {epoch}")
+            if progress is not None:
+                progress(epoch + 1, recipe.epochs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return TrainStats(time.perf_counter() - start, recipe.epochs, float(loss_sum) / steps_per_epoch, counters)

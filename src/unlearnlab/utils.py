@@ -1,0 +1,79 @@
+"""Small shared utilities: device choice, seeded generators, atomic writes, environment record."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU (overridable with ``UNLEARNLAB_DEVICE``)."""
+    name = os.environ.get("UNLEARNLAB_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def component_seed(seed: int, component: str) -> int:
+    """A 63-bit seed derived from (run seed, component name), so each stochastic part has its own stream."""
+    digest = hashlib.sha256(f"{int(seed)}:{component}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def torch_generator(seed: int, component: str, device: torch.device | str = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded from (seed, component)."""
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(component_seed(seed, component))
+    return gen
+
+
+def numpy_rng(seed: int, component: str) -> np.random.Generator:
+    """A NumPy generator seeded from (seed, component)."""
+    return np.random.default_rng(component_seed(seed, component))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Text version of :func:`atomic_write_bytes` (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def environment() -> dict[str, str]:
+    """What a result row records about where it was produced."""
+    from unlearnlab import __version__
+
+    dev = default_device()
+    info = {
+        "unlearnlab": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": str(dev),
+    }
+    if dev.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(dev)
+    return info
