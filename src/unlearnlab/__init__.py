@@ -1,3 +1,26 @@
-"""unlearnlab: machine unlearning for PyTorch models."""
+"""unlearnlab: machine unlearning for PyTorch models.
+
+    import unlearnlab as ul
+    task = ul.make_task("digits", forget="random:0.1", seed=1)
+    model = ul.models.create("mlp", task)
+    ul.train(model, task.train, ul.Recipe.default(task))
+    result = ul.unlearn(model, task, method="salun")
+    print(ul.evaluate(result.model, task).metrics)
+"""
 
 __version__ = "0.1.0"
+
+from unlearnlab import models  # noqa: E402
+from unlearnlab.api import UnlearnResult, unlearn  # noqa: E402
+from unlearnlab.data import ForgetTask, TensorData, list_datasets, load_dataset, make_task  # noqa: E402
+from unlearnlab.errors import DivergenceError, UnlearnlabError  # noqa: E402
+from unlearnlab.evaluation import Evaluation, evaluate  # noqa: E402
+from unlearnlab.methods import get_method, list_methods, register_method  # noqa: E402
+from unlearnlab.metrics import list_metrics  # noqa: E402
+from unlearnlab.training import Recipe, train  # noqa: E402
+
+__all__ = [
+    "DivergenceError", "Evaluation", "ForgetTask", "Recipe", "TensorData", "UnlearnResult", "UnlearnlabError",
+    "evaluate", "get_method", "list_datasets", "list_methods", "list_metrics", "load_dataset", "make_task",
+    "models", "register_method", "train", "unlearn",
+]

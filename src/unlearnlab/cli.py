@@ -105,7 +105,7 @@ def report(
     if fmt not in ("markdown", "latex", "csv", "all"):
         _fail(UnlearnlabError(f"--format {fmt!r}: use markdown, latex, csv or all."))
     try:
-        out_console.print(render(run_dir, fmt), markup=False, highlight=False)
+        out_console.print(render(run_dir, fmt), markup=False, highlight=False, soft_wrap=True)
     except UnlearnlabError as err:
         _fail(err)
 

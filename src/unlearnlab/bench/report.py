@@ -313,10 +313,17 @@ def _avg_gap_cell(s: MethodSummary, style: _Style) -> str:
     return f"{_num(s.avg_gap)}{style.pm}{_num(s.avg_gap_std)}"
 
 
+def _minutes(x: float) -> str:
+    """Two decimals, or two significant digits below 0.1 min (CPU-scale runs take seconds)."""
+    if math.isnan(x) or x >= 0.1 or x == 0:
+        return _num(x)
+    return f"{x:.2g}"
+
+
 def _rte_cell(s: MethodSummary, style: _Style) -> str:
     """``t.tt (r.rr×)``; ``n/a`` ratio without a comparable Retrain time."""
     ratio = "n/a" if s.rte_ratio is None else f"{s.rte_ratio:.2f}{style.times}"
-    return f"{_num(s.rte_minutes)} ({ratio})"
+    return f"{_minutes(s.rte_minutes)} ({ratio})"
 
 
 def _label(s: MethodSummary, style: _Style) -> str:

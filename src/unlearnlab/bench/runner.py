@@ -67,8 +67,17 @@ def plan(config: RunConfig) -> Plan:
     recipe = Recipe.default(task).replace(**config.recipe) if config.recipe else Recipe.default(task)
     check_output_size(create(config.model, task), task.input_shape, task.num_classes)
     task_key = f"{config.dataset}|{config.model}|{config.forget}|recipe={recipe.hash}|{config.profile}"
-    protocol = f"{config.dataset}-{config.forget} v1"
+    protocol = f"{protocol_name(config.dataset, ForgetSpec.parse(config.forget))} v1"
     return Plan(config, recipe, hparams, device, task_key, protocol)
+
+
+def protocol_name(dataset: str, spec: ForgetSpec) -> str:
+    """``digits-random10`` for random 10 %, ``digits-class3`` for class 3, else ``<dataset>-<spec>``."""
+    if spec.kind == "random" and spec.fraction is not None and round(spec.fraction * 100, 6) == int(spec.fraction * 100):
+        return f"{dataset}-random{int(round(spec.fraction * 100))}"
+    if spec.kind == "class":
+        return f"{dataset}-class{'-'.join(map(str, spec.classes))}"
+    return f"{dataset}-{spec}"
 
 
 def _trained(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed: int, data_hash: str,

@@ -53,8 +53,12 @@ class ForgetSpec:
                 value = float(arg)
             except ValueError:
                 raise UnlearnlabError(f"Forget fraction {arg!r} is not a number. {fix}") from None
-            if value >= 1 and value == int(value):
-                return cls("random", count=int(value))
+            try:  # a count only when written as an integer: "random:2.0" is a (bad) fraction, not 2 samples
+                count = int(arg)
+            except ValueError:
+                count = None
+            if count is not None and count >= 1:
+                return cls("random", count=count)
             if not 0 < value < 1:
                 raise UnlearnlabError(
                     f"Forget fraction {value} is outside (0, 1): give a fraction such as 0.1, or a whole "

@@ -1,7 +1,8 @@
 """Named presets: the baselines of baselines.md with their small-scale and reference defaults.
 
-``defaults`` are the small-scale values (digits / CPU; baselines.md "Small"); see docs/methods.md for how the
-digits values were calibrated. ``reference`` holds the paper's CIFAR-10 / ResNet-18 values
+``defaults`` are the small-scale values (digits / CPU; baselines.md "Small"), calibrated once by
+``scripts/calibrate_digits.py`` (listed value × {1/3, 1, 3}, 3 seeds, Avg.Gap on D_val; docs/methods.md
+records the grid). ``reference`` holds the paper's CIFAR-10 / ResNet-18 values
 (``profile="reference"``). Every iterative preset shares the optimisation keys of :data:`SGD_KEYS`.
 """
 
@@ -54,7 +55,8 @@ def _retrain(h: dict[str, Any], num_classes: int) -> Retrain:
 
 
 @register_method("ft", family="— | CE_r × joint", paper=L1, forgets=False,
-                 summary="Fine-tune on D_r with cross-entropy.", defaults=SGD_KEYS, reference=REF_BATCH)
+                 summary="Fine-tune on D_r with cross-entropy.", defaults={**SGD_KEYS, "lr": 0.03},
+                 reference={"lr": 0.01, **REF_BATCH})
 def _ft(h: dict[str, Any], num_classes: int) -> IterativeUnlearner:
     return iterative(h, None, CrossEntropy(), Joint())
 
@@ -77,8 +79,8 @@ def _rl(h: dict[str, Any], num_classes: int) -> IterativeUnlearner:
 @register_method("neggrad-plus", family="−(1−β)·CE_f | β·CE_r × joint (paired batches)", paper=SCRUB,
                  aliases=("neggrad+", "neggrad"),
                  summary="β·CE on a retain batch minus (1−β)·CE on the next forget batch.",
-                 defaults={**SGD_KEYS, "momentum": 0.0, "weight_decay": 0.0, "beta": 0.95},
-                 reference={"epochs": 5, "momentum": 0.9, "weight_decay": 5e-4, **REF_BATCH})
+                 defaults={**SGD_KEYS, "lr": 0.03, "momentum": 0.0, "weight_decay": 0.0, "beta": 0.95},
+                 reference={"epochs": 5, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, **REF_BATCH})
 def _neggrad_plus(h: dict[str, Any], num_classes: int) -> IterativeUnlearner:
     beta = h["beta"]
     return iterative(h, NegativeCrossEntropy(), CrossEntropy(), Joint(retain_weight=beta, forget_weight=1 - beta))
@@ -86,7 +88,7 @@ def _neggrad_plus(h: dict[str, Any], num_classes: int) -> IterativeUnlearner:
 
 @register_method("l1-sparse", family="— | CE_r × joint + decaying ℓ1", paper=L1,
                  summary="Fine-tuning plus α_e·‖θ‖₁, α_e decaying linearly per epoch.",
-                 defaults={**SGD_KEYS, "alpha": 5e-4, "no_l1_epochs": 0},
+                 defaults={**SGD_KEYS, "alpha": 2e-3, "no_l1_epochs": 0},
                  reference={"alpha": 1e-4, **REF_BATCH})
 def _l1_sparse(h: dict[str, Any], num_classes: int) -> IterativeUnlearner:
     return iterative(h, None, CrossEntropy(), Joint(), l1=h["alpha"], no_l1_epochs=h["no_l1_epochs"])
@@ -94,7 +96,7 @@ def _l1_sparse(h: dict[str, Any], num_classes: int) -> IterativeUnlearner:
 
 @register_method("salun", family="RL_f | CE_r × alternate[shared] + saliency mask", paper=SALUN,
                  summary="RL restricted to the 50 % most forget-salient weights (exact mask, both phases).",
-                 defaults={**SGD_KEYS, "mask_fraction": 0.5},
+                 defaults={**SGD_KEYS, "lr": 0.01 / 3, "mask_fraction": 0.5},
                  reference={"lr": 0.013, **REF_BATCH})
 def _salun(h: dict[str, Any], num_classes: int) -> IterativeUnlearner:
     return iterative(h, RandomLabelCE(num_classes), CrossEntropy(), Alternate(),
@@ -117,7 +119,7 @@ register_method(
     "scrub", family="−KL_1 | CE_r + 0.5·KL_1 × alternate[shared]", paper=SCRUB + " as run by DualOptim code",
     aliases=("scrub-dualoptim",),
     summary="Max phase (away from the teacher on D_f) then min phase (CE + KL to the teacher on D_r).",
-    defaults={**SGD_KEYS, "epochs": 5, "lr": 5e-3, **SCRUB_KEYS},
+    defaults={**SGD_KEYS, "epochs": 5, "lr": 1.5e-2, **SCRUB_KEYS},
     reference={"epochs": 10, "lr": 0.01, **REF_BATCH},
 )(_scrub)
 
