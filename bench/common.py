@@ -32,8 +32,23 @@ def limit_threads(n: int = 1) -> None:
 
 def sync(device: torch.device | None = None) -> None:
     """Wait for queued CUDA work (no-op on CPU)."""
-    if torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda"):
+    if device is not None and torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def clock(kind: str = "wall") -> Callable[[], float]:
+    """``"wall"``: :func:`time.perf_counter` (the default); ``"cpu"``: :func:`time.process_time`.
+
+    The CPU clock counts only the time this process ran, so on a *shared CPU machine* it excludes time spent
+    waiting for a core (it still includes cache/memory-bandwidth interference). Never use it on CUDA: GPU time
+    is not process CPU time.
+    """
+    if kind not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {kind!r}")
+    return CLOCKS[kind]
 
 
 def interleaved_timings(
@@ -42,16 +57,17 @@ def interleaved_timings(
     warmup: int = 1,
     device: torch.device | None = None,
     log: Callable[[str], None] | None = None,
+    timer: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Time every candidate ``repeats`` times, round-robin, order rotated each repeat.
 
     Repeat ``r`` runs the candidates starting from the ``r``-th one (``r mod k``), so no candidate always
     runs first or right after a particular other one. ``warmup`` extra rounds run first and are discarded.
 
-    Each call is timed with :func:`time.perf_counter`, with a CUDA synchronise before and after when CUDA
-    is present. A candidate may instead return a number: it is then taken as the seconds it measured itself
-    (e.g. ``UnlearnResult.seconds``, which excludes the library's own warm-up steps), and the wall time is
-    ignored.
+    Each call is timed with ``timer`` (:func:`time.perf_counter` by default; see :func:`clock`), with a CUDA
+    synchronise before and after when the device is CUDA. A candidate may instead return a number: it is then
+    taken as the seconds it measured itself (e.g. ``UnlearnResult.seconds``, which excludes the library's own
+    warm-up steps), and the outer measurement is ignored.
     """
     names = list(fns)
     out: dict[str, list[float]] = {n: [] for n in names}
@@ -61,11 +77,11 @@ def interleaved_timings(
         order = names[r % k:] + names[: r % k] if k else []
         for name in order:
             sync(dev)
-            start = time.perf_counter()
+            start = timer()
             measured = fns[name]()
             sync(dev)
-            wall = time.perf_counter() - start
-            seconds = float(measured) if isinstance(measured, (int, float)) else wall
+            outer = timer() - start
+            seconds = float(measured) if isinstance(measured, (int, float)) else outer
             if r >= 0:
                 out[name].append(seconds)
             if log is not None:

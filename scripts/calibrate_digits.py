@@ -24,7 +24,11 @@ from unlearnlab.evaluation import evaluate
 from unlearnlab.methods import get_method
 from unlearnlab.training import Recipe, train
 
-GRIDS = {"l1-sparse": ("alpha", (1e-4, 5e-4, 2e-3))}
+#: DualOptim η_f: dualoptim §7's AdamW grid, widened both ways (digits: 3 forget batches per epoch)
+DUALOPTIM_ETA_F = ("forget_lr", (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))
+GRIDS = {"l1-sparse": ("alpha", (1e-4, 5e-4, 2e-3)),
+         **{f"{host}+dualoptim{kind}": DUALOPTIM_ETA_F
+            for host in ("rl", "salun", "scrub", "neggrad-plus", "ga") for kind in ("", "-shared")}}
 FACTORS = (1 / 3, 1.0, 3.0)
 
 
@@ -57,7 +61,7 @@ def main() -> None:
     refs = {s: evaluate(trained(cache, "retrain", t, args.model, s), validation_task(t)) for s, t in tasks.items()}
     for method in args.methods.split(","):
         info = get_method(method)
-        key, values = GRIDS.get(method, ("lr", tuple(info.defaults["lr"] * f for f in FACTORS)))
+        key, values = GRIDS[method] if method in GRIDS else ("lr", tuple(info.defaults["lr"] * f for f in FACTORS))
         print(f"\n{method}: {key} grid (default {info.defaults[key]:.4g}), Avg.Gap on D_val, seeds {seeds}")
         best = None
         for value in values:

@@ -10,14 +10,14 @@
 
 __version__ = "0.1.0"
 
-from unlearnlab import models  # noqa: E402
-from unlearnlab.api import UnlearnResult, unlearn  # noqa: E402
-from unlearnlab.data import ForgetTask, TensorData, list_datasets, load_dataset, make_task  # noqa: E402
-from unlearnlab.errors import DivergenceError, UnlearnlabError  # noqa: E402
-from unlearnlab.evaluation import Evaluation, evaluate  # noqa: E402
-from unlearnlab.methods import get_method, list_methods, register_method  # noqa: E402
-from unlearnlab.metrics import list_metrics  # noqa: E402
-from unlearnlab.training import Recipe, train  # noqa: E402
+from unlearnlab import models
+from unlearnlab.api import UnlearnResult, unlearn
+from unlearnlab.data import ForgetTask, TensorData, list_datasets, load_dataset, make_task
+from unlearnlab.errors import DivergenceError, UnlearnlabError
+from unlearnlab.evaluation import Evaluation, evaluate
+from unlearnlab.methods import get_method, list_methods, register_method
+from unlearnlab.metrics import list_metrics
+from unlearnlab.training import Recipe, train
 
 __all__ = [
     "DivergenceError", "Evaluation", "ForgetTask", "Recipe", "TensorData", "UnlearnResult", "UnlearnlabError",

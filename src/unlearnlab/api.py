@@ -20,7 +20,7 @@ from unlearnlab.data.forget import ForgetTask
 from unlearnlab.data.inputs import as_tensor_data, check_labels
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods import RunContext, UnlearnData, get_method
-from unlearnlab.training import CountingHooks, Counters
+from unlearnlab.training import Counters, CountingHooks
 
 WARMUP_STEPS = 3
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -20,7 +21,7 @@ out_console = Console()
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/bold red] {err}")
+    console.print(f"[bold red]error:[/bold red] {escape(str(err))}")
     raise typer.Exit(2)
 
 
@@ -97,7 +98,8 @@ def run(
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="The --out folder of `unlearnlab run`.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown | latex | csv | all (writes files)")] = "markdown",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="markdown | latex | csv | all (writes files)")]
+    = "markdown",
 ) -> None:
     """Re-render the tables of a run folder from its results database."""
     from unlearnlab.bench.runner import report as render
@@ -123,7 +125,7 @@ def methods(pattern: Annotated[str | None, typer.Argument(help="Shell-style filt
         cells = [label, info.family, info.paper]
         if defaults:
             cells.append(", ".join(f"{k}={v}" for k, v in info.defaults.items()))
-        table.add_row(*cells)
+        table.add_row(*map(escape, cells))  # "alternate[shared]" is text, not a rich style tag
     out_console.print(table)
 
 

@@ -28,10 +28,11 @@ from torch import nn
 
 from unlearnlab.data.tensors import TensorData, iterate
 from unlearnlab.errors import DivergenceError, UnlearnlabError
+from unlearnlab.optim import Lion
 from unlearnlab.utils import torch_generator
 
 SCHEDULES = ("constant", "multistep", "cosine", "onecycle")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lion")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,23 @@ class Recipe:
         if unknown:
             raise UnlearnlabError(f"Unknown recipe key(s) {sorted(unknown)}: allowed keys are {sorted(known)}.")
         d = dict(d)
+        defaults = cls()
+        for key, value in d.items():  # type-check against the defaults: a YAML "five" must not reach a comparison
+            default = getattr(defaults, key)
+            if key == "milestones":
+                ok = isinstance(value, (list, tuple)) and all(
+                    isinstance(m, int) and not isinstance(m, bool) for m in value)
+            elif isinstance(default, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, type(default)) and not isinstance(value, bool)
+            if not ok:
+                raise UnlearnlabError(f"Recipe key {key!r} expects a {type(default).__name__} "
+                                      f"(default {default!r}), got {value!r}.")
+            if isinstance(default, float):
+                d[key] = float(value)
         if "milestones" in d:
             d["milestones"] = tuple(d["milestones"])
         return cls(**d)
@@ -113,14 +131,19 @@ def lr_multiplier(schedule: str, step: int, total_steps: int, steps_per_epoch: i
 
 def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict], name: str, lr: float,
                     momentum: float = 0.0, weight_decay: float = 0.0,
-                    betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
-    """SGD (coupled decay, momentum), Adam (coupled decay) or AdamW (decoupled decay)."""
+                    betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
+    """SGD (coupled decay, momentum), Adam (coupled decay), AdamW or Lion (decoupled decay).
+
+    ``betas=None`` takes the optimizer's own default: (0.9, 0.999) for Adam/AdamW, (0.9, 0.99) for Lion
+    (:class:`unlearnlab.optim.Lion`).
+    """
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    if name in ("adam", "adamw"):
+        kind = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return kind(params, lr=lr, betas=betas or (0.9, 0.999), weight_decay=weight_decay)
+    if name == "lion":
+        return Lion(params, lr=lr, betas=betas or (0.9, 0.99), weight_decay=weight_decay)
     raise UnlearnlabError(f"Unknown optimizer {name!r}: use one of {', '.join(OPTIMIZERS)}.")
 
 

@@ -7,6 +7,7 @@ is evaluated as code.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,20 @@ from typing import Any
 import yaml
 
 from unlearnlab.errors import UnlearnlabError, unknown_name
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float (YAML 1.1 needs ``1.0e-3``, else a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: nothing is evaluated as code
+
 
 DEFAULT_METHODS = ("retrain", "ft", "ga", "rl", "neggrad-plus", "l1-sparse", "salun", "scrub")
 
@@ -111,7 +126,7 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.exists():
         raise UnlearnlabError(f"Config file {path} does not exist.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = _yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise UnlearnlabError(f"Config file {path} is not valid YAML: {err}") from None
     return from_dict(data)
@@ -123,4 +138,4 @@ def parse_assignment(text: str) -> tuple[str, str, Any]:
     method, dot, key = lhs.partition(".")
     if not sep or not dot or not method or not key:
         raise UnlearnlabError(f"--set {text!r}: use METHOD.KEY=VALUE, e.g. --set salun.lr=0.02.")
-    return method.strip(), key.strip(), yaml.safe_load(rhs)
+    return method.strip(), key.strip(), _yaml(rhs)

@@ -64,7 +64,8 @@ def plan(config: RunConfig) -> Plan:
     hparams = {m: get_method(m).resolve(config.hparams.get(m), config.profile) for m in config.methods}
     device = torch.device(config.device) if config.device else default_device()
     task = make_task(config.dataset, config.forget, config.seeds[0], device="cpu", root=config.root)
-    recipe = Recipe.default(task).replace(**config.recipe) if config.recipe else Recipe.default(task)
+    base = Recipe.default(task)
+    recipe = Recipe.from_dict({**base.to_dict(), **config.recipe}) if config.recipe else base  # validates keys
     check_output_size(create(config.model, task), task.input_shape, task.num_classes)
     task_key = f"{config.dataset}|{config.model}|{config.forget}|recipe={recipe.hash}|{config.profile}"
     protocol = f"{protocol_name(config.dataset, ForgetSpec.parse(config.forget))} v1"
@@ -73,8 +74,9 @@ def plan(config: RunConfig) -> Plan:
 
 def protocol_name(dataset: str, spec: ForgetSpec) -> str:
     """``digits-random10`` for random 10 %, ``digits-class3`` for class 3, else ``<dataset>-<spec>``."""
-    if spec.kind == "random" and spec.fraction is not None and round(spec.fraction * 100, 6) == int(spec.fraction * 100):
-        return f"{dataset}-random{int(round(spec.fraction * 100))}"
+    percent = None if spec.fraction is None else round(spec.fraction * 100, 6)
+    if spec.kind == "random" and percent is not None and percent == int(percent):
+        return f"{dataset}-random{int(percent)}"
     if spec.kind == "class":
         return f"{dataset}-class{'-'.join(map(str, spec.classes))}"
     return f"{dataset}-{spec}"

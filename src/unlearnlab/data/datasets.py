@@ -126,4 +126,4 @@ def _load_digits(root: Path | None = None, download: bool = False) -> ImageDatas
     )
 
 
-from unlearnlab.data import formats as _formats  # noqa: F401  (registers the standard datasets)
+from unlearnlab.data import formats as _formats  # noqa: E402,F401  (registers the standard datasets)

@@ -133,7 +133,7 @@ def _hash(header: str, *arrays: np.ndarray) -> str:
 def _forget_positions(spec: ForgetSpec, y_train: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
     n = len(y_train)
     if spec.kind == "random":
-        n_f = spec.count if spec.count is not None else int(round(spec.fraction * n))
+        n_f = spec.count if spec.count is not None else round(spec.fraction * n)
         if n_f < 1:
             raise UnlearnlabError(
                 f"The forget set is empty: {spec} of {n} training samples rounds to 0. "

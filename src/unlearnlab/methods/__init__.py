@@ -1,6 +1,8 @@
 """Unlearning methods: registry, objectives, update rules, masks and presets."""
 
 from unlearnlab.methods import presets as _presets  # noqa: F401  (registers the presets)
+from unlearnlab.methods import presets_dualoptim as _presets_dualoptim  # noqa: F401
+from unlearnlab.methods import presets_eupmu as _presets_eupmu  # noqa: F401
 from unlearnlab.methods.base import RunContext, UnlearnData, Unlearner
 from unlearnlab.methods.registry import MethodInfo, get_method, list_methods, register_method
 

@@ -63,7 +63,7 @@ def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
         return value
     elif kind is tuple and isinstance(value, (list, tuple)):
         return tuple(value)
-    elif isinstance(value, kind):
+    elif isinstance(value, kind) and not isinstance(value, bool):  # True is an int to Python, not an epoch count
         return value
     raise UnlearnlabError(
         f"{method}: hyperparameter {key!r} expects a {kind.__name__} (default {default!r}), got {value!r}."
