@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import yaml
+from rich.markup import escape
 from torch import nn
 
 from unlearnlab import __version__
@@ -152,10 +153,10 @@ def _run_cell(store: ResultStore, p: Plan, task: ForgetTask, method: str, seed: 
         store.finish(key, "done", scores.metrics, scores.definitions, stats)
     except DivergenceError as err:
         store.finish(key, "diverged", {}, {}, {}, error=str(err))
-        log(f"[yellow]{label}: diverged[/yellow] — {err}")
+        log(f"[yellow]{label}: diverged[/yellow] — {escape(str(err))}")
     except Exception as err:  # a method error is the row's status; the grid goes on
         store.finish(key, "failed", {}, {}, {}, error="".join(traceback.format_exception(err))[-4000:])
-        log(f"[red]{label}: failed[/red] — {type(err).__name__}: {err}")
+        log(f"[red]{label}: failed[/red] — {type(err).__name__}: {escape(str(err))}")
     progress(label, 1.0)
 
 

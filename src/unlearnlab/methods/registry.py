@@ -41,7 +41,7 @@ class MethodInfo:
             params.update(self.reference)
         for key, value in (overrides or {}).items():
             if key not in self.defaults:
-                raise unknown_name(f"hyperparameter of {self.name}", key, self.defaults,
+                raise unknown_name(f"{self.name} hyperparameter", key, self.defaults,
                                    f"unlearnlab methods {self.name}")
             params[key] = _coerce(self.name, key, value, self.defaults[key])
         return params
