@@ -22,6 +22,11 @@ class Objective(ABC):
     needs_teacher = False
     teacher: nn.Module | None = None
 
+    @property
+    def can_be_negative(self) -> bool:
+        """Whether the loss can be ≤ 0 (a log transform of it is then undefined; EUPMU checks this)."""
+        return False
+
     @abstractmethod
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: RunContext) -> torch.Tensor:
         """The batch loss to minimise."""
@@ -38,6 +43,8 @@ class CrossEntropy(Objective):
 @dataclass
 class NegativeCrossEntropy(Objective):
     """−CE(f(x), y) with the true labels: gradient ascent (GA, NegGrad+ forget side)."""
+
+    can_be_negative = True  # type: ignore[assignment]
 
     def __call__(self, model, x, y, ctx):
         return -F.cross_entropy(model(x), y)
@@ -69,6 +76,10 @@ class TeacherKL(Objective):
     temperature: float = 1.0
     sign: float = -1.0
     needs_teacher = True
+
+    @property
+    def can_be_negative(self) -> bool:
+        return self.sign < 0
 
     def __call__(self, model, x, y, ctx):
         with torch.no_grad():

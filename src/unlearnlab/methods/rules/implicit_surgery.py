@@ -36,18 +36,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unlearnlab.methods.objectives import NegativeCrossEntropy, Objective, TeacherKL
+from unlearnlab.methods.objectives import Objective
 from unlearnlab.methods.rules.base import Job, Rule
 from unlearnlab.methods.rules.surgery import paired_batches, retain_objective
 
 TRANSFORMS = ("log", "identity")
 WEIGHTINGS = ("additive", "convex")
 SIGNAL_MODES = ("frozen_bn", "eval", "reference")
-
-
-def can_be_negative(objective: Objective) -> bool:
-    """Whether an objective's value can be ≤ 0 (gradient ascent, moving away from a teacher)."""
-    return isinstance(objective, NegativeCrossEntropy) or (isinstance(objective, TeacherKL) and objective.sign < 0)
 
 
 def transform(kind: str, x: torch.Tensor, offset: float, name: str) -> torch.Tensor:
@@ -204,7 +199,7 @@ class ImplicitSurgery(Rule):
         uses_log = {"forget": self.objective_transform == "log",
                     "retain": "log" in (self.objective_transform, self.signal_transform)}
         for side, objective in (("forget", forget), ("retain", retain)):
-            if uses_log[side] and self.log_offset >= 0 and can_be_negative(objective):
+            if uses_log[side] and self.log_offset >= 0 and objective.can_be_negative:
                 raise ValueError(
                     f"The {side} objective {type(objective).__name__} can be negative, so the log transform is "
                     "undefined for it: use objective_transform='identity' (and signal_transform='identity' for a "
