@@ -28,7 +28,8 @@ from unlearnlab.training import Recipe, train
 DUALOPTIM_ETA_F = ("forget_lr", (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2))
 GRIDS = {"l1-sparse": ("alpha", (1e-4, 5e-4, 2e-3)),
          **{f"{host}+dualoptim{kind}": DUALOPTIM_ETA_F
-            for host in ("rl", "salun", "scrub", "neggrad-plus", "ga") for kind in ("", "-shared")}}
+            for host in ("rl", "salun", "scrub", "neggrad-plus", "ga", "sfron") for kind in ("", "-shared")},
+         "iu": ("alpha", (0.03, 0.1, 0.3, 1.0, 3.0))}
 FACTORS = (1 / 3, 1.0, 3.0)
 
 

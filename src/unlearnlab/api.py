@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unlearnlab.certify.certificate import Certificate
 from unlearnlab.data.forget import ForgetTask
 from unlearnlab.data.inputs import as_tensor_data, check_labels
 from unlearnlab.errors import UnlearnlabError
@@ -138,4 +139,6 @@ def unlearn(
         seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) if cuda else None
     work.eval()
-    return UnlearnResult(work, info.name, params, seconds, ctx.counters, stats, peak)
+    cert = stats.pop("certificate", None)
+    certificate = Certificate.from_dict(cert) if cert else None
+    return UnlearnResult(work, info.name, params, seconds, ctx.counters, stats, peak, certificate)

@@ -150,8 +150,14 @@ def _method_groups(rows: Sequence[Row]) -> dict[str, list[Row]]:
     for row in rows:
         several = len(configs[row["method"]]) > 1
         label = f"{row['method']} [{row['config_hash'][:8]}]" if several else row["method"]
-        groups.setdefault(label, []).append(row)
+        groups.setdefault(label + _guarantee(row), []).append(row)
     return groups
+
+
+def _guarantee(row: Row) -> str:
+    """`` (ε=…, δ=…)`` for a row whose method shipped a certificate, else empty."""
+    cert = (row.get("stats") or {}).get("certificate")
+    return f" (ε={cert['epsilon']:.3g}, δ={cert['delta']:.3g})" if cert else ""
 
 
 def _status_counts(rows: Sequence[Row]) -> dict[str, int]:

@@ -22,7 +22,7 @@ from torch import nn
 
 from unlearnlab import __version__
 from unlearnlab.api import unlearn
-from unlearnlab.bench.cache import ModelCache, default_cache_dir
+from unlearnlab.bench.cache import ModelCache, default_cache_dir, save_checkpoint
 from unlearnlab.bench.config import RunConfig
 from unlearnlab.bench.report import render_all, write_reports
 from unlearnlab.bench.store import ResultStore, config_hash, run_key
@@ -148,6 +148,13 @@ def _run_cell(store: ResultStore, p: Plan, task: ForgetTask, method: str, seed: 
         else:
             res = unlearn(original, task, method=method, seed=seed, progress=lambda f: progress(label, f), **hp)
             result_model, seconds, counters, extra = res.model, res.seconds, res.counters.as_dict(), res.stats
+            if res.certificate is not None:  # ship the certified model with its verifiable certificate
+                model_path = Path(p.config.out) / "models" / f"{method}-seed{seed}.pt"
+                save_checkpoint(model_path, res.model, {"method": method, "seed": seed, "hparams": hp,
+                                                        "split_hash": task.split_hash, "model": p.config.model})
+                path = res.certificate.save(model_path)
+                extra = {**extra, "certificate": {"epsilon": res.certificate.epsilon,
+                                                  "delta": res.certificate.delta, "file": str(path)}}
         scores = evaluate(result_model, task, reference if method != "retrain" else None, p.config.primary_mia)
         stats = {"rte_minutes": seconds / 60.0, "seconds": seconds, **counters, **extra}
         store.finish(key, "done", scores.metrics, scores.definitions, stats)

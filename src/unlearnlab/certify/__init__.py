@@ -1,0 +1,61 @@
+"""Certified unlearning: accountants (pure float64 functions + stateful wrappers) and certificates."""
+
+from unlearnlab.certify.accountant import (
+    CONVERSION,
+    HOCKEY_NAME,
+    HOCKEY_VERSION,
+    PABI_NAME,
+    PABI_VERSION,
+    GCPlan,
+    HockeyStickAccountant,
+    PabiRdpAccountant,
+    gaussian_analytic_sigma,
+    gaussian_classic_sigma,
+    gc_calibrate,
+    gc_epsilon,
+    gc_rho,
+    gc_shift,
+    gc_sigma_for_rho,
+    gc_T_rule,
+    gc_weight,
+    mc_sigma,
+    mc_steps,
+    mc_trajectory,
+    mironov_epsilon,
+    rdp_epsilon,
+    rdp_to_dp,
+    rho_for_epsilon,
+    theta,
+)
+
+__all__ = [
+    "CONVERSION",
+    "HOCKEY_NAME",
+    "HOCKEY_VERSION",
+    "PABI_NAME",
+    "PABI_VERSION",
+    "GCPlan",
+    "HockeyStickAccountant",
+    "PabiRdpAccountant",
+    "gaussian_analytic_sigma",
+    "gaussian_classic_sigma",
+    "gc_T_rule",
+    "gc_calibrate",
+    "gc_epsilon",
+    "gc_rho",
+    "gc_shift",
+    "gc_sigma_for_rho",
+    "gc_weight",
+    "mc_sigma",
+    "mc_steps",
+    "mc_trajectory",
+    "mironov_epsilon",
+    "rdp_epsilon",
+    "rdp_to_dp",
+    "rho_for_epsilon",
+    "theta",
+]
+
+from unlearnlab.certify.certificate import SCHEMA, Certificate, CertificateError, certificate_path
+
+__all__ += ["SCHEMA", "Certificate", "CertificateError", "certificate_path"]
