@@ -367,7 +367,8 @@ def test_real_divergence_from_a_huge_learning_rate_is_a_diverged_row(grid, tmp_p
     result = invoke("run", "--config", grid.config, "--methods", "ga", "--seeds", "1", "--set", "ga.lr=1e30",
                     "--out", out)
     assert result.exit_code == 0, result.output
-    assert [r["status"] for r in rows(out)] == ["diverged"]
+    # retrain, the reference of every gap, always runs first
+    assert [(r["method"], r["status"]) for r in rows(out)] == [("retrain", "done"), ("ga", "diverged")]
 
 
 def test_scientific_notation_is_a_number_in_flags_and_config_files(grid, tmp_path: Path, monkeypatch):
@@ -379,7 +380,7 @@ def test_scientific_notation_is_a_number_in_flags_and_config_files(grid, tmp_pat
     result = invoke("run", "--config", config, "--methods", "ft,rl", "--seeds", "1", "--set", "rl.lr=2e-2",
                     "--out", out)
     assert result.exit_code == 0, result.output
-    got = {r["method"]: r["config"]["hparams"]["lr"] for r in rows(out)}
+    got = {r["method"]: r["config"]["hparams"]["lr"] for r in rows(out) if r["method"] != "retrain"}
     assert got == {"ft": 3e-3, "rl": 2e-2}
 
 
@@ -454,3 +455,19 @@ def test_default_grid_end_to_end(tmp_path: Path, cache_dir: Path):
     assert abs(retrain["ua"] - (100.0 - retrain["ta"])) < 5.0
     assert retrain["ta"] > 90.0
     assert table_methods((out / "table.md").read_text())[0] == "retrain"
+
+
+def test_retrain_is_always_the_first_row_and_aliases_are_canonical(grid, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("UNLEARNLAB_CACHE", str(grid.cache))
+    out = tmp_path / "out"
+    result = invoke("run", "--config", grid.config, "--methods", "neggrad+", "--seeds", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert [r["method"] for r in rows(out)] == ["retrain", "neggrad-plus"]
+
+
+def test_hyperparameters_for_the_benchmark_retrain_are_refused(grid, tmp_path: Path):
+    out = tmp_path / "out"
+    result = invoke("run", "--config", grid.config, "--set", "retrain.epochs=3", "--out", out)
+    assert result.exit_code == 2 and "recipe" in result.output
+    assert not out.exists()
+

@@ -83,6 +83,22 @@ def test_method_runs_and_changes_parameters(method, runs, trained_mlp):
     assert all(torch.equal(a, b) for a, b in zip(before, trained_mlp.parameters())), "original was modified"
 
 
+@pytest.fixture(scope="module")
+def trained_cnn(digits_task) -> nn.Module:
+    """The small CNN (convolutions, global mean pool) trained briefly on digits."""
+    model = ul.models.create("small_cnn", digits_task, seed=1)
+    ul.train(model, digits_task.train, ul.Recipe.default(digits_task).replace(epochs=8))
+    return model.eval()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_method_runs_on_the_small_cnn(method, trained_cnn, digits_task):
+    res = ul.unlearn(trained_cnn, digits_task, method=method, seed=1, **fast(method))
+    assert not same_params(res.model, trained_cnn)
+    row = ul.evaluate(res.model, digits_task)
+    assert all(math.isfinite(v) for v in row.metrics.values()), row.metrics
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_method_returns_model_in_eval_mode_with_cost_counters(method, runs):
     res = runs(method)

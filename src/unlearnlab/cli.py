@@ -66,14 +66,15 @@ def run(
             threads=threads, methods=parse_methods(methods) if methods else None,
             seeds=parse_seeds(seeds) if seeds else None, cache=False if no_cache else None, hparams=hparams,
         )
-        plan(cfg)
+        grid_plan = plan(cfg)
     except UnlearnlabError as err:
         _fail(err)
     console.print(f"[bold]unlearnlab {__version__}[/bold] · {cfg.dataset} · {cfg.model} · forget {cfg.forget} · "
-                  f"methods {', '.join(cfg.methods)} · seeds {', '.join(map(str, cfg.seeds))} → {cfg.out}")
+                  f"methods {', '.join(grid_plan.methods)} · seeds {', '.join(map(str, cfg.seeds))} → {cfg.out}")
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bars:
-        grid = bars.add_task("grid", total=len(cfg.methods) * len(cfg.seeds))
+        cells = len(grid_plan.methods) * len(cfg.seeds)
+        grid = bars.add_task("grid", total=cells)
         current: dict[str, Any] = {}
 
         def progress(label: str, fraction: float) -> None:
@@ -83,14 +84,11 @@ def run(
                 current.clear()
                 current[label] = bars.add_task(label, total=100)
             bars.update(current[label], completed=round(100 * fraction))
-            if fraction >= 1.0 and "seed" in label and not label.startswith(("original", "retrain (")):
-                bars.advance(grid)
 
         try:
-            markdown = run_grid(cfg, progress, log=console.print)
+            markdown = run_grid(cfg, progress, log=console.print, cell_done=lambda: bars.advance(grid))
         except UnlearnlabError as err:
             _fail(err)
-        bars.update(grid, completed=len(cfg.methods) * len(cfg.seeds))
     out_console.print(markdown, soft_wrap=True, markup=False, highlight=False)
     console.print(f"Saved {cfg.out}/table.md, table.csv, table.tex and results.sqlite.")
 

@@ -45,6 +45,8 @@ class Plan:
 
     config: RunConfig
     recipe: Recipe
+    #: canonical method names, ``retrain`` (the reference of every gap) first
+    methods: tuple[str, ...]
     hparams: dict[str, dict[str, Any]]
     device: torch.device
     task_key: str
@@ -59,18 +61,25 @@ def plan(config: RunConfig) -> Plan:
         create(config.model)  # raises the unknown-name error with suggestions
     if config.primary_mia not in PRIMARY_MIAS:
         raise UnlearnlabError(f"primary_mia {config.primary_mia!r}: use one of {', '.join(PRIMARY_MIAS)}.")
-    unknown = set(config.hparams) - set(config.methods)
+    canonical = {m: get_method(m).name for m in config.methods}  # resolves aliases, rejects unknown names
+    methods = tuple(dict.fromkeys(("retrain", *canonical.values())))
+    given = {get_method(m).name: v for m, v in config.hparams.items()}
+    unknown = set(given) - set(methods)
     if unknown:
         raise UnlearnlabError(f"hparams given for {sorted(unknown)}, which are not in methods {list(config.methods)}.")
-    hparams = {m: get_method(m).resolve(config.hparams.get(m), config.profile) for m in config.methods}
+    if "retrain" in given:
+        raise UnlearnlabError("The benchmark's retrain uses the original model's recipe: set `recipe:` in the "
+                              "config (e.g. recipe: {epochs: 30}) instead of hparams for retrain.")
     device = torch.device(config.device) if config.device else default_device()
     task = make_task(config.dataset, config.forget, config.seeds[0], device="cpu", root=config.root)
     base = Recipe.default(task)
     recipe = Recipe.from_dict({**base.to_dict(), **config.recipe}) if config.recipe else base  # validates keys
     check_output_size(create(config.model, task), task.input_shape, task.num_classes)
+    hparams = {m: get_method(m).resolve(given.get(m), config.profile) for m in methods if m != "retrain"}
+    hparams["retrain"] = recipe.to_dict()
     task_key = f"{config.dataset}|{config.model}|{config.forget}|recipe={recipe.hash}|{config.profile}"
     protocol = f"{protocol_name(config.dataset, ForgetSpec.parse(config.forget))} v1"
-    return Plan(config, recipe, hparams, device, task_key, protocol)
+    return Plan(config, recipe, methods, hparams, device, task_key, protocol)
 
 
 def protocol_name(dataset: str, spec: ForgetSpec) -> str:
@@ -93,7 +102,7 @@ def _trained(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed: int,
 
     def fit(m: nn.Module) -> dict[str, Any]:
         stats = train(m, data, p.recipe, seed=seed,
-                      progress=lambda done, total: progress(f"{kind} (seed {seed})", done / total))
+                      progress=lambda done, total: progress(f"training {kind} (seed {seed})", done / total))
         return {"seconds": stats.seconds, "device": str(p.device), **stats.counters.as_dict()}
 
     meta, _ = cache.get_or_train(identity, model, fit)
@@ -101,8 +110,13 @@ def _trained(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed: int,
     return model, meta
 
 
-def run_grid(config: RunConfig, progress: Progress | None = None, log: Callable[[str], None] = print) -> str:
-    """Run (or resume) the grid of ``config``; returns the Markdown table (also written to the out dir)."""
+def run_grid(config: RunConfig, progress: Progress | None = None, log: Callable[[str], None] = print,
+             cell_done: Callable[[], None] | None = None) -> str:
+    """Run (or resume) the grid of ``config``; returns the Markdown table (also written to the out dir).
+
+    ``progress(label, fraction)`` follows the current training or method run; ``cell_done()`` is called once
+    per grid cell (method × seed), finished now or earlier.
+    """
     p = plan(config)
     progress = progress or (lambda label, fraction: None)
     if config.threads:
@@ -122,8 +136,10 @@ def run_grid(config: RunConfig, progress: Progress | None = None, log: Callable[
                 original, _ = _trained(cache, "original", task, p, 1, task.data_hash, progress)
             retrained, rmeta = _trained(cache, "retrain", task, p, seed, task.split_hash, progress)
             reference = evaluate(retrained, task, primary_mia=config.primary_mia)
-            for method in config.methods:
+            for method in p.methods:
                 _run_cell(store, p, task, method, seed, original, retrained, reference, rmeta, env, progress, log)
+                if cell_done is not None:
+                    cell_done()
         markdown = write_reports(store, out)
     return markdown
 

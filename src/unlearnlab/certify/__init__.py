@@ -1,7 +1,11 @@
 """Certified unlearning: accountants (pure float64 functions + stateful wrappers) and certificates."""
 
 from unlearnlab.certify.accountant import (
+    CALIBRATIONS,
     CONVERSION,
+    GAUSSIAN_ANALYTIC_NAME,
+    GAUSSIAN_CLASSIC_NAME,
+    GAUSSIAN_VERSION,
     HOCKEY_NAME,
     HOCKEY_VERSION,
     PABI_NAME,
@@ -10,6 +14,7 @@ from unlearnlab.certify.accountant import (
     HockeyStickAccountant,
     PabiRdpAccountant,
     gaussian_analytic_sigma,
+    gaussian_calibrate,
     gaussian_classic_sigma,
     gc_calibrate,
     gc_epsilon,
@@ -29,7 +34,11 @@ from unlearnlab.certify.accountant import (
 )
 
 __all__ = [
+    "CALIBRATIONS",
     "CONVERSION",
+    "GAUSSIAN_ANALYTIC_NAME",
+    "GAUSSIAN_CLASSIC_NAME",
+    "GAUSSIAN_VERSION",
     "HOCKEY_NAME",
     "HOCKEY_VERSION",
     "PABI_NAME",
@@ -38,6 +47,7 @@ __all__ = [
     "HockeyStickAccountant",
     "PabiRdpAccountant",
     "gaussian_analytic_sigma",
+    "gaussian_calibrate",
     "gaussian_classic_sigma",
     "gc_T_rule",
     "gc_calibrate",

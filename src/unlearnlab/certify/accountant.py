@@ -25,6 +25,10 @@ PABI_VERSION = 1
 HOCKEY_NAME = "hockey-stick-contraction"
 HOCKEY_VERSION = 1
 CONVERSION = "ckst20-tight"
+GAUSSIAN_CLASSIC_NAME = "gaussian-classic"
+GAUSSIAN_ANALYTIC_NAME = "gaussian-analytic"
+GAUSSIAN_VERSION = 1
+CALIBRATIONS = ("auto", "classic", "analytic")
 
 _LN10 = math.log(10.0)
 _U_GRID = np.linspace(-6.0, 6.0, 4001)
@@ -359,6 +363,22 @@ def gaussian_analytic_sigma(epsilon: float, delta: float, sensitivity: float) ->
         else:
             lo = mid
     return math.exp(hi)
+
+
+def gaussian_calibrate(epsilon: float, delta: float, sensitivity: float,
+                       calibration: str = "auto") -> tuple[float, str]:
+    """(σ, accountant name) of a one-shot Gaussian mechanism with ℓ2 ``sensitivity`` (certified.md §8).
+
+    ``"auto"``: the classic σ where it is valid (ε ≤ 1, ``gaussian-classic``), the analytic σ otherwise
+    (``gaussian-analytic``); ``"analytic"``: analytic for every ε; ``"classic"``: classic, an error for ε > 1.
+    """
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration={calibration!r}: use one of {', '.join(CALIBRATIONS)}")
+    if not sensitivity > 0:
+        raise ValueError(f"sensitivity must be > 0 (got {sensitivity})")
+    if calibration == "classic" or (calibration == "auto" and 0 < epsilon <= 1):
+        return gaussian_classic_sigma(epsilon, delta, sensitivity), GAUSSIAN_CLASSIC_NAME
+    return gaussian_analytic_sigma(epsilon, delta, sensitivity), GAUSSIAN_ANALYTIC_NAME
 
 
 # ------------------------------------------------------------------------------ stateful accountants

@@ -112,6 +112,22 @@ class Certificate:
                                "package_version": _package_version()},
                    delta_trajectory=traj, **extra)
 
+    @classmethod
+    def output_perturbation(cls, *, method: str, epsilon: float, delta: float, C0: float, sigma: float,
+                            accountant: str, calibration: str = "auto", **extra: Any) -> Certificate:
+        """Certificate of output perturbation (certified.md §8): x = clip_{C0}(x̂) + N(0, σ²I), sensitivity 2C0.
+
+        ``accountant`` is ``gaussian-classic`` (valid for ε ≤ 1) or ``gaussian-analytic``; the certificate is
+        verified before it is returned (an insufficient σ raises :class:`CertificateError`).
+        """
+        consts = {"C0": C0, "C1": None, "C2": None, "gamma": None, "lambda": None, "sigma": sigma,
+                  "sigma0": None, "T": 0, "T_rule": None, "sensitivity": 2 * C0, "calibration": calibration}
+        cert = cls(method=method, variant="output_perturbation", epsilon=epsilon, delta=delta, constants=consts,
+                   accountant={"name": accountant, "version": acc.GAUSSIAN_VERSION,
+                               "package_version": _package_version()}, **extra)
+        cert.verify()
+        return cert
+
     # ------------------------------------------------------------------ (de)serialisation
     def state_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -187,7 +203,13 @@ class Certificate:
                     raise CertificateError(f"delta_T={traj[-1]:.4g} exceeds the certified delta={self.delta}")
             elif self.variant == "output_perturbation":
                 name = self.accountant.get("name")
+                if self.accountant.get("version", acc.GAUSSIAN_VERSION) != acc.GAUSSIAN_VERSION:
+                    raise CertificateError(f"unsupported {name!r} version {self.accountant.get('version')!r}")
                 sigma, sens = c["sigma"], 2 * c["C0"]
+                if not (sigma > 0 and sens > 0 and math.isfinite(sigma) and math.isfinite(sens)):
+                    raise CertificateError(f"output perturbation needs sigma > 0 and C0 > 0 (got {sigma}, {c['C0']})")
+                if c.get("sensitivity") is not None:
+                    self._expect("sensitivity", sens, c["sensitivity"])
                 if name == "gaussian-analytic":
                     if acc.theta(self.epsilon, sens / sigma) > self.delta * (1 + RTOL):
                         raise CertificateError("sigma too small for (epsilon, delta) under the analytic Gaussian")

@@ -1,10 +1,16 @@
-"""Certified unlearning presets (spec certified.md §3–§6, §9.6): ``certified-gradclip``, ``certified-modelclip``.
+"""Certified unlearning presets (spec certified.md §3–§6, §8, §9.6): ``certified-gradclip``,
+``certified-modelclip`` and the certified baseline ``output-perturbation``.
 
 Both are ``— | CE_r × noisy_clip``: a noisy clipped phase on D_r from the original model, an (ε, δ) certificate
 (:class:`unlearnlab.certify.Certificate`, returned as ``stats["certificate"]`` in ``state_dict`` form), then
 noise-free fine-tuning (SGD momentum 0, coupled wd 5e−4, linear one-cycle with peak ``lr``) for the rest of the
 ``epochs`` budget. Defaults are the scaled CPU variant (§9.6, digits, batch 32, E = 10); ``reference`` is the
 MNIST/CIFAR-10 batch 128.
+
+``output-perturbation`` (§8) is one-shot: x = clip_{C0}(x̂) + N(0, σ²I) with σ calibrated for sensitivity 2C0
+(classic Gaussian where valid, ε ≤ 1; analytic Gaussian above), then the same fine-tuning for the whole budget.
+The certified "retrain with the same budget" baseline is the ``retrain`` preset run with
+:func:`certified_retrain_recipe` (README: ``retrain`` = fresh init + the protocol's retrain recipe).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from unlearnlab.methods.iterative import IterativeUnlearner
 from unlearnlab.methods.objectives import CrossEntropy
 from unlearnlab.methods.registry import register_method
 from unlearnlab.methods.rules.noisy_clip import NoisyClip
+from unlearnlab.training import Recipe
 
 PAPER = "Certified unlearning for neural networks (Koloskova et al., ICML 2025)"
 
@@ -74,3 +81,38 @@ def _certified_modelclip(h: dict[str, Any], num_classes: int) -> CertifiedUnlear
                      gamma=h["gamma"], lam=h["lam"], sigma=h["sigma"], sigma0=h["sigma0"], T=h["T"],
                      frozen_params=h["frozen_params"], buffers=h["buffers"], method="certified-modelclip")
     return _build(h, rule)
+
+
+@register_method(
+    "output-perturbation", family="one-shot clip to C0 + Gaussian noise, then fine-tuning on D_r", paper=PAPER,
+    forgets=False,
+    summary="(ε, δ)-certified baseline: x = clip_C0(x̂) + N(0, σ²I), σ calibrated for sensitivity 2·C0 "
+            "(classic Gaussian for ε ≤ 1, analytic Gaussian above), then noise-free fine-tuning on D_r.",
+    defaults={"epochs": 10, "batch_size": 32, "lr": 0.1, "weight_decay": 5e-4, "epsilon": 1.0, "delta": 1e-5,
+              "C0": 0.01, "sigma": None, "calibration": "auto", "frozen_params": "none", "buffers": "reject"},
+    reference={**REFERENCE},
+)
+def _output_perturbation(h: dict[str, Any], num_classes: int) -> CertifiedUnlearner:
+    rule = NoisyClip(variant="output_perturbation", epsilon=h["epsilon"], delta=h["delta"], C0=h["C0"],
+                     sigma=h["sigma"], calibration=h["calibration"], T=0, frozen_params=h["frozen_params"],
+                     buffers=h["buffers"], method="output-perturbation")
+    return _build(h, rule)
+
+
+def certified_retrain_recipe(epochs: int = 10, batch_size: int = 32, lr: float = 0.1, weight_decay: float = 5e-4,
+                             augment: bool = False) -> Recipe:
+    """The certified "retrain with the same budget" recipe (certified.md §8, §6): budget E epochs over D_r.
+
+    Plain SGD (momentum 0), coupled weight decay 5e−4, linear one-cycle with peak ``lr`` over
+    N = E·⌈|D_r|/b⌉ steps: the same optimizer, batch, data and step count as the certified presets' budget.
+    Use it with the ``retrain`` preset (fresh init + this recipe on D_r)::
+
+        ul.unlearn(model, task, method="retrain", **certified_retrain_recipe(epochs=10).to_dict())
+
+    ``batch_size`` is 32 on digits (§9.6) and 128 on MNIST/CIFAR-10; ``augment`` must match the task's
+    training transforms. The lr shape is :mod:`unlearnlab.training`'s ``onecycle`` (1/25 → 1 at 30 %, then
+    linear to 1/(25·10⁴) at N), not the three-segment optax shape of §6 ((⌊0.85N⌋, p/25) knot): the
+    ``Recipe`` schedules have no exact equivalent.
+    """
+    return Recipe(optimizer="sgd", lr=lr, momentum=0.0, weight_decay=weight_decay, epochs=epochs,
+                  batch_size=batch_size, schedule="onecycle", augment=augment)

@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.base import RunContext, UnlearnData
 from unlearnlab.methods.iterative import IterativeUnlearner
+from unlearnlab.methods.objectives import Objective
 from unlearnlab.methods.registry import register_method
-from unlearnlab.methods.rules.min_norm import MinNorm, PaperLoss
+from unlearnlab.methods.rules.min_norm import MinNorm, PaperDistill, PaperLoss, PaperNPO, PaperWrongLabel
 
 MNOG = "MinNorm-OG (Block, Mokhtari, Shakkottai, NeurIPS 2025, arXiv 2505.22601)"
 
@@ -41,8 +43,8 @@ class PaperLoopUnlearner(IterativeUnlearner):
         return stats
 
 
-def loop(h: dict[str, Any], rule: MinNorm, forget: PaperLoss | None = None,
-         retain: PaperLoss | None = None) -> PaperLoopUnlearner:
+def loop(h: dict[str, Any], rule: MinNorm, forget: Objective | None = None,
+         retain: Objective | None = None) -> PaperLoopUnlearner:
     """The §4 loop with AdamW(η, wd) and J as the retain objective unless given."""
     return PaperLoopUnlearner(
         forget=forget, retain=retain or PaperLoss(h["task"], h["logit_clamp"]), rule=rule, epochs=h["epochs"],
@@ -87,7 +89,7 @@ def _mnog_ga(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
 
 
 @register_method(
-    "mnog/ngd", family="— | J_r × paper loop + gradient noise", paper=MNOG, forgets=False,
+    "mnog/ngd", family="— | J_r × paper loop + gradient noise", paper=MNOG, forgets=False, aliases=("ngd",),
     summary="Noisy GD: J(B_r), then N(0, σ²) added to every gradient entry before the AdamW step.",
     defaults={**LOOP_KEYS, "noise_std": 0.1}, reference=REFERENCE,
 )
@@ -97,6 +99,7 @@ def _mnog_ngd(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
 
 @register_method(
     "mnog/ridge", family="— | J_r + λ‖θ‖² × paper loop (λ decaying per step)", paper=MNOG, forgets=False,
+    aliases=("ridge",),
     summary="J(B_r) + λ·Σθ², λ_0 = reg_coef, λ ← reg_coef_decay·λ after every step; AdamW.",
     defaults={**LOOP_KEYS, "reg_coef": 0.1, "reg_coef_decay": 0.8}, reference=REFERENCE,
 )
@@ -132,3 +135,48 @@ def _mnog_l1(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
 )
 def _mnog_retrain(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     return loop(h, MinNorm(project=False, reinit=True, p_retain=h["p_retain"], task=h["task"]))
+
+
+@register_method(
+    "mnog/npo", family="NPO on D_f | — × paper loop (AdamW)", paper=MNOG, aliases=("npo",),
+    summary="NPO: Σ_heads (2/β)·mean log(1 + (π_θ(y|x)/π_θ*(y|x))^β) on each forget batch, β = reg_coef, "
+            "π the softmax probability of the true label, teacher θ* frozen in eval mode; AdamW.",
+    defaults={**LOOP_KEYS, "reg_coef": 0.1}, reference=REFERENCE,
+)
+def _mnog_npo(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
+    rule = MinNorm(project=False, retain_weight=0.0, p_retain=h["p_retain"], task=h["task"])
+    return loop(h, rule, forget=PaperNPO(beta=h["reg_coef"], logit_clamp=h["logit_clamp"]))
+
+
+@register_method(
+    "mnog/scrub", family="−λ_GA·KL | J_r + λ_reg·KL × paper loop, alternating by epoch parity", paper=MNOG,
+    summary="SCRUB variant: epoch t is a max-epoch (−λ_GA·Σ_heads KL(p_teacher ‖ p_student) on B_f) iff t is "
+            "odd and t < T − T_GD, else a min-epoch (J(B_r) + λ_reg·KL on B_r); teacher θ* frozen in eval mode.",
+    defaults={**LOOP_KEYS, "forget_weight": 0.1, "reg_coef": 0.1, "num_gd_epochs": 0, "teacher_train_mode": False},
+    reference=REFERENCE,
+)
+def _mnog_scrub(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
+    if h["task"] != "classifier":
+        raise UnlearnlabError("mnog/scrub needs a classifier (KL between softmax outputs).")
+    train_mode = h["teacher_train_mode"]
+    rule = MinNorm(project=False, alternate=True, num_gd_epochs=h["num_gd_epochs"], p_retain=h["p_retain"],
+                   task=h["task"], compat=("teacher_train_mode",) if train_mode else ())
+    forget = PaperDistill(kl_weight=-h["forget_weight"], ce_weight=0.0, logit_clamp=h["logit_clamp"],
+                          teacher_train_mode=train_mode)
+    retain = PaperDistill(kl_weight=h["reg_coef"], ce_weight=1.0, logit_clamp=h["logit_clamp"],
+                          teacher_train_mode=train_mode)
+    return loop(h, rule, forget=forget, retain=retain)
+
+
+@register_method(
+    "mnog/salun", family="λ_GA·wrong-label CE_f | J_r × paper loop + median-threshold mask", paper=MNOG,
+    summary="SalUn variant: mask = |Σ_batches ∇J(B_f)| at θ* ≥ its lower median (train mode, buffers restored), "
+            "applied exactly (frozen entries and AdamW state bit-identical, no decay on them); loss "
+            "J(B_r) + λ_GA·Σ_heads CE(f(x_f), wrong label drawn uniformly per example per step).",
+    defaults={**LOOP_KEYS, "forget_weight": 0.1}, reference=REFERENCE,
+)
+def _mnog_salun(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
+    if h["task"] != "classifier":
+        raise UnlearnlabError("mnog/salun needs a classifier (wrong labels).")
+    rule = MinNorm(project=False, median_mask=True, p_retain=h["p_retain"], task=h["task"])
+    return loop(h, rule, forget=PaperWrongLabel(weight=h["forget_weight"], logit_clamp=h["logit_clamp"]))

@@ -5,6 +5,14 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from unlearnlab.metrics.accuracy import accuracy, predict_probs, unlearning_accuracy
+from unlearnlab.metrics.forget_score import (
+    FORGET_SCORE_DEFINITIONS,
+    eps_bar,
+    final_score,
+    forget_score,
+    logit_scaled_confidence,
+    per_example_epsilon,
+)
 from unlearnlab.metrics.gap import (
     GAP_METRICS,
     avg_gap_matched,
@@ -40,6 +48,8 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "avg_gap_means": "(1/4) sum_{ua,ra,ta,mia} |mean_s method_k - mean_s retrain_k| (paper-style)",
     "gap_means_ua_ra_ta": "(1/3) sum_{ua,ra,ta} |mean_s method_k - mean_s retrain_k| (DualOptim's 'ToW')",
     "mean_metric_std": "(1/4) sum_{ua,ra,ta,mia} std_s method_k, ddof=1 (DualOptim's 'Avg std')",
+    "forget_score_eps": FORGET_SCORE_DEFINITIONS["forget_score_eps"],
+    "final_score": FORGET_SCORE_DEFINITIONS["final_score"],
 }
 
 
@@ -72,4 +82,10 @@ __all__ = [
     "predict_probs",
     "svc_shadow_members",
     "unlearning_accuracy",
+    "FORGET_SCORE_DEFINITIONS",
+    "eps_bar",
+    "final_score",
+    "forget_score",
+    "logit_scaled_confidence",
+    "per_example_epsilon",
 ]

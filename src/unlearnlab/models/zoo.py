@@ -1,10 +1,17 @@
-"""Built-in architectures: ``mlp``, ``small_cnn`` (alias ``cifar_tiny``), ``mnist_tiny``, ``resnet18``.
+"""Built-in architectures: ``mlp``, ``small_cnn`` (alias ``cifar_tiny``), ``mnist_tiny``, ``digits_tiny``,
+``features_mlp``, ``resnet18``.
 
 ``small_cnn`` is the certified-unlearning paper's CIFAR net (certified.md §9.2): Conv(c→32, 3×3, pad 1) → ReLU →
 AvgPool(2) → Conv(32→64, 3×3, pad 1) → ReLU → AvgPool(2) → global mean → Linear(64, C); 20,042 parameters at
 3×32×32, no BatchNorm, He-scaled truncated-normal kernels and zero biases. ``mnist_tiny``: Flatten →
 Linear(d, 5) → ReLU → Linear(5, C) (3,985 parameters at 28×28), LeCun scaling. ``resnet18``: the CIFAR variant
 (3×3 stem, stride 1, no max-pool) used by the SalUn family.
+``digits_tiny`` (certified.md §9.6): Flatten → Linear(64, 16) → ReLU → Linear(16, C) (1,210 parameters at 8×8).
+``features_mlp`` (certified.md §9.2, reference ``three_layer_net``): Flatten → Linear(512, 32) → ReLU →
+Linear(32, 32) → ReLU → Linear(32, C) on precomputed 512-d features (17,802 / 20,772 parameters for C = 10 / 100);
+the frozen ResNet-18 feature extractor is not part of the model. Both use :class:`FlaxLinear` (LeCun-scaled
+truncated normal, zero bias) so that a fresh re-initialisation through ``reset_parameters()`` (``retrain``)
+reproduces the Flax initialisation too.
 """
 
 from __future__ import annotations
@@ -28,6 +35,20 @@ def flax_trunc_normal_(layer: nn.Module, scale: float) -> None:
         weight.mul_(math.sqrt(scale / fan_in) / _TRUNC_STD)
         if layer.bias is not None:
             layer.bias.zero_()
+
+
+class FlaxLinear(nn.Linear):
+    """``nn.Linear`` whose ``reset_parameters()`` is :func:`flax_trunc_normal_` with ``init_scale`` (1 = LeCun)."""
+
+    def __init__(self, in_features: int, out_features: int, init_scale: float = 1.0):
+        self.init_scale = init_scale  # read by reset_parameters(), which nn.Linear.__init__ calls
+        super().__init__(in_features, out_features)
+
+    def reset_parameters(self) -> None:
+        flax_trunc_normal_(self, self.init_scale)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, init_scale={self.init_scale}"
 
 
 @register_model("mlp")
@@ -70,6 +91,24 @@ def mnist_tiny(input_shape: tuple[int, ...], num_classes: int, hidden: int = 5) 
     return net
 
 
+@register_model("digits_tiny")
+def digits_tiny(input_shape: tuple[int, ...], num_classes: int, hidden: int = 16) -> nn.Module:
+    """certified.md §9.6: Flatten → Linear(64, 16) → ReLU → Linear(16, C); d = 1,210 at 8×8, C = 10."""
+    return nn.Sequential(nn.Flatten(), FlaxLinear(math.prod(input_shape), hidden), nn.ReLU(),
+                         FlaxLinear(hidden, num_classes))
+
+
+@register_model("features_mlp")
+def features_mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 32) -> nn.Module:
+    """certified.md §9.2 ``three_layer_net`` on 512-d features: d = 17,802 (C = 10) / 20,772 (C = 100).
+
+    Through :func:`unlearnlab.models.create` (whose ``Normalize`` is 4-D, ``(1, C, 1, 1)``), give the features a
+    3-D per-sample shape: ``input_shape=(1, 1, 512)`` (one scalar mean/std) or ``(512, 1, 1)`` (per feature).
+    """
+    return nn.Sequential(nn.Flatten(), FlaxLinear(math.prod(input_shape), hidden), nn.ReLU(),
+                         FlaxLinear(hidden, hidden), nn.ReLU(), FlaxLinear(hidden, num_classes))
+
+
 class BasicBlock(nn.Module):
     """ResNet basic block: two 3×3 conv-BN layers with an identity or 1×1 projection shortcut."""
 
@@ -98,3 +137,59 @@ def resnet18(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
         cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes)]
     return nn.Sequential(*layers)
+
+
+# ------------------------------------------------------------------ MinNorm-OG models (minnorm_og.md §6.1, §7)
+
+
+class MultiHead(nn.Module):
+    """Linear heads on one feature vector: a tensor for one head, a tuple (content, colour, …) for several."""
+
+    def __init__(self, features: int, heads: tuple[int, ...]):
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(features, h) for h in heads)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        outs = tuple(head(z) for head in self.heads)
+        return outs[0] if len(outs) == 1 else outs
+
+
+@register_model("bn_cnn", "digits_cnn2")
+def bn_cnn(input_shape: tuple[int, ...], num_classes: int, heads: tuple[int, ...] | None = None) -> nn.Module:
+    """minnorm_og §7 ``digits_cnn2`` (README §2.13): Conv(c→16, 3×3, pad 1, no bias) → BN → ReLU → Conv(16→32) →
+    BN → ReLU → MaxPool(2) → Conv(32→64) → BN → ReLU → global mean → heads (default one head of ``num_classes``).
+
+    PyTorch default init. d = 24,058 (1 channel, heads 10), 24,346 (3 channels, 10), 24,541 (3 channels, 10 + 3).
+    BatchNorm makes the conv weights scale-invariant, which MinNorm-OG's shrinkage needs (§7).
+    """
+    c = input_shape[0]
+    heads = tuple(heads) if heads is not None else (num_classes,)
+    return nn.Sequential(
+        nn.Conv2d(c, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+        GlobalMean(), MultiHead(64, heads),
+    )
+
+
+class SineMLP(nn.Module):
+    """Linear(n_in, w) → SiLU → Linear(w, w) → SiLU → Linear(w, C) on inputs reshaped to (−1, n_in).
+
+    The reshape lets it sit behind ``create``'s image-shaped :class:`Normalize` (which broadcasts a (B, 1) input
+    to (1, 1, B, 1)); the values are unchanged (scalar constants).
+    """
+
+    def __init__(self, n_in: int, width: int, outputs: int):
+        super().__init__()
+        self.n_in = n_in
+        self.net = nn.Sequential(nn.Linear(n_in, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
+                                 nn.Linear(width, outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(-1, self.n_in))
+
+
+@register_model("sine_mlp")
+def sine_mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 300) -> nn.Module:
+    """minnorm_og §6.1 poisoning net (PyTorch default init): d = 91,201 at width 300, 4,353 at width 64 (S1)."""
+    return SineMLP(math.prod(input_shape), width, num_classes)

@@ -9,7 +9,10 @@ back-propagated at the projected θ and the optimizer (AdamW, wd 0.01 in the pre
 
 Options used by the paper's baselines (§5): ``retain_weight`` 0 (GA), a forget objective on the forget batch
 (GA, NGP), per-entry Gaussian gradient noise ``grad_noise`` (NGD), a decaying ℓ2 penalty ``ridge`` (Ridge), the
-ℓ1 penalty ``l1`` with its epoch schedule (ℓ1-Sparse), ``reinit`` (Retrain: PyTorch default init first).
+ℓ1 penalty ``l1`` with its epoch schedule (ℓ1-Sparse), ``reinit`` (Retrain: PyTorch default init first),
+``alternate`` (SCRUB: max-epochs step only the forget objective, min-epochs only the retain one, by epoch parity
+and T_GD), ``median_mask`` (SalUn variant: |∇J(D_f)| ≥ its lower median at θ*, applied exactly). Objectives of the
+§5 baselines: :class:`PaperNPO` (NPO), :class:`PaperDistill` (SCRUB's KL terms), :class:`PaperWrongLabel` (SalUn).
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnlab.data.tensors import TensorData, batch_positions
+from unlearnlab.data.tensors import TensorData, batch_positions, iterate
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.base import RunContext
+from unlearnlab.methods.masks import ExactMask, Mask
 from unlearnlab.methods.minnorm import RANK_RTOL, project, span_basis
-from unlearnlab.methods.objectives import Objective
+from unlearnlab.methods.objectives import Objective, distill_kl
 from unlearnlab.methods.rules.base import Job, Rule
 
 log = logging.getLogger(__name__)
@@ -70,6 +74,130 @@ class PaperLoss(Objective):
                 z = z.clamp(-self.logit_clamp, self.logit_clamp)
             loss = loss + F.cross_entropy(z, labels[:, h])
         return self.sign * loss
+
+
+def clamp_logits(z: torch.Tensor, clamp: float | None) -> torch.Tensor:
+    return z if clamp is None else z.clamp(-clamp, clamp)
+
+
+def teacher_heads(teacher: nn.Module, x: torch.Tensor, train_mode: bool = False) -> tuple[torch.Tensor, ...]:
+    """The frozen teacher's logits per head, without gradient; eval mode unless ``train_mode`` (compat flag)."""
+    if teacher is None:
+        raise UnlearnlabError("This objective needs a teacher (the frozen original); none was attached.")
+    teacher.train(train_mode)
+    with torch.no_grad():
+        return heads_of(teacher(x))
+
+
+def npo_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, beta: float) -> torch.Tensor:
+    """(2/β)·mean log(1 + (π_θ(y|x)/π_θ*(y|x))^β) for one head, π = softmax probability of the label y.
+
+    Computed stably as (2/β)·mean softplus(β·(log π_θ − log π_θ*)).
+    """
+    log_ratio = (F.log_softmax(student, 1).gather(1, labels[:, None])
+                 - F.log_softmax(teacher, 1).gather(1, labels[:, None])).flatten()
+    return (2.0 / beta) * F.softplus(beta * log_ratio).mean()
+
+
+@dataclass
+class PaperNPO(Objective):
+    """NPO (minnorm_og §5): Σ_heads (2/β)·mean log(1 + (π_θ(y|x)/π_θ*(y|x))^β), β = λ_reg.
+
+    Student logits clamped to ±``logit_clamp``; teacher θ* frozen, eval mode, no gradient (README §2.7).
+    """
+
+    beta: float = 0.1
+    logit_clamp: float | None = 30.0
+    needs_teacher = True
+
+    def __post_init__(self):
+        if not self.beta > 0:
+            raise UnlearnlabError(f"NPO: beta (reg_coef) must be > 0, got {self.beta}.")
+
+    def __call__(self, model, x, y, ctx):
+        heads = heads_of(model(x))
+        labels = head_labels(y, len(heads))
+        t_heads = teacher_heads(self.teacher, x)
+        return sum(npo_loss(clamp_logits(z, self.logit_clamp), t, labels[:, h], self.beta)
+                   for h, (z, t) in enumerate(zip(heads, t_heads)))
+
+
+@dataclass
+class PaperDistill(Objective):
+    """``ce_weight``·J(B) + ``kl_weight``·Σ_heads KL(p_teacher ‖ p_student) on one student forward (SCRUB, §5).
+
+    KL = ``kl_div(log_softmax(student), softmax(teacher), reduction="batchmean")`` (``distill_kl`` at T = 1);
+    student logits clamped, teacher frozen in eval mode (``teacher_train_mode`` reproduces the reference).
+    Min phase: ce_weight 1, kl_weight λ_reg; max phase: ce_weight 0, kl_weight −λ_GA.
+    """
+
+    kl_weight: float = 1.0
+    ce_weight: float = 0.0
+    logit_clamp: float | None = 30.0
+    teacher_train_mode: bool = False
+    needs_teacher = True
+
+    @property
+    def can_be_negative(self) -> bool:
+        return self.kl_weight < 0
+
+    def __call__(self, model, x, y, ctx):
+        heads = [clamp_logits(z, self.logit_clamp) for z in heads_of(model(x))]
+        t_heads = teacher_heads(self.teacher, x, self.teacher_train_mode)
+        loss = self.kl_weight * sum(distill_kl(z, t, 1.0) for z, t in zip(heads, t_heads))
+        if self.ce_weight:
+            labels = head_labels(y, len(heads))
+            loss = loss + self.ce_weight * sum(F.cross_entropy(z, labels[:, h]) for h, z in enumerate(heads))
+        return loss
+
+
+def wrong_labels(y: torch.Tensor, classes: int, generator: torch.Generator) -> torch.Tensor:
+    """A label ≠ y per example, uniform over the other ``classes`` − 1: (y + U{1..C−1}) mod C."""
+    if classes < 2:
+        raise UnlearnlabError("A wrong label needs at least 2 classes.")
+    offset = torch.randint(1, classes, y.shape, generator=generator)
+    return (y + offset.to(y.device)) % classes
+
+
+@dataclass
+class PaperWrongLabel(Objective):
+    """``weight``·Σ_heads CE(f(x), ỹ), ỹ a wrong label per head, drawn uniformly per example per step (SalUn, §5)."""
+
+    weight: float = 1.0
+    logit_clamp: float | None = 30.0
+
+    def __call__(self, model, x, y, ctx):
+        heads = heads_of(model(x))
+        labels = head_labels(y, len(heads))
+        gen = ctx.generator("wrong-labels")
+        return self.weight * sum(
+            F.cross_entropy(clamp_logits(z, self.logit_clamp), wrong_labels(labels[:, h], z.shape[1], gen))
+            for h, z in enumerate(heads))
+
+
+def median_threshold_mask(grads: dict[str, torch.Tensor]) -> tuple[Mask, float]:
+    """``(mask, thr)``: thr = torch.median of |g| over all entries (the lower median), mask = |g| ≥ thr."""
+    thr = torch.median(torch.cat([g.detach().abs().flatten() for g in grads.values()]))
+    return {n: g.detach().abs() >= thr for n, g in grads.items()}, float(thr)
+
+
+def paper_saliency_mask(model: nn.Module, forget: TensorData, batch_size: int, loss: Objective,
+                        ctx: RunContext) -> tuple[Mask, float]:
+    """SalUn variant's mask (§5): Σ over all forget batches of ∇J(B_f) at θ*, model in its current (train) mode,
+    deterministic order, no augmentation; every buffer restored bit-identically (README §2.7); then
+    :func:`median_threshold_mask`."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    grads = {n: torch.zeros_like(p) for n, p in params.items()}
+    saved = snapshot_buffers(model)
+    try:
+        for x, y in iterate(forget, batch_size, shuffle=False):
+            g = torch.autograd.grad(loss(model, x, y, ctx), list(params.values()), allow_unused=True)
+            for (n, _), gi in zip(params.items(), g):
+                if gi is not None:
+                    grads[n] += gi
+    finally:
+        restore_buffers(saved)
+    return median_threshold_mask(grads)
 
 
 def subsample(y: torch.Tensor | None, size: int, n_pert: int, generator: torch.Generator,
@@ -240,6 +368,10 @@ class MinNorm(Rule):
     ridge_decay: float = 1.0
     l1: float = 0.0
     reinit: bool = False
+    alternate: bool = False
+    median_mask: bool = False
+    #: compatibility flags in force (README §2.14), copied to ``stats["compat"]``
+    compat: tuple[str, ...] = ()
     name: str = "min_norm"
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -259,6 +391,10 @@ class MinNorm(Rule):
             raise UnlearnlabError(f"Unknown task {self.task!r}: use one of {', '.join(TASKS)}.")
         if self.projection_dtype not in ("float64", "float32"):
             raise UnlearnlabError(f"projection_dtype must be 'float64' or 'float32', got {self.projection_dtype!r}.")
+
+    def max_epoch(self, epoch: int, epochs: int) -> bool:
+        """SCRUB (§5): epoch t is a max-epoch iff t is odd and t < T − T_GD (else a min-epoch)."""
+        return self.alternate and epoch % 2 == 1 and epoch < epochs - self.num_gd_epochs
 
     def projects_in(self, epoch: int, epochs: int) -> bool:
         return self.project and epoch < epochs - self.num_gd_epochs and epoch % self.proj_pd == 0
@@ -289,8 +425,22 @@ class MinNorm(Rule):
         if self.reinit:
             reinitialise(model, ctx)
         st = self.stats
+        st.clear()
         st.update(projections=0, jacobian_columns=0, jacobian_columns_total=0, jacobian_fallbacks=0,
                   jacobian_rank_min=None, forget_batches_per_epoch=n_fb)
+        if self.median_mask:
+            if stepper.mask is not None:
+                raise UnlearnlabError("median_mask: the method already has a mask.")
+            j = job.retain if isinstance(job.retain, PaperLoss) else PaperLoss(self.task)  # J, with its clamp
+            mask, thr = paper_saliency_mask(model, job.data.forget, job.forget_batch_size, j, ctx)
+            stepper.mask = ExactMask(model, mask, "both")
+            st["mask_threshold"] = thr
+            st["mask_fraction_trainable"] = (sum(int(m.sum()) for m in mask.values())
+                                             / sum(m.numel() for m in mask.values()))
+        if self.alternate:
+            st.update(max_epochs=0, min_epochs=0)
+        if self.compat:
+            st["compat"] = list(self.compat)
         warned = False
         for epoch in range(job.epochs):
             stepper.set_multiplier(job.schedule(epoch))
@@ -320,9 +470,10 @@ class MinNorm(Rule):
                     del a
                     lam *= self.reg_coef_decay
                 loss = torch.zeros((), device=params[0].device)
-                if self.retain_weight:
+                maximise = self.max_epoch(epoch, job.epochs)
+                if self.retain_weight and not maximise:
                     loss = loss + self.retain_weight * job.retain(model, xr, yr, ctx)
-                if job.forget is not None:
+                if job.forget is not None and (maximise or not self.alternate):
                     loss = loss + job.forget(model, fb[0], fb[1], ctx)
                 if ridge:
                     loss = loss + ridge * sum((p * p).sum() for p in params)
@@ -342,6 +493,8 @@ class MinNorm(Rule):
                 ridge *= self.ridge_decay
                 l1 = (2 - 2 * epoch / job.epochs) * self.l1  # ℓ1-Sparse: λ for the step after one in epoch e
                 ctx.report((epoch + (i + 1) / n_fb) / job.epochs)
+            if self.alternate:
+                st["max_epochs" if self.max_epoch(epoch, job.epochs) else "min_epochs"] += 1
             stepper.end_epoch(f"{self.name} epoch {epoch}")
         st["final_loss"] = float(loss.detach()) if job.epochs and n_fb else 0.0
         st["lambda_final"] = lam

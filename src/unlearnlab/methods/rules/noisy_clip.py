@@ -5,7 +5,10 @@ Noisy phase on D_r started from the original model x̂, then noise-free fine-tun
 * gradient clipping (``variant="gradient_clip"``, preset ``certified-gradclip``): x_0 = clip_{C0}(x̂);
   x_{t+1} = x_t − γ(clip_{C1}(g_t) + λx_t) + ξ_{t+1}, T and σ from the ``pabi-rdp`` accountant;
 * model clipping (``variant="model_clip"``, preset ``certified-modelclip``): x_0 = clip_{C0}(x̂) + ξ_0;
-  x_{t+1} = clip_{C2}(x_t − γ(g_t + λx_t)) + ξ_{t+1}, stop at the first δ_t ≤ δ (``hockey-stick-contraction``).
+  x_{t+1} = clip_{C2}(x_t − γ(g_t + λx_t)) + ξ_{t+1}, stop at the first δ_t ≤ δ (``hockey-stick-contraction``);
+* output perturbation (``variant="output_perturbation"``, baseline preset ``output-perturbation``, §8): one shot,
+  x_0 = clip_{C0}(x̂) + ξ_0 with σ from the Gaussian calibration for sensitivity 2C0 (``gaussian-classic`` for
+  ε ≤ 1, ``gaussian-analytic`` otherwise), T = 0 noisy steps, then fine-tuning for the whole budget.
 
 clip is one global ℓ2 norm over all trainable parameters; ξ ~ N(0, σ²I) is drawn fresh every step from a
 dedicated seeded generator on the parameters' device and added to the **parameters** (never scaled by γ).
@@ -30,7 +33,7 @@ from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.methods.rules.base import Job, Rule
 from unlearnlab.utils import torch_generator
 
-VARIANTS = ("gradient_clip", "model_clip")
+VARIANTS = ("gradient_clip", "model_clip", "output_perturbation")
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -118,10 +121,18 @@ def noisy_phase(model: nn.Module, params: list[torch.Tensor], batches: Iterator[
                 C2: float | None = None, sigma0: float = 0.0, generator: torch.Generator,
                 on_noise: Callable[[torch.Tensor], None] | None = None,
                 on_step: Callable[[int], None] | None = None) -> NoisyPhaseResult:
-    """Run the T noisy steps in place on ``params`` (one forward/backward per step, no per-example gradients)."""
+    """Run the T noisy steps in place on ``params`` (one forward/backward per step, no per-example gradients).
+
+    ``output_perturbation`` needs T = 0: x_0 = clip_{C0}(x̂) + N(0, σ²I), one draw from ``generator``.
+    """
     if variant not in VARIANTS:
         raise UnlearnlabError(f"variant={variant!r}: use one of {', '.join(VARIANTS)}.")
     clip_global_(params, C0)
+    if variant == "output_perturbation":
+        if T != 0:
+            raise UnlearnlabError(f"output perturbation is one-shot: T must be 0 (got {T}).")
+        _add_noise(params, sigma, generator, on_noise)
+        return NoisyPhaseResult(0, [])
     if variant == "model_clip" and sigma0 > 0:
         _add_noise(params, sigma0, generator, on_noise)
     losses: list[float] = []
@@ -169,6 +180,8 @@ class NoisyClip(Rule):
     sigma0: float = 0.0
     T: int | None = None
     accounting: str = "certified"
+    #: output perturbation: "auto" (classic for ε ≤ 1, analytic above), "analytic" or "classic"
+    calibration: str = "auto"
     frozen_params: str = "none"
     buffers: str = "reject"
     method: str = "certified"
@@ -212,6 +225,18 @@ class NoisyClip(Rule):
                 raise UnlearnlabError(f"certified-modelclip needs gamma > 0 and lambda >= 0 (got {self.gamma}, "
                                       f"{self.lam}).")
             out = {"T": int(T), "sigma": sigma, "T_rule": "delta_target", "accounting_mode": "certified"}
+        elif self.variant == "output_perturbation":
+            try:
+                need, name = acc.gaussian_calibrate(self.epsilon, self.delta, 2 * self.C0, self.calibration)
+            except ValueError as e:
+                raise UnlearnlabError(f"{self.method}: {e} (calibration='analytic' or 'auto' is valid for every "
+                                      "epsilon)") from e
+            if self.sigma is not None and float(self.sigma) < need:
+                raise UnlearnlabError(f"{self.method}: sigma={self.sigma} is below the {name} calibration "
+                                      f"{need:.6g} for (epsilon={self.epsilon}, delta={self.delta}, C0={self.C0}); "
+                                      "leave sigma=None to calibrate it.")
+            sigma = need if self.sigma is None else float(self.sigma)
+            out = {"T": 0, "sigma": sigma, "T_rule": None, "accounting_mode": "certified", "accountant": name}
         else:
             raise UnlearnlabError(f"variant={self.variant!r}: use one of {', '.join(VARIANTS)}.")
         if out["T"] > budget_steps:
@@ -260,7 +285,11 @@ class NoisyClip(Rule):
                                 "schedule": "linear_onecycle(optax defaults)", "data": "D_r"},
             "task": {"n_retain": n_r, "n_forget": len(job.data.forget)},
         }
-        if self.variant == "gradient_clip":
+        if self.variant == "output_perturbation":
+            cert = Certificate.output_perturbation(method=self.method, epsilon=self.epsilon, delta=self.delta,
+                                                   C0=self.C0, sigma=sigma, accountant=plan["accountant"],
+                                                   calibration=self.calibration, **common)
+        elif self.variant == "gradient_clip":
             cert = Certificate.gradient_clip(method=self.method, delta=self.delta, C0=self.C0, C1=self.C1,
                                              gamma=self.gamma, lam=self.lam, sigma=sigma, T=T,
                                              T_rule=plan["T_rule"], accounting_mode=plan["accounting_mode"], **common)
