@@ -12,7 +12,8 @@ from torch import nn
 import unlearnlab as ul
 from unlearnlab.certify import Certificate
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.rules.noisy_clip import clip_global_, global_norm, noisy_phase, onecycle_lr
+from unlearnlab.methods.rules.noisy_clip import clip_global_, global_norm, noisy_phase
+from unlearnlab.training import onecycle_multiplier
 
 
 def _zero_loss(model, x, y):
@@ -126,11 +127,11 @@ def test_model_clip_output_lies_in_C2_ball_before_noise():
 
 
 def test_onecycle_lr_shape():
-    assert onecycle_lr(0, 100, 0.1) == pytest.approx(0.004)
-    assert onecycle_lr(30, 100, 0.1) == pytest.approx(0.1)
-    assert onecycle_lr(85, 100, 0.1) == pytest.approx(0.004)
-    assert onecycle_lr(100, 100, 0.1) == pytest.approx(0.1 / 2.5e5)
-    assert onecycle_lr(500, 100, 0.1) == pytest.approx(0.1 / 2.5e5)
+    assert 0.1 * onecycle_multiplier(0, 100) == pytest.approx(0.004)
+    assert 0.1 * onecycle_multiplier(30, 100) == pytest.approx(0.1)
+    assert 0.1 * onecycle_multiplier(85, 100) == pytest.approx(0.004)
+    assert 0.1 * onecycle_multiplier(100, 100) == pytest.approx(0.1 / 2.5e5)
+    assert 0.1 * onecycle_multiplier(500, 100) == pytest.approx(0.1 / 2.5e5)
 
 
 # ------------------------------------------------------------------------------------------- presets end to end

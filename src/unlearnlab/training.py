@@ -8,8 +8,8 @@ Learning-rate schedules are multipliers of the base rate evaluated per optimizer
 * ``constant``: 1;
 * ``multistep``: ``gamma ** #{m in milestones : m <= e}`` (epoch milestones, as MultiStepLR per epoch);
 * ``cosine``: ``(1 + cos(π t)) / 2`` (to 0 at the end);
-* ``onecycle``: linear one-cycle — from ``1/25`` up to 1 over the first 30 % of steps, then down to
-  ``1/(25·10⁴)`` at the end (optax's ``linear_onecycle_schedule`` shape).
+* ``onecycle``: optax's ``linear_onecycle_schedule`` with its defaults — piecewise linear through
+  (0, 1/25), (⌊0.3N⌋, 1), (⌊0.85N⌋, 1/25), (N, 1/2.5e5), constant afterwards (certified.md §6).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -110,6 +111,12 @@ class Recipe:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def onecycle_multiplier(step: int, total_steps: int) -> float:
+    """optax ``linear_onecycle_schedule`` defaults as a multiplier of the peak lr (see module docstring)."""
+    xs = [0, math.floor(0.3 * total_steps), math.floor(0.85 * total_steps), total_steps]
+    return float(np.interp(step, xs, [1 / 25, 1.0, 1 / 25, 1 / 2.5e5]))
+
+
 def lr_multiplier(schedule: str, step: int, total_steps: int, steps_per_epoch: int,
                   milestones: Iterable[int] = (), gamma: float = 0.1) -> float:
     """The schedule's multiplier of the base lr at optimizer step ``step`` (0-based)."""
@@ -122,10 +129,7 @@ def lr_multiplier(schedule: str, step: int, total_steps: int, steps_per_epoch: i
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * t))
     if schedule == "onecycle":
-        start, end, warm = 1 / 25, 1 / (25 * 1e4), 0.3
-        if t < warm:
-            return start + (1 - start) * t / warm
-        return 1 + (end - 1) * (t - warm) / (1 - warm)
+        return onecycle_multiplier(step, total_steps)
     raise UnlearnlabError(f"Unknown schedule {schedule!r}: use one of {', '.join(SCHEDULES)}.")
 
 

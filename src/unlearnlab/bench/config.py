@@ -30,7 +30,9 @@ def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader: nothing is evaluated as code
 
 
-DEFAULT_METHODS = ("retrain", "ft", "ga", "rl", "neggrad-plus", "l1-sparse", "salun", "scrub")
+DEFAULT_METHODS = (
+    "retrain", "ft", "ga", "rl", "neggrad-plus", "l1-sparse", "salun", "scrub", "eupmu", "salun+dualoptim",
+)
 
 
 @dataclass

@@ -110,9 +110,8 @@ def certified_retrain_recipe(epochs: int = 10, batch_size: int = 32, lr: float =
         ul.unlearn(model, task, method="retrain", **certified_retrain_recipe(epochs=10).to_dict())
 
     ``batch_size`` is 32 on digits (§9.6) and 128 on MNIST/CIFAR-10; ``augment`` must match the task's
-    training transforms. The lr shape is :mod:`unlearnlab.training`'s ``onecycle`` (1/25 → 1 at 30 %, then
-    linear to 1/(25·10⁴) at N), not the three-segment optax shape of §6 ((⌊0.85N⌋, p/25) knot): the
-    ``Recipe`` schedules have no exact equivalent.
+    training transforms. The lr shape is :mod:`unlearnlab.training`'s ``onecycle``, the optax
+    ``linear_onecycle_schedule`` of §6, the same function the certified presets' fine-tuning uses.
     """
     return Recipe(optimizer="sgd", lr=lr, momentum=0.0, weight_decay=weight_decay, epochs=epochs,
                   batch_size=batch_size, schedule="onecycle", augment=augment)

@@ -6,6 +6,8 @@ the accessible retain subset D′_r (``p_retain``), loss J = Σ_heads CE on logi
 (``task="regression"``: MSE). ``defaults`` are the scaled digits values (§7, S2: B 32, n_pert 20, η 1e−3,
 λ_reg 0.1, γ_reg 0.8, T_GD 0, T 5) with p_retain 1 (library use; the ``mnog-*`` protocols pass theirs);
 ``reference`` is the CIFAR-10 erase setting (B 256, n_pert 50, p_retain 0.01, T 2).
+Aliases (the issue's spellings; README naming rule): ``ngd`` → ``mnog/ngd``, ``ridge`` → ``mnog/ridge``,
+``npo`` → ``mnog/npo``. ``ga``, ``gd``, ``retrain``, ``scrub``, ``salun``, ``l1-sparse`` stay the baselines'.
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ def _mnog_retrain(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     defaults={**LOOP_KEYS, "reg_coef": 0.1}, reference=REFERENCE,
 )
 def _mnog_npo(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
+    if h["task"] != "classifier":
+        raise UnlearnlabError("mnog/npo needs a classifier (label probabilities).")
     rule = MinNorm(project=False, retain_weight=0.0, p_retain=h["p_retain"], task=h["task"])
     return loop(h, rule, forget=PaperNPO(beta=h["reg_coef"], logit_clamp=h["logit_clamp"]))
 

@@ -59,6 +59,7 @@ def list_metrics(pattern: str | None = None) -> list[str]:
 
 
 __all__ = [
+    "FORGET_SCORE_DEFINITIONS",
     "GAP_METRICS",
     "METRIC_DEFINITIONS",
     "MIA_DEFINITIONS",
@@ -68,8 +69,12 @@ __all__ = [
     "avg_gap_matched",
     "avg_gap_means",
     "entropy",
+    "eps_bar",
+    "final_score",
+    "forget_score",
     "gap_means_ua_ra_ta",
     "list_metrics",
+    "logit_scaled_confidence",
     "m_entropy_fixed",
     "mean_metric_std",
     "mean_std",
@@ -77,15 +82,10 @@ __all__ = [
     "mia_efficacy_svc_conf",
     "mia_loss_lr_cv",
     "mia_lr_entropy_member_rate",
+    "per_example_epsilon",
     "per_metric_gaps",
     "per_seed_gap",
     "predict_probs",
     "svc_shadow_members",
     "unlearning_accuracy",
-    "FORGET_SCORE_DEFINITIONS",
-    "eps_bar",
-    "final_score",
-    "forget_score",
-    "logit_scaled_confidence",
-    "per_example_epsilon",
 ]

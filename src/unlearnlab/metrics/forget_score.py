@@ -123,9 +123,7 @@ def _count_between(sorted_scores: np.ndarray, left: np.ndarray, right: np.ndarra
     return np.maximum(inside, 0)
 
 
-def _single_threshold_counts(
-    pos: np.ndarray, neg: np.ndarray, per_unit: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _single_threshold_counts(pos: np.ndarray, neg: np.ndarray, per_unit: int) -> tuple[np.ndarray, np.ndarray]:
     """(fp, fn) counts of the rules "positive iff s ≥ t", t on ceil(100·range) points over [min, max] of both."""
     lo = min(pos[0], neg[0])
     hi = max(pos[-1], neg[-1])
@@ -157,9 +155,7 @@ def _double_threshold_counts(
     return fp, fn
 
 
-def _example_epsilon(
-    pos: np.ndarray, neg: np.ndarray, table: np.ndarray, per_unit: int, buffer: float
-) -> float:
+def _example_epsilon(pos: np.ndarray, neg: np.ndarray, table: np.ndarray, per_unit: int, buffer: float) -> float:
     """ε_i of one example from its oriented, sorted score samples (before clipping)."""
     pos_range = pos[-1] - pos[0]
     neg_range = neg[-1] - neg[0]
@@ -202,9 +198,7 @@ def _check_scores(values: ArrayLike, what: str) -> np.ndarray:
     return s
 
 
-def per_example_epsilon(
-    unlearned_scores: ArrayLike, retrained_scores: ArrayLike, delta: float = DELTA
-) -> np.ndarray:
+def per_example_epsilon(unlearned_scores: ArrayLike, retrained_scores: ArrayLike, delta: float = DELTA) -> np.ndarray:
     """ε_i ∈ [0, 50] per forget example (evaluation §3.4 steps 2–4), float64 [n_examples].
 
     Inputs are logit-scaled confidences (:func:`logit_scaled_confidence`), [N_models, n_examples] each, the
@@ -253,7 +247,7 @@ def forget_score(eps: ArrayLike, n_models: int) -> dict[str, float | int]:
     if np.isnan(e).any() or (e < 0).any():
         raise UnlearnlabError("eps must be non-negative numbers (per_example_epsilon returns values in [0, 50]).")
     bar = eps_bar(n_models)
-    n_buckets = int(round(bar / BUCKET_WIDTH))
+    n_buckets = 2 * bar  # ε̄ / BUCKET_WIDTH
     j = np.floor(e / BUCKET_WIDTH)  # exact: e / 0.5 = 2e is a power-of-two scaling
     points = np.where(j < n_buckets, np.exp2(-np.minimum(j, n_buckets)), 0.0)
     return {"F": float(points.mean()), "eps_bar": bar, "n_models": int(n_models)}

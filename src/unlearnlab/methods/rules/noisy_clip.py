@@ -18,12 +18,10 @@ run's N = E·⌈|D_r|/b⌉ steps, the counter restarting at 0, N − T steps, th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +29,7 @@ from unlearnlab.certify import accountant as acc
 from unlearnlab.certify.certificate import Certificate
 from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.methods.rules.base import Job, Rule
+from unlearnlab.training import onecycle_multiplier
 from unlearnlab.utils import torch_generator
 
 VARIANTS = ("gradient_clip", "model_clip", "output_perturbation")
@@ -51,13 +50,6 @@ def clip_global_(tensors: list[torch.Tensor], C: float) -> float:
         for t in tensors:
             t.mul_(scale)
     return norm
-
-
-def onecycle_lr(step: int, total: int, peak: float) -> float:
-    """optax ``linear_onecycle_schedule`` defaults: (0, p/25), (⌊0.3N⌋, p), (⌊0.85N⌋, p/25), (N, p/2.5e5)."""
-    xs = [0, math.floor(0.3 * total), math.floor(0.85 * total), total]
-    ys = [peak / 25, peak, peak / 25, peak / 2.5e5]
-    return float(np.interp(step, xs, ys))
 
 
 def data_dependent_buffers(model: nn.Module) -> list[str]:
@@ -300,11 +292,10 @@ class NoisyClip(Rule):
         cert.verify()
 
         # noise-free fine-tuning on D_r: N − T steps, one-cycle counter restarting at 0 with total N
-        peak = job.stepper.base_lr["joint"]
         last = float("nan")
         for k in range(N - T):
             x, y = next(stream)
-            job.stepper.set_multiplier(onecycle_lr(k, N, peak) / peak)
+            job.stepper.set_multiplier(onecycle_multiplier(k, N))
             loss = job.retain(model, x, y, ctx)
             job.stepper.step(loss, "joint")
             last = float(loss.detach())
