@@ -377,3 +377,17 @@ def test_saliency_mask_leaves_model_mode_and_weights_untouched(trained_mlp, digi
     finally:
         trained_mlp.eval()
     assert all(torch.equal(a, b) for a, b in zip(before, trained_mlp.parameters()))
+
+
+def test_no_preset_hyperparameter_shadows_an_unlearn_argument():
+    """``ul.unlearn(model, task, method=..., **hparams)`` must accept every preset key."""
+    import inspect
+
+    own = set(inspect.signature(ul.unlearn).parameters) - {"hparams", "model"}
+    for name in METHODS:
+        assert not own & set(ul.get_method(name).defaults), name
+
+
+def test_registering_a_clashing_hyperparameter_is_refused():
+    with pytest.raises(ValueError, match="clash"):
+        ul.register_method("clashing", family="-", paper="-", summary="-", defaults={"task": 1})

@@ -235,7 +235,7 @@ def test_linear_model_through_the_rule_shrinks_the_orthogonal_component_geometri
     theta0 = model.weight.detach().reshape(-1).clone()
     p_g = xr.T @ torch.linalg.pinv(xr.T)
     epochs, lam, gamma = 4, 0.5, 0.6
-    stats = _run_rule(model, forget, retain, epochs=epochs, lr=0.0, batch_size=64, task="regression",
+    stats = _run_rule(model, forget, retain, epochs=epochs, lr=0.0, batch_size=64, loss_type="regression",
                       reg_coef=lam, reg_coef_decay=gamma, grad_sample_size=50)
     theta = model.weight.detach().reshape(-1)
     factor = math.prod(1 - lam * gamma**j for j in range(epochs))
@@ -292,7 +292,7 @@ def test_retain_forward_sees_the_projected_parameters():
     model = nn.Linear(d, 1, bias=False).double()
     seen: list[torch.Tensor] = []
     model.register_forward_pre_hook(lambda m, args: seen.append(m.weight.detach().clone()))
-    _run_rule(model, forget, retain, epochs=1, lr=0.0, batch_size=64, task="regression", reg_coef=1.0)
+    _run_rule(model, forget, retain, epochs=1, lr=0.0, batch_size=64, loss_type="regression", reg_coef=1.0)
     assert len(seen) == 2  # Jacobian forward, then the loss forward
     assert not torch.equal(seen[0], seen[1])
     assert torch.equal(seen[1], model.weight.detach())  # lr 0: the loss forward saw the projected θ
@@ -343,8 +343,8 @@ def test_ngd_adds_gaussian_noise_of_variance_sigma_squared_per_entry(monkeypatch
     grads: list[torch.Tensor] = []
     handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: grads.append(model.weight.grad.clone()))
     try:
-        h = {**LOOP_KEYS, "epochs": 2, "task": "regression"}
-        loop(h, MinNorm(project=False, grad_noise=0.5, task="regression")).run(
+        h = {**LOOP_KEYS, "epochs": 2, "loss_type": "regression"}
+        loop(h, MinNorm(project=False, grad_noise=0.5, loss_type="regression")).run(
             model, UnlearnData(forget, retain, 50), RunContext(seed=1))
     finally:
         handle.remove()

@@ -3,7 +3,7 @@
 Every preset: AdamW(η, betas (0.9, 0.999), eps 1e−8, weight_decay 0.01 — torch's default, active in every
 reference method, set explicitly), one epoch = one pass over the forget batches, each step on the next batch of
 the accessible retain subset D′_r (``p_retain``), loss J = Σ_heads CE on logits clamped to ±``logit_clamp``
-(``task="regression"``: MSE). ``defaults`` are the scaled digits values (§7, S2: B 32, n_pert 20, η 1e−3,
+(``loss_type="regression"``: MSE). ``defaults`` are the scaled digits values (§7, S2: B 32, n_pert 20, η 1e−3,
 λ_reg 0.1, γ_reg 0.8, T_GD 0, T 5) with p_retain 1 (library use; the ``mnog-*`` protocols pass theirs);
 ``reference`` is the CIFAR-10 erase setting (B 256, n_pert 50, p_retain 0.01, T 2).
 Aliases (the issue's spellings; README naming rule): ``ngd`` → ``mnog/ngd``, ``ridge`` → ``mnog/ridge``,
@@ -25,7 +25,7 @@ from unlearnlab.methods.rules.min_norm import MinNorm, PaperDistill, PaperLoss, 
 MNOG = "MinNorm-OG (Block, Mokhtari, Shakkottai, NeurIPS 2025, arXiv 2505.22601)"
 
 LOOP_KEYS: dict[str, Any] = {
-    "epochs": 5, "lr": 1e-3, "weight_decay": 0.01, "batch_size": 32, "p_retain": 1.0, "task": "classifier",
+    "epochs": 5, "lr": 1e-3, "weight_decay": 0.01, "batch_size": 32, "p_retain": 1.0, "loss_type": "classifier",
     "logit_clamp": 30.0,
 }
 MINNORM_KEYS: dict[str, Any] = {
@@ -49,7 +49,7 @@ def loop(h: dict[str, Any], rule: MinNorm, forget: Objective | None = None,
          retain: Objective | None = None) -> PaperLoopUnlearner:
     """The §4 loop with AdamW(η, wd) and J as the retain objective unless given."""
     return PaperLoopUnlearner(
-        forget=forget, retain=retain or PaperLoss(h["task"], h["logit_clamp"]), rule=rule, epochs=h["epochs"],
+        forget=forget, retain=retain or PaperLoss(h["loss_type"], h["logit_clamp"]), rule=rule, epochs=h["epochs"],
         lr=h["lr"], optimizer="adamw", weight_decay=h["weight_decay"], betas=(0.9, 0.999),
         batch_size=h["batch_size"], forget_batch_size=h["batch_size"],
     )
@@ -64,7 +64,7 @@ def loop(h: dict[str, Any], rule: MinNorm, forget: Objective | None = None,
 def _minnorm_og(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     rule = MinNorm(reg_coef=h["reg_coef"], reg_coef_decay=h["reg_coef_decay"], proj_pd=h["proj_pd"],
                    num_gd_epochs=h["num_gd_epochs"], grad_sample_size=h["grad_sample_size"], p_retain=h["p_retain"],
-                   quota_fallback=h["quota_fallback"], task=h["task"], projection_dtype=h["projection_dtype"])
+                   quota_fallback=h["quota_fallback"], loss_type=h["loss_type"], projection_dtype=h["projection_dtype"])
     return loop(h, rule)
 
 
@@ -77,7 +77,7 @@ def _minnorm_og(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     defaults=LOOP_KEYS, reference=REFERENCE,
 )
 def _mnog_gd(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    return loop(h, MinNorm(project=False, p_retain=h["p_retain"], task=h["task"]))
+    return loop(h, MinNorm(project=False, p_retain=h["p_retain"], loss_type=h["loss_type"]))
 
 
 @register_method(
@@ -86,8 +86,8 @@ def _mnog_gd(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     defaults=LOOP_KEYS, reference=REFERENCE,
 )
 def _mnog_ga(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    rule = MinNorm(project=False, retain_weight=0.0, p_retain=h["p_retain"], task=h["task"])
-    return loop(h, rule, forget=PaperLoss(h["task"], h["logit_clamp"], sign=-1.0))
+    rule = MinNorm(project=False, retain_weight=0.0, p_retain=h["p_retain"], loss_type=h["loss_type"])
+    return loop(h, rule, forget=PaperLoss(h["loss_type"], h["logit_clamp"], sign=-1.0))
 
 
 @register_method(
@@ -96,7 +96,7 @@ def _mnog_ga(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     defaults={**LOOP_KEYS, "noise_std": 0.1}, reference=REFERENCE,
 )
 def _mnog_ngd(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    return loop(h, MinNorm(project=False, grad_noise=h["noise_std"], p_retain=h["p_retain"], task=h["task"]))
+    return loop(h, MinNorm(project=False, grad_noise=h["noise_std"], p_retain=h["p_retain"], loss_type=h["loss_type"]))
 
 
 @register_method(
@@ -107,7 +107,7 @@ def _mnog_ngd(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
 )
 def _mnog_ridge(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     rule = MinNorm(project=False, ridge=h["reg_coef"], ridge_decay=h["reg_coef_decay"], p_retain=h["p_retain"],
-                   task=h["task"])
+                   loss_type=h["loss_type"])
     return loop(h, rule)
 
 
@@ -117,8 +117,8 @@ def _mnog_ridge(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     defaults={**LOOP_KEYS, "forget_weight": 0.1}, reference=REFERENCE,
 )
 def _mnog_ngp(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    rule = MinNorm(project=False, p_retain=h["p_retain"], task=h["task"])
-    return loop(h, rule, forget=PaperLoss(h["task"], h["logit_clamp"], sign=-h["forget_weight"]))
+    rule = MinNorm(project=False, p_retain=h["p_retain"], loss_type=h["loss_type"])
+    return loop(h, rule, forget=PaperLoss(h["loss_type"], h["logit_clamp"], sign=-h["forget_weight"]))
 
 
 @register_method(
@@ -127,7 +127,7 @@ def _mnog_ngp(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     defaults={**LOOP_KEYS, "reg_coef": 1e-3}, reference=REFERENCE,
 )
 def _mnog_l1(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    return loop(h, MinNorm(project=False, l1=h["reg_coef"], p_retain=h["p_retain"], task=h["task"]))
+    return loop(h, MinNorm(project=False, l1=h["reg_coef"], p_retain=h["p_retain"], loss_type=h["loss_type"]))
 
 
 @register_method(
@@ -136,7 +136,7 @@ def _mnog_l1(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     defaults=LOOP_KEYS, reference=REFERENCE,
 )
 def _mnog_retrain(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    return loop(h, MinNorm(project=False, reinit=True, p_retain=h["p_retain"], task=h["task"]))
+    return loop(h, MinNorm(project=False, reinit=True, p_retain=h["p_retain"], loss_type=h["loss_type"]))
 
 
 @register_method(
@@ -146,9 +146,9 @@ def _mnog_retrain(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     defaults={**LOOP_KEYS, "reg_coef": 0.1}, reference=REFERENCE,
 )
 def _mnog_npo(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    if h["task"] != "classifier":
+    if h["loss_type"] != "classifier":
         raise UnlearnlabError("mnog/npo needs a classifier (label probabilities).")
-    rule = MinNorm(project=False, retain_weight=0.0, p_retain=h["p_retain"], task=h["task"])
+    rule = MinNorm(project=False, retain_weight=0.0, p_retain=h["p_retain"], loss_type=h["loss_type"])
     return loop(h, rule, forget=PaperNPO(beta=h["reg_coef"], logit_clamp=h["logit_clamp"]))
 
 
@@ -160,11 +160,11 @@ def _mnog_npo(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     reference=REFERENCE,
 )
 def _mnog_scrub(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    if h["task"] != "classifier":
+    if h["loss_type"] != "classifier":
         raise UnlearnlabError("mnog/scrub needs a classifier (KL between softmax outputs).")
     train_mode = h["teacher_train_mode"]
     rule = MinNorm(project=False, alternate=True, num_gd_epochs=h["num_gd_epochs"], p_retain=h["p_retain"],
-                   task=h["task"], compat=("teacher_train_mode",) if train_mode else ())
+                   loss_type=h["loss_type"], compat=("teacher_train_mode",) if train_mode else ())
     forget = PaperDistill(kl_weight=-h["forget_weight"], ce_weight=0.0, logit_clamp=h["logit_clamp"],
                           teacher_train_mode=train_mode)
     retain = PaperDistill(kl_weight=h["reg_coef"], ce_weight=1.0, logit_clamp=h["logit_clamp"],
@@ -180,7 +180,7 @@ def _mnog_scrub(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
     defaults={**LOOP_KEYS, "forget_weight": 0.1}, reference=REFERENCE,
 )
 def _mnog_salun(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    if h["task"] != "classifier":
+    if h["loss_type"] != "classifier":
         raise UnlearnlabError("mnog/salun needs a classifier (wrong labels).")
-    rule = MinNorm(project=False, median_mask=True, p_retain=h["p_retain"], task=h["task"])
+    rule = MinNorm(project=False, median_mask=True, p_retain=h["p_retain"], loss_type=h["loss_type"])
     return loop(h, rule, forget=PaperWrongLabel(weight=h["forget_weight"], logit_clamp=h["logit_clamp"]))

@@ -70,6 +70,8 @@ def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
     )
 
 
+#: keyword arguments of :func:`unlearnlab.unlearn`; a preset's hyperparameters may not reuse them
+RESERVED_KEYS = frozenset({"task", "method", "forget", "retain", "seed", "profile", "inplace", "progress"})
 _REGISTRY: dict[str, MethodInfo] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -78,6 +80,10 @@ def register_method(name: str, *, family: str, paper: str, summary: str, default
                     reference: Mapping[str, Any] | None = None, aliases: tuple[str, ...] = (),
                     forgets: bool = True) -> Callable[[Builder], Builder]:
     """Decorator registering a preset builder under ``name`` (and ``aliases``)."""
+
+    clash = RESERVED_KEYS & set(defaults)
+    if clash:
+        raise ValueError(f"{name}: hyperparameter names {sorted(clash)} clash with unlearn()'s own arguments.")
 
     def deco(builder: Builder) -> Builder:
         info = MethodInfo(name, family, paper, summary, dict(defaults), builder, dict(reference or {}),

@@ -58,13 +58,13 @@ def head_labels(y: torch.Tensor, heads: int) -> torch.Tensor:
 class PaperLoss(Objective):
     """J: classifier = Σ_heads mean CE on logits clamped to [−clamp, clamp]; regression = MSE (§3). ``sign`` −1: −J."""
 
-    task: str = "classifier"
+    loss_type: str = "classifier"
     logit_clamp: float | None = 30.0
     sign: float = 1.0
 
     def __call__(self, model, x, y, ctx):
         out = model(x)
-        if self.task == "regression":
+        if self.loss_type == "regression":
             return self.sign * F.mse_loss(out, y.to(out.dtype).view_as(out))
         heads = heads_of(out)
         labels = head_labels(y, len(heads))
@@ -358,7 +358,7 @@ class MinNorm(Rule):
     grad_sample_size: int = 50
     p_retain: float = 1.0
     quota_fallback: str = "uniform"
-    task: str = "classifier"
+    loss_type: str = "classifier"
     projection_dtype: str = "float64"
     rank_rtol: float = RANK_RTOL
     project: bool = True
@@ -387,8 +387,8 @@ class MinNorm(Rule):
                                   f"{self.num_gd_epochs}.")
         if not 0.0 < self.p_retain <= 1.0:
             raise UnlearnlabError(f"MinNorm-OG: p_retain must lie in (0, 1], got {self.p_retain}.")
-        if self.task not in TASKS:
-            raise UnlearnlabError(f"Unknown task {self.task!r}: use one of {', '.join(TASKS)}.")
+        if self.loss_type not in TASKS:
+            raise UnlearnlabError(f"Unknown loss_type {self.loss_type!r}: use one of {', '.join(TASKS)}.")
         if self.projection_dtype not in ("float64", "float32"):
             raise UnlearnlabError(f"projection_dtype must be 'float64' or 'float32', got {self.projection_dtype!r}.")
 
@@ -431,7 +431,7 @@ class MinNorm(Rule):
         if self.median_mask:
             if stepper.mask is not None:
                 raise UnlearnlabError("median_mask: the method already has a mask.")
-            j = job.retain if isinstance(job.retain, PaperLoss) else PaperLoss(self.task)  # J, with its clamp
+            j = job.retain if isinstance(job.retain, PaperLoss) else PaperLoss(self.loss_type)  # J, with its clamp
             mask, thr = paper_saliency_mask(model, job.data.forget, job.forget_batch_size, j, ctx)
             stepper.mask = ExactMask(model, mask, "both")
             st["mask_threshold"] = thr
@@ -448,7 +448,7 @@ class MinNorm(Rule):
             for i, fb in enumerate(forget_batches):
                 xr, yr = next(stream) if stream is not None else (None, None)
                 if self.projects_in(epoch, job.epochs):
-                    labels = None if self.task == "regression" else head_labels(yr, yr.shape[1] if yr.ndim == 2
+                    labels = None if self.loss_type == "regression" else head_labels(yr, yr.shape[1] if yr.ndim == 2
                                                                                 else 1)[:, 0]
                     pos, fell_back = subsample(labels, len(xr), self.grad_sample_size, gen, self.quota_fallback)
                     if fell_back:
@@ -458,7 +458,7 @@ class MinNorm(Rule):
                                         "fallback %r (counted in jacobian_fallbacks).",
                                         len(torch.unique(labels)), self.grad_sample_size, self.quota_fallback)
                             warned = True
-                    a = output_jacobian(model, xr[pos.to(xr.device)], self.task, params)
+                    a = output_jacobian(model, xr[pos.to(xr.device)], self.loss_type, params)
                     if not torch.isfinite(a).all():
                         raise UnlearnlabError(f"MinNorm-OG: non-finite output Jacobian at epoch {epoch}, step {i}.")
                     rank = project_params(params, a, lam, dtype, self.rank_rtol)
