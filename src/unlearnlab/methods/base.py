@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from unlearnlab.data.tensors import TensorData
-from unlearnlab.training import Counters
+from unlearnlab.training import Counters, CountingHooks
 from unlearnlab.utils import torch_generator
 
 
@@ -52,11 +52,18 @@ class RunContext:
             self.progress(min(1.0, max(0.0, fraction)))
 
 
-def frozen_copy(model: nn.Module) -> nn.Module:
-    """A deep copy in eval mode with gradients off (teachers, reference models)."""
+def frozen_copy(model: nn.Module, counters: Counters | None = None) -> nn.Module:
+    """A deep copy in eval mode with gradients off (teachers, reference models).
+
+    Forward hooks of ``model`` (e.g. the caller's cost counters) are not carried over; with ``counters``, the
+    copy's forwards are counted there, so a teacher's cost shows in the run's ``forward_samples``.
+    """
     teacher = copy.deepcopy(model).eval()
+    teacher._forward_hooks.clear()
     for p in teacher.parameters():
         p.requires_grad_(False)
+    if counters is not None:
+        CountingHooks(teacher, counters)
     return teacher
 
 

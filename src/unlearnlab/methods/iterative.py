@@ -95,7 +95,7 @@ class IterativeUnlearner(Unlearner):
         stats: dict[str, Any] = {}
         for obj in (self.forget, self.retain):
             if obj is not None and obj.needs_teacher:
-                obj.teacher = frozen_copy(model)
+                obj.teacher = frozen_copy(model, ctx.counters)
         mask = None
         if self.mask_fraction is not None:
             m = saliency_mask(model, data.forget, self.mask_fraction)
