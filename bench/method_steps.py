@@ -31,6 +31,7 @@ ratios. ``--clock cpu`` reads the same timed region with ``time.process_time`` i
 Methods that fail to run in this setting are listed as skipped, with the error.
 
     python bench/method_steps.py [--methods ft,scrub,'salun*',...] [--repeats 3] [--clock wall|cpu]
+                                 [--set minnorm-og.grad_sample_size=50]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ import common
 
 import unlearnlab as ul
 import unlearnlab.api
+from unlearnlab.bench.config import parse_assignment
 from unlearnlab.methods import get_method, list_methods
 from unlearnlab.models.registry import create
 
@@ -106,7 +108,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="'cpu': the timed region of unlearn() is read with time.process_time (shared CPU "
                          "machines; CPU device only)")
     ap.add_argument("--verbose", action="store_true", help="print every timed call")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                    help="hyperparameter override, e.g. --set minnorm-og.grad_sample_size=50 (repeatable)")
     args = ap.parse_args(argv)
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in args.overrides:
+        method, key, value = parse_assignment(item)
+        overrides.setdefault(get_method(method).name, {})[key] = value
 
     common.limit_threads(args.threads)
     device = common.pick_device(args.device)
@@ -135,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             hp["epochs"] = epochs
         if "batch_size" in keys:
             hp["batch_size"] = args.batch_size
+        hp.update(overrides.get(get_method(method).name, {}))
         return ul.unlearn(model, forget=forget, retain=retain, method=method, **hp)
 
     stamps = StepStamps(timer)
