@@ -12,7 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from unlearnlab import __version__
-from unlearnlab.bench.config import RunConfig, load_config, parse_assignment, parse_methods, parse_seeds
+from unlearnlab.bench.config import (
+    from_dict,
+    load_config_dict,
+    parse_assignment,
+    parse_methods,
+    parse_seeds,
+    protocol_config,
+)
 from unlearnlab.errors import UnlearnlabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="Machine unlearning benchmark and toolkit.")
@@ -51,12 +58,38 @@ def run(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain original/retrained models.")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="METHOD.KEY=VALUE hyperparameter override.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Named protocol (see `unlearnlab protocols`); it pins "
+                                                      "dataset, model, forget, recipes and MIA.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The protocol's quick size (minutes on a CPU).")] = False,
 ) -> None:
     """Run (or resume) a benchmark grid and print the paper-style table. No arguments: the digits default."""
-    from unlearnlab.bench.runner import plan, run_grid
+    from unlearnlab.bench.runner import plan, run_experiment, run_grid
 
     try:
-        cfg = load_config(config) if config else RunConfig()
+        data = load_config_dict(config) if config else {}
+        name = protocol or data.get("protocol")
+        quick = quick or bool(data.get("quick", False))
+        if name is None and quick:
+            raise UnlearnlabError("--quick needs --protocol NAME (see `unlearnlab protocols`).")
+        if name is not None:
+            pinned = {"--dataset": dataset, "--model": model, "--forget": forget}
+            given = [flag for flag, value in pinned.items() if value is not None]
+            if given:
+                raise UnlearnlabError(f"{', '.join(given)}: protocol {name!r} pins dataset, model and forget set; "
+                                      "drop --protocol to run a custom grid.")
+            from unlearnlab.protocols import get_protocol
+
+            spec = get_protocol(str(name))
+            if "out" not in data:
+                data = {**data, "out": f"runs/{spec.name}{'-quick' if quick else ''}"}
+            if spec.is_experiment:
+                _run_experiment_command(spec, quick, data, out=out, root=root, device=device, threads=threads,
+                                        seeds=seeds, no_cache=no_cache, methods=methods, profile=profile,
+                                        set_=set_, run_experiment=run_experiment)
+                return
+            cfg = protocol_config(spec.name, quick, data)
+        else:
+            cfg = from_dict(data)
         hparams = {k: dict(v) for k, v in cfg.hparams.items()}
         for item in set_ or []:
             method, key, value = parse_assignment(item)
@@ -69,7 +102,8 @@ def run(
         grid_plan = plan(cfg)
     except UnlearnlabError as err:
         _fail(err)
-    console.print(f"[bold]unlearnlab {__version__}[/bold] · {cfg.dataset} · {cfg.model} · forget {cfg.forget} · "
+    what = f"protocol {grid_plan.protocol} · " if cfg.protocol else ""
+    console.print(f"[bold]unlearnlab {__version__}[/bold] · {what}{cfg.dataset} · {cfg.model} · forget {cfg.forget} · "
                   f"methods {', '.join(grid_plan.methods)} · seeds {', '.join(map(str, cfg.seeds))} → {cfg.out}")
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bars:
@@ -91,6 +125,70 @@ def run(
             _fail(err)
     out_console.print(markdown, soft_wrap=True, markup=False, highlight=False)
     console.print(f"Saved {cfg.out}/table.md, table.csv, table.tex and results.sqlite.")
+
+
+def _run_experiment_command(spec: Any, quick: bool, data: dict[str, Any], *, out: str | None, root: str | None,
+                            device: str | None, threads: int | None, seeds: str | None, no_cache: bool,
+                            methods: str | None, profile: str | None, set_: list[str] | None,
+                            run_experiment: Any) -> None:
+    """``unlearnlab run --protocol <experiment>``: only output, device, cache, thread and seed options apply."""
+    grid_only = {"--methods": methods, "--profile": profile, "--set": set_ or None}
+    given = [flag for flag, value in grid_only.items() if value]
+    allowed = {"out", "root", "cache", "cache_dir", "device", "threads", "seeds", "protocol", "quick"}
+    extra = sorted(set(data) - allowed)
+    if given or extra:
+        raise UnlearnlabError(f"{', '.join(given + extra)}: protocol {spec.name!r} is an experiment; it takes only "
+                              "--out, --seeds, --device, --threads, --no-cache and --quick.")
+    base = {k: v for k, v in data.items() if k in allowed}
+    cfg = from_dict({**base, "protocol": spec.name, "quick": quick,
+                     "seeds": base.get("seeds", list(spec.sized(quick).seeds))})
+    cfg = cfg.updated(out=out, root=root, device=device, threads=threads,
+                      seeds=parse_seeds(seeds) if seeds else None, cache=False if no_cache else None)
+    console.print(f"[bold]unlearnlab {__version__}[/bold] · protocol {spec.label(quick)} · experiment "
+                  f"{spec.sized(quick).experiment} · seeds {', '.join(map(str, cfg.seeds))} → {cfg.out}")
+    markdown = run_experiment(cfg, log=console.print)
+    out_console.print(markdown, soft_wrap=True, markup=False, highlight=False)
+    console.print(f"Saved {cfg.out}/table.md and results.sqlite.")
+
+
+@app.command()
+def protocols(
+    name: Annotated[str | None, typer.Argument(help="A protocol name or alias: print its full definition.")] = None,
+) -> None:
+    """List the named protocols: name, paper, dataset/model, forget, seeds, primary MIA, quick size."""
+    from unlearnlab.protocols import aliases_of, get_protocol, list_protocols
+
+    if name is not None:
+        try:
+            spec = get_protocol(name)
+        except UnlearnlabError as err:
+            _fail(err)
+        out_console.print(f"[bold]{escape(spec.label())}[/bold] · {escape(spec.paper)}")
+        out_console.print(escape(spec.description), soft_wrap=True)
+        for quick in (False, True):
+            sized = spec.sized(quick)
+            fields = ({"experiment": sized.experiment, "seeds": sized.seeds} if spec.is_experiment else
+                      {"dataset": sized.dataset, "model": sized.model, "forget": sized.forget,
+                       "recipe": sized.recipe.to_dict() if sized.recipe else "Recipe.default(task)",
+                       "retrain_recipe": sized.retrain_recipe.to_dict() if sized.retrain_recipe else "= recipe",
+                       "methods": ", ".join(sized.methods), "profile": sized.profile, "seeds": sized.seeds,
+                       "primary_mia": sized.primary_mia, "val_seed": sized.val_seed, "std_ddof": sized.std_ddof,
+                       "gap_variants": ", ".join(sized.gap_variants), "compat": list(sized.compat)})
+            out_console.print(f"[bold]{'quick' if quick else 'full'}[/bold]")
+            for key, value in fields.items():
+                out_console.print(f"  {key}: {escape(str(value))}", soft_wrap=True)
+        return
+    table = Table("protocol", "paper", "dataset / model", "forget", "seeds", "primary MIA", "quick size",
+                  show_lines=True)
+    for spec in list_protocols():
+        aliases = aliases_of(spec.name)
+        label = spec.label() + (f"\n(aliases: {', '.join(aliases)})" if aliases else "")
+        full, small = spec.summary(False), spec.summary(True)
+        quick_text = (f"{small['data']} · seeds {small['seeds']}" if not spec.is_experiment
+                      else f"seeds {small['seeds']}")
+        table.add_row(*map(escape, [label, spec.paper, full["data"], full["forget"], full["seeds"], full["mia"],
+                                    quick_text]))
+    out_console.print(table)
 
 
 @app.command()

@@ -54,10 +54,19 @@ class RunConfig:
     recipe: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     threads: int | None = None
+    #: recipe of the retrained models (keys as ``recipe``); empty: the original recipe on D_r
+    retrain_recipe: dict[str, Any] = field(default_factory=dict)
+    #: a named protocol (:mod:`unlearnlab.protocols`) that pins dataset, model, forget, recipes and primary MIA
+    protocol: str | None = None
+    #: the protocol's ``--quick`` size
+    quick: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["methods"], d["seeds"] = list(self.methods), list(self.seeds)
+        for key in _OPTIONAL:  # left out at their defaults: a plain run's config.yaml is unchanged
+            if d[key] == _OPTIONAL[key]:
+                del d[key]
         return d
 
     def updated(self, **changes: Any) -> RunConfig:
@@ -95,6 +104,7 @@ def parse_methods(text: str | list | tuple) -> tuple[str, ...]:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+_OPTIONAL: dict[str, Any] = {"retrain_recipe": {}, "protocol": None, "quick": False}
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
@@ -109,21 +119,28 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
         values["seeds"] = parse_seeds(values["seeds"])
     if "methods" in values:
         values["methods"] = parse_methods(values["methods"])
-    for key in ("recipe", "hparams"):
+    for key in ("recipe", "hparams", "retrain_recipe"):
         if key in values and not isinstance(values[key] or {}, dict):
             raise UnlearnlabError(f"config key {key!r} must be a mapping, got {values[key]!r}.")
         values[key] = dict(values.get(key) or {})
-    for key in ("cache",):
+    for key in ("cache", "quick"):
         if key in values and not isinstance(values[key], bool):
             raise UnlearnlabError(f"config key {key!r} must be true or false, got {values[key]!r}.")
     for key in ("dataset", "model", "forget", "out", "profile", "primary_mia"):
         if key in values and not isinstance(values[key], str):
             raise UnlearnlabError(f"config key {key!r} must be a string, got {values[key]!r}.")
+    if values.get("protocol") is not None and not isinstance(values["protocol"], str):
+        raise UnlearnlabError(f"config key 'protocol' must be a protocol name, got {values['protocol']!r}.")
     return RunConfig(**values)
 
 
 def load_config(path: str | Path) -> RunConfig:
     """Read a YAML config with ``yaml.safe_load`` and validate it."""
+    return from_dict(load_config_dict(path))
+
+
+def load_config_dict(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML config file (keys validated, values not yet)."""
     path = Path(path)
     if not path.exists():
         raise UnlearnlabError(f"Config file {path} does not exist.")
@@ -131,7 +148,21 @@ def load_config(path: str | Path) -> RunConfig:
         data = _yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise UnlearnlabError(f"Config file {path} is not valid YAML: {err}") from None
-    return from_dict(data)
+    if not isinstance(data, dict):
+        raise UnlearnlabError(f"A config must be a mapping of keys to values, got {type(data).__name__}.")
+    for key in data:
+        if key not in _FIELDS:
+            raise unknown_name("config key", key, _FIELDS)
+    return data
+
+
+def protocol_config(name: str, quick: bool = False, data: dict[str, Any] | None = None) -> RunConfig:
+    """The protocol's config with the keys of ``data`` (e.g. a config file) on top; pinned keys are checked
+    by :func:`unlearnlab.bench.runner.plan`."""
+    from unlearnlab.protocols import get_protocol
+
+    return get_protocol(name).run_config(quick, **{k: v for k, v in (data or {}).items()
+                                                   if k not in ("protocol", "quick")})
 
 
 def parse_assignment(text: str) -> tuple[str, str, Any]:

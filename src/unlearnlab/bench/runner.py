@@ -5,13 +5,18 @@ split, trained once with seed 1 and cached), the retrained model R_s (fresh init
 recipe on D_r, cached), then every method run on a copy of the original and scored against R_s. A finished
 cell (done or diverged) is never run again; an interrupted one is re-run; a method error becomes the row's
 status and the grid goes on.
+
+A config naming a protocol (:mod:`unlearnlab.protocols`) must keep the protocol's pinned keys; its rows store
+the protocol's label (``"<name> v<version>"``, ``+ " quick"``) and its aggregation (std ddof, extra gap
+variants) is applied to the tables. Experiment protocols run through :func:`run_experiment`.
 """
 
 from __future__ import annotations
 
+import math
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +29,17 @@ from unlearnlab import __version__
 from unlearnlab.api import unlearn
 from unlearnlab.bench.cache import ModelCache, default_cache_dir, save_checkpoint
 from unlearnlab.bench.config import RunConfig
-from unlearnlab.bench.report import render_all, write_reports
+from unlearnlab.bench.report import REFERENCE, group_rows, header_line, summarize, to_csv, to_latex, to_markdown
 from unlearnlab.bench.store import ResultStore, config_hash, run_key
 from unlearnlab.data.datasets import load_dataset
 from unlearnlab.data.forget import ForgetSpec, ForgetTask, make_task
 from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.evaluation import PRIMARY_MIAS, evaluate
 from unlearnlab.methods import get_method
+from unlearnlab.metrics.gap import avg_gap_means, gap_means_ua_ra_ta, mean_metric_std
 from unlearnlab.models import create
 from unlearnlab.models.registry import check_output_size, list_models
+from unlearnlab.protocols import Protocol, get_protocol, protocol_of_label, resolve_experiment
 from unlearnlab.training import Recipe, train
 from unlearnlab.utils import atomic_write_text, default_device, environment
 
@@ -51,10 +58,35 @@ class Plan:
     device: torch.device
     task_key: str
     protocol: str
+    #: the recipe of the retrained models (the original recipe unless the config sets ``retrain_recipe``)
+    retrain_recipe: Recipe | None = None
+    #: the named protocol of the config, at the size it runs (``None`` for a custom grid)
+    protocol_spec: Protocol | None = field(default=None)
+
+
+def _check_pinned(config: RunConfig) -> Protocol:
+    """The config's protocol; raises when the config changed a key the protocol pins."""
+    spec = get_protocol(str(config.protocol))
+    if spec.is_experiment:
+        raise UnlearnlabError(f"Protocol {spec.name!r} is an experiment, not a grid: run it with "
+                              f"`unlearnlab run --protocol {spec.name}` (runner.run_experiment).")
+    for key, want in spec.pinned(config.quick).items():
+        got = getattr(config, key)
+        if key in ("recipe", "retrain_recipe"):
+            same = (Recipe.from_dict(got).to_dict() if got else None) == (
+                Recipe.from_dict(want).to_dict() if want else None)
+        else:
+            same = got == want
+        if not same:
+            raise UnlearnlabError(
+                f"Protocol {spec.name!r}{' (quick)' if config.quick else ''} pins {key} = {want!r}; this run "
+                f"sets {got!r}. A changed {key} is another protocol: drop --protocol to run a custom grid.")
+    return spec.sized(config.quick)
 
 
 def plan(config: RunConfig) -> Plan:
     """Validate every name and value of ``config``; raise before any file is written."""
+    spec = _check_pinned(config) if config.protocol else None
     load_dataset(config.dataset, config.root)
     ForgetSpec.parse(config.forget)
     if config.model not in list_models():
@@ -74,12 +106,19 @@ def plan(config: RunConfig) -> Plan:
     task = make_task(config.dataset, config.forget, config.seeds[0], device="cpu", root=config.root)
     base = Recipe.default(task)
     recipe = Recipe.from_dict({**base.to_dict(), **config.recipe}) if config.recipe else base  # validates keys
+    retrain_recipe = (Recipe.from_dict({**recipe.to_dict(), **config.retrain_recipe})
+                      if config.retrain_recipe else recipe)
     check_output_size(create(config.model, task), task.input_shape, task.num_classes)
     hparams = {m: get_method(m).resolve(given.get(m), config.profile) for m in methods if m != "retrain"}
-    hparams["retrain"] = recipe.to_dict()
+    hparams["retrain"] = retrain_recipe.to_dict()
     task_key = f"{config.dataset}|{config.model}|{config.forget}|recipe={recipe.hash}|{config.profile}"
-    protocol = f"{protocol_name(config.dataset, ForgetSpec.parse(config.forget))} v1"
-    return Plan(config, recipe, methods, hparams, device, task_key, protocol)
+    if retrain_recipe != recipe:
+        task_key += f"|retrain={retrain_recipe.hash}"
+    derived = f"{protocol_name(config.dataset, ForgetSpec.parse(config.forget))} v1"
+    protocol = get_protocol(str(config.protocol)).label(config.quick) if spec is not None else derived
+    if protocol != derived:  # the cells of two protocols never share a run key (the digits defaults keep theirs)
+        task_key = f"{protocol}|{task_key}"
+    return Plan(config, recipe, methods, hparams, device, task_key, protocol, retrain_recipe, spec)
 
 
 def protocol_name(dataset: str, spec: ForgetSpec) -> str:
@@ -95,13 +134,14 @@ def protocol_name(dataset: str, spec: ForgetSpec) -> str:
 def _trained(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed: int, data_hash: str,
              progress: Progress) -> tuple[nn.Module, dict[str, Any]]:
     """The original (kind 'original', trained on D) or retrained (kind 'retrain', on D_r) model."""
+    recipe = p.recipe if kind == "original" or p.retrain_recipe is None else p.retrain_recipe
     identity = {"kind": kind, "dataset": p.config.dataset, "model": p.config.model,
-                "recipe": p.recipe.to_dict(), "data": data_hash, "seed": seed}
+                "recipe": recipe.to_dict(), "data": data_hash, "seed": seed}
     model = create(p.config.model, task, seed=seed, device=p.device)
     data = task.train if kind == "original" else task.retain
 
     def fit(m: nn.Module) -> dict[str, Any]:
-        stats = train(m, data, p.recipe, seed=seed,
+        stats = train(m, data, recipe, seed=seed,
                       progress=lambda done, total: progress(f"training {kind} (seed {seed})", done / total))
         return {"seconds": stats.seconds, "device": str(p.device), **stats.counters.as_dict()}
 
@@ -125,6 +165,7 @@ def run_grid(config: RunConfig, progress: Progress | None = None, log: Callable[
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(
         {**config.to_dict(), "resolved_recipe": p.recipe.to_dict(), "resolved_hparams": p.hparams,
+         **({"resolved_protocol": p.protocol} if p.protocol_spec is not None else {}),
          "unlearnlab": __version__}, sort_keys=False))
     cache = ModelCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), config.cache)
     env = environment() | {"device": str(p.device)}
@@ -183,6 +224,120 @@ def _run_cell(store: ResultStore, p: Plan, task: ForgetTask, method: str, seed: 
     progress(label, 1.0)
 
 
+def _aggregation(label: str) -> tuple[int, tuple[str, ...]]:
+    """(std ddof, gap variants) of the protocol behind a row label; defaults for custom grids."""
+    spec = protocol_of_label(label)
+    return (1, ("avg_gap_matched",)) if spec is None else (spec.std_ddof, spec.gap_variants)
+
+
+def _num(x: float) -> str:
+    return "–" if x is None or math.isnan(x) else f"{x:.2f}"
+
+
+def gap_variants_table(rows: Sequence[dict[str, Any]], ddof: int = 1) -> str:
+    """The second table of a protocol showing DualOptim's aggregates, for the rows of ONE protocol and task.
+
+    Per method (one config): ``avg_gap_means`` (gap of seed means vs Retrain's seed mean, over UA, RA, TA, MIA),
+    ``gap_means_ua_ra_ta`` (DualOptim's "ToW", over UA, RA, TA) and ``mean_metric_std`` (DualOptim's
+    "Avg std": mean of the four per-metric stds), all in %, std with ``ddof``.
+    """
+    done = [r for r in rows if r["status"] == "done"]
+    ref = [r["metrics"] for r in done if r["method"] == REFERENCE]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in done:
+        groups.setdefault((r["method"], r["config_hash"]), []).append(r["metrics"])
+    several = {m for m, _ in groups if sum(1 for k in groups if k[0] == m) > 1}
+    titles = ["Method", "avg_gap_means ↓", "gap_means_ua_ra_ta (ToW) ↓", "mean_metric_std (Avg std)", "n"]
+    body = []
+    for (method, chash), metrics in sorted(groups.items(), key=lambda kv: kv[0][0] != REFERENCE):
+        gaps = (avg_gap_means(metrics, ref), gap_means_ua_ra_ta(metrics, ref)) if ref else (math.nan, math.nan)
+        label = f"{method} [{chash[:8]}]" if method in several else method
+        body.append([label, _num(gaps[0]), _num(gaps[1]), _num(mean_metric_std(metrics, ddof=ddof)),
+                     str(len(metrics))])
+    if not body:
+        return ""
+    widths = [max(len(line[i]) for line in [titles, *body]) for i in range(len(titles))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    caption = (f"Gap variants · {rows[0]['protocol']} · gaps of seed means vs Retrain's seed mean; Avg std = mean "
+               f"of the per-metric stds (UA, RA, TA, MIA), ddof = {ddof}")
+    return "\n".join([caption, "", line(titles), rule, *map(line, body)]) + "\n"
+
+
+def render(rows: Sequence[dict[str, Any]], fmt: str = "markdown") -> str:
+    """Like :func:`unlearnlab.bench.report.render_all`, with each protocol's std ddof and, in Markdown, the
+    gap-variants table under the main table of protocols that show them (e.g. ``dualoptim``)."""
+    groups = group_rows(rows)
+    if not groups:
+        raise UnlearnlabError("No result rows to report; run `unlearnlab run` first.")
+    parts = []
+    for i, group in enumerate(groups):
+        ddof, variants = _aggregation(group[0]["protocol"])
+        summaries = summarize(group, ddof=ddof)
+        if fmt == "csv":
+            parts.append(to_csv(summaries, include_header=i == 0))
+        elif fmt == "latex":
+            parts.append(to_latex(summaries, header_line(group)))
+        else:
+            text = to_markdown(summaries, header_line(group))
+            if set(variants) - {"avg_gap_matched"}:
+                extra = gap_variants_table(group, ddof)
+                text += f"\n{extra}" if extra else ""
+            parts.append(text)
+    return ("" if fmt == "csv" else "\n").join(parts)
+
+
+def write_reports(store: ResultStore, out_dir: str | Path) -> str:
+    """Write ``table.md``, ``table.csv`` and ``table.tex`` for all rows of ``store``; returns the Markdown."""
+    rows = store.rows()
+    out = Path(out_dir)
+    markdown = render(rows, "markdown")
+    atomic_write_text(out / "table.md", markdown)
+    atomic_write_text(out / "table.csv", render(rows, "csv"))
+    atomic_write_text(out / "table.tex", render(rows, "latex"))
+    return markdown
+
+
+def run_experiment(config: RunConfig, progress: Progress | None = None, log: Callable[[str], None] = print) -> str:
+    """Run (or resume) an experiment protocol: resolve its function, then call it with an ExperimentContext.
+
+    ``config.seeds`` replaces the protocol's seeds when it differs from the grid default; the experiment stores
+    its rows in ``results.sqlite`` under the protocol's label and skips rows already complete. Returns (and
+    writes to ``table.md``) its Markdown table. Nothing is written when the function cannot be resolved.
+    """
+    from unlearnlab.experiments import ExperimentContext
+
+    spec = get_protocol(str(config.protocol))
+    if not spec.is_experiment:
+        raise UnlearnlabError(f"Protocol {spec.name!r} is a grid protocol: use run_grid().")
+    sized = spec.sized(config.quick)
+    fn = resolve_experiment(sized.experiment)
+    device = torch.device(config.device) if config.device else default_device()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    label = spec.label(config.quick)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(
+        {"protocol": spec.name, "quick": config.quick, "seeds": list(config.seeds), "out": config.out,
+         "device": str(device), "experiment": sized.experiment, "resolved_protocol": label,
+         "unlearnlab": __version__}, sort_keys=False))
+    cache = ModelCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), config.cache)
+    with ResultStore(out) as store:
+        ctx = ExperimentContext(out=out, quick=config.quick, seeds=tuple(config.seeds), store=store, cache=cache,
+                                device=device, protocol=label, log=log,
+                                progress=progress or (lambda label, fraction: None))
+        markdown = fn(ctx)
+    if not isinstance(markdown, str):
+        raise UnlearnlabError(f"Experiment {sized.experiment} returned {type(markdown).__name__}, not a "
+                              "Markdown table (str).")
+    atomic_write_text(out / "table.md", markdown)
+    return markdown
+
+
 def report(out: str | Path, fmt: str = "markdown") -> str:
     """Re-render the tables of a finished (or partial) run directory."""
     path = Path(out)
@@ -191,4 +346,4 @@ def report(out: str | Path, fmt: str = "markdown") -> str:
     with ResultStore(path) as store:
         if fmt == "all":
             return write_reports(store, path if path.is_dir() else path.parent)
-        return render_all(store.rows(), fmt)  # type: ignore[arg-type]
+        return render(store.rows(), fmt)

@@ -1,0 +1,422 @@
+"""Named protocols: everything a reported number depends on, pinned under one name and version.
+
+A *grid* protocol pins the dataset and its split rule (evaluation spec §1, ``val_seed`` = 1), the model, the
+forget spec, the original and retrain recipes, the methods and their hyperparameter profile, the seeds, the
+primary MIA and the aggregation (std ddof, which gap variants are shown). ``unlearnlab run --protocol NAME``
+turns it into a :class:`~unlearnlab.bench.config.RunConfig`; every result row stores ``"<name> v<version>"``
+(``"<name> v<version> quick"`` for the quick size) in its ``protocol`` column, so reports never mix protocols.
+
+An *experiment* protocol (MinNorm-OG studies, certified budget curves) instead names a function
+``"module:function"`` under :mod:`unlearnlab.experiments`, resolved with :mod:`importlib` from a fixed
+allow-list of modules (never ``eval``), implementing ``run(ctx: ExperimentContext) -> str``.
+
+Each protocol has a ``quick`` size (small data, model, epochs and seeds; minutes on 2 CPU cores) next to its
+full size (the paper's settings; GPUs and the real datasets). Any change of a pinned field is a new name or a
+new version (specs/README.md §2.6). See docs/protocols.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from unlearnlab.errors import UnlearnlabError, unknown_name
+from unlearnlab.training import Recipe
+
+SALUN_MIA = "mia_efficacy_svc_conf"
+DUALOPTIM_MIA = "mia_lr_entropy_member_rate"
+
+#: gap variants a protocol may show (specs/README.md §2.11); "avg_gap_matched" is the table's Avg.Gap column
+GAP_VARIANTS = ("avg_gap_matched", "avg_gap_means", "gap_means_ua_ra_ta", "mean_metric_std")
+
+#: compatibility flags of specs/README.md §2.14 (``std_ddof=0`` is the only one a grid protocol honours itself)
+COMPAT_FLAGS = (
+    "compat_val_seed_follows_run_seed", "batching=mixed", "saliency_augment", "teacher_train_mode", "decay_masked",
+    "prune_shadow=False", "mask_before_surgery=False", "lambda_projection=use_only", "signal_mode=reference",
+    "joint_forward", "eu_error", "accounting=reference", "val_transform=train", "std_ddof=0", "select_on=test",
+)
+GRID_COMPAT = ("std_ddof=0",)
+
+#: the only modules an experiment protocol may point to
+EXPERIMENT_MODULES = frozenset({"unlearnlab.experiments.minnorm", "unlearnlab.experiments.certified_budget"})
+
+
+@dataclass(frozen=True)
+class QuickSize:
+    """The ``--quick`` size of a grid protocol: fields that differ from the full size (``None``: same)."""
+
+    dataset: str | None = None
+    model: str | None = None
+    forget: str | None = None
+    methods: tuple[str, ...] | None = None
+    seeds: tuple[int, ...] | None = None
+    recipe: Recipe | None = None
+    retrain_recipe: Recipe | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One named protocol (evaluation spec §7). Grid protocols set ``dataset`` … ``recipe``; experiment
+    protocols set ``experiment`` (``"module:function"``) and ``seeds``."""
+
+    name: str
+    version: int
+    description: str
+    paper: str
+    # ---- grid protocols
+    dataset: str | None = None
+    model: str | None = None
+    forget: str | None = None
+    #: original-model recipe; ``None`` = :meth:`Recipe.default` of the task (what a plain ``unlearnlab run`` uses)
+    recipe: Recipe | None = None
+    #: retrain recipe; ``None`` = the original recipe on D_r
+    retrain_recipe: Recipe | None = None
+    methods: tuple[str, ...] = ()
+    profile: str = "default"
+    primary_mia: str = SALUN_MIA
+    val_seed: int = 1
+    # ---- aggregation
+    seeds: tuple[int, ...] = ()
+    std_ddof: int = 1
+    gap_variants: tuple[str, ...] = ("avg_gap_matched",)
+    compat: tuple[str, ...] = ()
+    quick: QuickSize | None = None
+    # ---- experiment protocols
+    experiment: str | None = None
+    quick_description: str = ""
+    aliases: tuple[str, ...] = ()
+    #: ``"<c>"`` for a family such as ``digits-class<c>`` (instantiate with :func:`get_protocol`)
+    family_param: str | None = None
+
+    @property
+    def is_experiment(self) -> bool:
+        return self.experiment is not None
+
+    def label(self, quick: bool = False) -> str:
+        """The value stored in every row's ``protocol`` column."""
+        return f"{self.name} v{self.version}" + (" quick" if quick else "")
+
+    def sized(self, quick: bool) -> Protocol:
+        """The protocol at its full size, or with the :class:`QuickSize` fields applied."""
+        if not quick or self.quick is None:
+            return self
+        changes = {f.name: getattr(self.quick, f.name) for f in dataclasses.fields(QuickSize)}
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def run_config(self, quick: bool = False, **overrides: Any) -> Any:
+        """The :class:`~unlearnlab.bench.config.RunConfig` of a grid protocol (``overrides`` applied on top)."""
+        from unlearnlab.bench.config import RunConfig, from_dict
+
+        if self.is_experiment:
+            raise UnlearnlabError(f"Protocol {self.name!r} is an experiment, not a grid: it has no RunConfig.")
+        p = self.sized(quick)
+        base = RunConfig(
+            dataset=p.dataset, model=p.model, forget=p.forget, methods=p.methods, seeds=p.seeds,
+            profile=p.profile, primary_mia=p.primary_mia,
+            recipe=p.recipe.to_dict() if p.recipe is not None else {},
+            retrain_recipe=p.retrain_recipe.to_dict() if p.retrain_recipe is not None else {},
+            protocol=self.name, quick=quick,
+        )
+        return from_dict({**base.to_dict(), **overrides}) if overrides else base
+
+    def pinned(self, quick: bool = False) -> dict[str, Any]:
+        """Config keys a run of this protocol may not change (changing any of them is another protocol)."""
+        config = self.run_config(quick)
+        return {k: getattr(config, k) for k in ("dataset", "model", "forget", "primary_mia", "recipe",
+                                                "retrain_recipe")}
+
+    def summary(self, quick: bool = False) -> dict[str, str]:
+        """Short strings for the ``unlearnlab protocols`` table."""
+        p = self.sized(quick)
+        if self.is_experiment:
+            target = str(self.experiment).removeprefix("unlearnlab.experiments.")
+            return {"data": f"experiment {target}", "forget": "(experiment)", "mia": "(experiment)",
+                    "seeds": _seed_text(p.seeds)}
+        recipe = p.recipe.epochs if p.recipe is not None else "default"
+        return {"data": f"{p.dataset} / {p.model} / {recipe} ep", "forget": str(p.forget), "mia": p.primary_mia,
+                "seeds": _seed_text(p.seeds)}
+
+
+def _seed_text(seeds: tuple[int, ...]) -> str:
+    if not seeds:
+        return "-"
+    if list(seeds) == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ",".join(map(str, seeds))
+
+
+# --------------------------------------------------------------------------------------------- recipes
+
+#: SalUn/OPTML original: SGD 0.1, momentum 0.9, wd 5e-4, batch 256, 182 epochs, MultiStep(91, 136), crop + flip
+CIFAR_ORIGINAL = Recipe(lr=0.1, epochs=182, batch_size=256, schedule="multistep", milestones=(91, 136), augment=True)
+#: Unlearn-Sparse README ``--unlearn retrain``: 160 epochs, lr 0.1, MultiStep(91, 136) (baselines spec §1)
+CIFAR_RETRAIN = CIFAR_ORIGINAL.replace(epochs=160)
+#: the small-scale recipe (baselines spec §0): what a plain ``unlearnlab run`` trains digits with
+DIGITS_RECIPE = Recipe()
+#: quick sizes: the small recipe, fewer epochs
+QUICK_RECIPE = Recipe(epochs=30)
+
+SALUN_METHODS = ("retrain", "ft", "rl", "ga", "iu", "boundary-shrink", "boundary-expand", "l1-sparse", "salun",
+                 "eupmu", "salun+eupmu")
+SALUN_QUICK_METHODS = ("retrain", "ft", "rl", "ga", "l1-sparse", "salun", "salun+eupmu")
+DUALOPTIM_METHODS = ("retrain", "ft", "ga", "rl", "salun", "sfron", "rl+dualoptim", "salun+dualoptim",
+                     "sfron+dualoptim")
+DUALOPTIM_QUICK_METHODS = ("retrain", "rl", "salun", "rl+dualoptim", "salun+dualoptim")
+DUALOPTIM_GAPS = GAP_VARIANTS
+
+_QUICK_NOTE = "--quick: digits (8x8, 1,302 train) / mlp, small recipe 30 epochs, seeds 1-2, fewer methods."
+_SALUN_PAPER = "SalUn (Fan et al., ICLR 2024); EUPMU"
+
+
+def _salun_random(percent: int, dataset: str = "cifar10") -> Protocol:
+    fraction = percent / 100
+    return Protocol(
+        name=f"salun-{dataset}-random{percent}", version=1, paper=_SALUN_PAPER,
+        description=(f"SalUn/OPTML random forgetting of {percent}% of the 45k {dataset.upper()} train split "
+                     f"(val_seed 1), ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (3.1), seeds 1-5, "
+                     f"reference hyperparameters. {_QUICK_NOTE}"),
+        dataset=dataset, model="resnet18", forget=f"random:{fraction:g}", recipe=CIFAR_ORIGINAL,
+        retrain_recipe=CIFAR_RETRAIN, methods=SALUN_METHODS, profile="reference", primary_mia=SALUN_MIA,
+        seeds=(1, 2, 3, 4, 5),
+        quick=QuickSize(dataset="digits", model="mlp", methods=SALUN_QUICK_METHODS, seeds=(1, 2),
+                        recipe=QUICK_RECIPE, retrain_recipe=QUICK_RECIPE, profile="default"),
+    )
+
+
+def _salun_class() -> Protocol:
+    return Protocol(
+        name="salun-cifar10-class<c>", version=1, paper=_SALUN_PAPER, family_param="c",
+        description=("SalUn/OPTML class-wise forgetting: D_f = all 4,500 train images of class c, the test set "
+                     "drops class c; CIFAR-10 ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (3.1), "
+                     f"seeds 1-5. `classwise` = class 0. {_QUICK_NOTE.replace('mlp', 'mlp, class c')}"),
+        dataset="cifar10", model="resnet18", forget="class:<c>", recipe=CIFAR_ORIGINAL,
+        retrain_recipe=CIFAR_RETRAIN, methods=SALUN_METHODS, profile="reference", primary_mia=SALUN_MIA,
+        seeds=(1, 2, 3, 4, 5),
+        quick=QuickSize(dataset="digits", model="mlp", methods=SALUN_QUICK_METHODS, seeds=(1, 2),
+                        recipe=QUICK_RECIPE, retrain_recipe=QUICK_RECIPE, profile="default"),
+    )
+
+
+def _dualoptim() -> Protocol:
+    return Protocol(
+        name="dualoptim-cifar10-random10", version=1, paper="DualOptim (CityU-MLO)",
+        description=("DualOptim protocol: the SalUn CIFAR-10 split and random 10% forgetting, ResNet-18, primary "
+                     "MIA = entropy logistic regression member rate (3.2), seeds 1-5; shows Avg.Gap (matched) and "
+                     "a second table with avg_gap_means, gap_means_ua_ra_ta (DualOptim 'ToW') and "
+                     "mean_metric_std (DualOptim 'Avg std'), std ddof = 1 (std_ddof=0 would reproduce "
+                     f"parse_result.py). {_QUICK_NOTE}"),
+        dataset="cifar10", model="resnet18", forget="random:0.1", recipe=CIFAR_ORIGINAL,
+        retrain_recipe=CIFAR_RETRAIN, methods=DUALOPTIM_METHODS, profile="reference", primary_mia=DUALOPTIM_MIA,
+        seeds=(1, 2, 3, 4, 5), gap_variants=DUALOPTIM_GAPS,
+        quick=QuickSize(dataset="digits", model="mlp", methods=DUALOPTIM_QUICK_METHODS, seeds=(1, 2),
+                        recipe=QUICK_RECIPE, retrain_recipe=QUICK_RECIPE, profile="default"),
+    )
+
+
+def _digits(forget: str, name: str) -> Protocol:
+    from unlearnlab.bench.config import DEFAULT_METHODS
+
+    what = "random 10% (130 of 1,302)" if forget.startswith("random") else "class c (test drops class c)"
+    return Protocol(
+        name=name, version=1, paper="unlearnlab embedded default",
+        description=(f"Embedded digits protocol (what a plain `unlearnlab run` runs): scikit-learn digits, "
+                     f"{what}, mlp, small recipe (60 ep), every default method, MIA-Efficacy (3.1), seeds 1-3. "
+                     "--quick: 30 epochs, seed 1, retrain/ft/rl/salun."),
+        dataset="digits", model="mlp", forget=forget, recipe=None, methods=DEFAULT_METHODS, profile="default",
+        primary_mia=SALUN_MIA, seeds=(1, 2, 3), family_param="c" if "<c>" in name else None,
+        quick=QuickSize(methods=("retrain", "ft", "rl", "salun"), seeds=(1,), recipe=QUICK_RECIPE),
+    )
+
+
+def _experiment(name: str, target: str, paper: str, description: str, seeds: tuple[int, ...],
+                quick_seeds: tuple[int, ...], aliases: tuple[str, ...] = ()) -> Protocol:
+    return Protocol(name=name, version=1, paper=paper, description=description, experiment=target, seeds=seeds,
+                    quick=QuickSize(seeds=quick_seeds), aliases=aliases,
+                    quick_description="--quick: the spec's small CPU version (see the experiment module).")
+
+
+_MNOG = "MinNorm-OG (minimum-norm unlearning, overparameterised)"
+
+_PROTOCOLS: dict[str, Protocol] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_protocol(protocol: Protocol) -> Protocol:
+    """Add ``protocol`` (and its aliases) to the registry; a taken name is an error."""
+    for name in (protocol.name, *protocol.aliases):
+        if name in _PROTOCOLS or name in _ALIASES:
+            raise UnlearnlabError(f"Protocol name {name!r} is already registered.")
+    _PROTOCOLS[protocol.name] = protocol
+    for alias in protocol.aliases:
+        _ALIASES[alias] = protocol.name
+    return protocol
+
+
+def _register_defaults() -> None:
+    for percent in (1, 5, 10, 30, 50):
+        register_protocol(_salun_random(percent))
+    register_protocol(_salun_random(10, "cifar100"))
+    register_protocol(_salun_class())
+    register_protocol(_dualoptim())
+    register_protocol(_digits("random:0.1", "digits-random10"))
+    register_protocol(_digits("class:<c>", "digits-class<c>"))
+    register_protocol(_experiment(
+        "certified-budget", "unlearnlab.experiments.certified_budget:run", "Certified unlearning (certified spec)",
+        "Certified unlearning budget curves: accuracy vs epochs over D_r for each (method, epsilon), split seeds "
+        "142, 230 (global seeds inside the experiment).", seeds=(142, 230), quick_seeds=(142,)))
+    register_protocol(_experiment(
+        "minnorm-poisoning", "unlearnlab.experiments.minnorm:poisoning", _MNOG,
+        "MinNorm-OG data poisoning (sine regression, minnorm_og §6.1): median sup-norm error, trials 1-10; "
+        "--quick = S1 poisoning-small.", seeds=tuple(range(1, 11)), quick_seeds=(1, 2), aliases=("mnog-sine",)))
+    register_protocol(_experiment(
+        "minnorm-label-erasure", "unlearnlab.experiments.minnorm:label_erasure", _MNOG,
+        "MinNorm-OG multi-class label erasure (CIFAR-10), seeds 1-5; --quick = S2 erase-digits.",
+        seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-erase-cifar10",)))
+    register_protocol(_experiment(
+        "minnorm-collapse", "unlearnlab.experiments.minnorm:collapse", _MNOG,
+        "MinNorm-OG representation collapse (CIFAR-10), seeds 1-5; --quick = S3 collapse-digits.",
+        seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-collapse-cifar10",)))
+    # the issue's short names
+    for alias, target in {"salun-random": "salun-cifar10-random10", "salun-random1": "salun-cifar10-random1",
+                          "salun-random5": "salun-cifar10-random5", "salun-random10": "salun-cifar10-random10",
+                          "salun-random30": "salun-cifar10-random30", "salun-random50": "salun-cifar10-random50",
+                          "classwise": "salun-cifar10-class0", "dualoptim": "dualoptim-cifar10-random10"}.items():
+        _ALIASES[alias] = target
+
+
+_FAMILY = re.compile(r"^(?P<stem>.+-class)(?P<c>\d+)$")
+
+
+def list_protocols() -> list[Protocol]:
+    """Registered protocols (families such as ``digits-class<c>`` as one entry), in registration order."""
+    return list(_PROTOCOLS.values())
+
+
+def aliases_of(name: str) -> list[str]:
+    """Alias names that resolve to ``name`` or, for a family, to one of its members."""
+    stem = name.replace("<c>", "")
+    return [a for a, t in _ALIASES.items() if t == name or ("<c>" in name and _FAMILY.match(t)
+                                                             and t.startswith(stem))]
+
+
+def known_names() -> list[str]:
+    return [*_PROTOCOLS, *_ALIASES]
+
+
+def get_protocol(name: str) -> Protocol:
+    """The protocol ``name``: a registered name, an alias, or a family member such as ``digits-class3``."""
+    target = _ALIASES.get(name, name)
+    if target in _PROTOCOLS and _PROTOCOLS[target].family_param is None:
+        return _PROTOCOLS[target]
+    match = _FAMILY.match(target)
+    if match and f"{match['stem']}<c>" in _PROTOCOLS:
+        family = _PROTOCOLS[f"{match['stem']}<c>"]
+        c = match["c"]
+        quick = family.quick
+        if quick is not None and quick.forget is not None:
+            quick = dataclasses.replace(quick, forget=quick.forget.replace("<c>", c))
+        return dataclasses.replace(family, name=target, forget=family.forget.replace("<c>", c),
+                                   family_param=None, quick=quick, aliases=())
+    raise unknown_name("protocol", name, known_names(), "unlearnlab protocols")
+
+
+def protocol_of_label(label: str) -> Protocol | None:
+    """The registered protocol whose :meth:`Protocol.label` is ``label`` (``None`` for custom grids)."""
+    parts = label.split(" ")
+    if len(parts) < 2 or not parts[1].startswith("v"):
+        return None
+    try:
+        protocol = get_protocol(parts[0])
+    except UnlearnlabError:
+        return None
+    return protocol if parts[1] == f"v{protocol.version}" else None
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def validate(protocol: Protocol, quick: bool = False) -> None:
+    """Check every name and value of ``protocol`` without loading data (full and quick sizes)."""
+    from unlearnlab.data import list_datasets
+    from unlearnlab.data.forget import ForgetSpec
+    from unlearnlab.evaluation import PRIMARY_MIAS
+    from unlearnlab.methods import get_method
+    from unlearnlab.models import list_models
+
+    if protocol.family_param is not None:
+        protocol = get_protocol(protocol.name.replace("<c>", "0"))
+    p = protocol.sized(quick)
+    where = f"protocol {protocol.name!r}{' (quick)' if quick else ''}"
+    bad_compat = [c for c in p.compat if c not in COMPAT_FLAGS]
+    if bad_compat:
+        raise UnlearnlabError(f"{where}: unknown compat flag(s) {bad_compat}; known: {', '.join(COMPAT_FLAGS)}.")
+    if not p.seeds or min(p.seeds) < 1:
+        raise UnlearnlabError(f"{where}: seeds must be integers >= 1, got {p.seeds}.")
+    if p.is_experiment:
+        resolve_experiment(p.experiment, import_module=False)
+        return
+    if p.dataset not in list_datasets():
+        raise unknown_name("dataset", str(p.dataset), list_datasets())
+    if p.model not in list_models():
+        raise unknown_name("model", str(p.model), list_models())
+    ForgetSpec.parse(str(p.forget))
+    if p.primary_mia not in PRIMARY_MIAS:
+        raise UnlearnlabError(f"{where}: primary MIA {p.primary_mia!r} is not one of {PRIMARY_MIAS}.")
+    if "retrain" not in p.methods:
+        raise UnlearnlabError(f"{where}: methods must include 'retrain', the reference of every gap.")
+    for method in p.methods:
+        info = get_method(method)
+        if info.name != method:
+            raise UnlearnlabError(f"{where}: use the canonical method name {info.name!r}, not {method!r}.")
+        if method != "retrain":
+            info.resolve(None, p.profile)
+    for recipe in (p.recipe, p.retrain_recipe):
+        if recipe is not None:
+            Recipe.from_dict(recipe.to_dict())
+    unknown_gaps = set(p.gap_variants) - set(GAP_VARIANTS)
+    if unknown_gaps or "avg_gap_matched" not in p.gap_variants:
+        raise UnlearnlabError(f"{where}: gap variants must include avg_gap_matched and come from {GAP_VARIANTS}.")
+    if p.std_ddof not in (0, 1) or (p.std_ddof == 0) != ("std_ddof=0" in p.compat):
+        raise UnlearnlabError(f"{where}: std_ddof is 1, or 0 with the compat flag 'std_ddof=0'.")
+    unsupported = [c for c in p.compat if c not in GRID_COMPAT]
+    if unsupported:
+        raise UnlearnlabError(f"{where}: the grid runner does not implement compat flag(s) {unsupported}.")
+
+
+# --------------------------------------------------------------------------------------------- experiments
+
+
+def resolve_experiment(target: str | None, import_module: bool = True) -> Callable[..., str] | None:
+    """``"module:function"`` → the function; the module must be in :data:`EXPERIMENT_MODULES`.
+
+    With ``import_module=False`` only the form and the allow-list are checked (returns ``None``).
+    """
+    module_name, sep, function = str(target).partition(":")
+    if not sep or not function.isidentifier() or module_name not in EXPERIMENT_MODULES:
+        raise UnlearnlabError(
+            f"Experiment {target!r}: use 'module:function' with a module among {sorted(EXPERIMENT_MODULES)}.")
+    if not import_module:
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):
+            raise UnlearnlabError(
+                f"Experiment module {module_name} is not available in this installation of unlearnlab "
+                f"(ModuleNotFoundError: {err}); this protocol cannot run until it exists.") from None
+        raise UnlearnlabError(f"Experiment module {module_name} failed to import: {err}") from err
+    except ImportError as err:
+        raise UnlearnlabError(f"Experiment module {module_name} failed to import: {err}") from err
+    fn = getattr(module, function, None)
+    if not callable(fn):
+        raise UnlearnlabError(f"Experiment module {module_name} has no function {function!r} (expected "
+                              "`run(ctx: ExperimentContext) -> str`).")
+    return fn
+
+
+_register_defaults()
