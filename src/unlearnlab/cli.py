@@ -241,3 +241,4 @@ def models() -> None:
 
     for name in list_models():
         out_console.print(name)
+import unlearnlab.cli_tune  # noqa: E402,F401  (registers the tune and plots commands)

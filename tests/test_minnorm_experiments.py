@@ -1,0 +1,224 @@
+"""MinNorm-OG experiments (minnorm_og.md §6, §7; experiments/minnorm.py, data/synthetic.py): data generators,
+metric functions on fixed inputs, and each experiment end to end at a tiny size with resume."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unlearnlab.bench.cache import ModelCache
+from unlearnlab.bench.store import ResultStore
+from unlearnlab.data.synthetic import (
+    PALETTE,
+    collapse_data,
+    colour_copy,
+    erase_data,
+    sine_grid,
+    sine_poisoning,
+    tint,
+)
+from unlearnlab.data.tensors import TensorData
+from unlearnlab.experiments import ExperimentContext
+from unlearnlab.experiments import minnorm as M
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def test_sine_poisoning_places_poisoned_points_and_is_reproducible():
+    a, b, c = sine_poisoning(1), sine_poisoning(1), sine_poisoning(2)
+    assert a.retain.x.shape == (50, 1) and a.forget.x.shape == (5, 1)
+    assert a.retain.y.dtype == torch.float32 and a.forget.y.dtype == torch.float32
+    assert torch.all(a.forget.y == 1.5)
+    assert torch.allclose(a.retain.y, torch.sin(a.retain.x.double()).float(), atol=1e-6)
+    for x in (a.retain.x, a.forget.x):
+        assert float(x.min()) >= -5 * math.pi and float(x.max()) <= 5 * math.pi
+    assert torch.equal(a.retain.x, b.retain.x) and torch.equal(a.forget.x, b.forget.x) and a.hash == b.hash
+    assert not torch.equal(a.retain.x, c.retain.x) and a.hash != c.hash
+    assert a.retain.index.tolist() == list(range(50)) and a.forget.index.tolist() == list(range(50, 55))
+    assert len(a.all) == 55
+
+
+def test_sine_grid_is_1000_even_points_on_the_interval():
+    g = sine_grid()
+    assert g.shape == (1000, 1)
+    assert float(g[0]) == pytest.approx(-5 * math.pi) and float(g[-1]) == pytest.approx(5 * math.pi)
+    assert torch.allclose(g[1:] - g[:-1], torch.full((999, 1), 10 * math.pi / 999), atol=1e-5)
+
+
+def test_colour_copies_and_tints():
+    lum = torch.rand(4, 1, 8, 8)
+    gray, red, green = (colour_copy(lum, c) for c in ("gray", "red", "green"))
+    assert all(torch.equal(gray[:, i:i + 1], lum) for i in range(3))
+    assert torch.equal(red[:, :1], lum) and red[:, 1:].abs().sum() == 0
+    assert torch.equal(green[:, 1:2], lum) and green[:, [0, 2]].abs().sum() == 0
+    t = tint(lum, torch.tensor([6, 6, 6, 6]))  # orange (255, 128, 0)
+    assert torch.allclose(t[:, 0:1], lum) and torch.allclose(t[:, 1:2], lum * 128 / 255) and t[:, 2].abs().sum() == 0
+
+
+def test_erase_data_red_and_green_forget_copies():
+    d, d2, d3 = erase_data(1, 0.05), erase_data(1, 0.05), erase_data(2, 0.05)
+    n = len(d.retain)
+    assert n == 1442 and d.heads == (10, 3)
+    k = int(0.05 * n)
+    assert len(d.forget) == 2 * k
+    assert torch.all(d.retain.y[:, 1] == 0)
+    assert torch.equal(d.retain.x[:, 0], d.retain.x[:, 1]) and torch.equal(d.retain.x[:, 0], d.retain.x[:, 2])
+    red, green = d.forget.y[:, 1] == 1, d.forget.y[:, 1] == 2
+    assert int(red.sum()) == k and int(green.sum()) == k
+    assert d.forget.x[red][:, 1:].abs().sum() == 0 and d.forget.x[green][:, [0, 2]].abs().sum() == 0
+    # a red forget copy is the red copy of the pool image at its position, with that image's class
+    pos = d.forget.index[red] - n
+    assert torch.equal(d.forget.x[red][:, 0], d.retain.x[pos][:, 0])
+    assert torch.equal(d.forget.y[red][:, 0], d.retain.y[pos][:, 0])
+    assert torch.equal(d.forget.x, d2.forget.x) and not torch.equal(d.forget.index, d3.forget.index)
+    assert set(d.test) == {"gray", "red", "green"} and all(len(t) == 355 for t in d.test.values())
+    assert torch.all(d.test["green"].y[:, 1] == 2)
+
+
+def test_collapse_data_mis_tinted_forget_images():
+    d, d2 = collapse_data(1, 0.1), collapse_data(1, 0.1)
+    n = len(d.retain)
+    counts = np.bincount(d.retain.y.numpy(), minlength=10)
+    assert len(d.forget) == sum(int(0.1 * c) for c in counts)
+    pal = torch.tensor(PALETTE, dtype=torch.float32) / 255
+    lum = d.warm.x[:, :1]
+    assert torch.allclose(d.retain.x, lum * pal[d.retain.y][:, :, None, None])
+    pos = d.forget.index - n
+    assert torch.equal(d.forget.y, d.retain.y[pos])  # content label kept
+    for i in range(len(d.forget)):  # tinted with another class's colour
+        matches = [c for c in range(10) if torch.allclose(d.forget.x[i], lum[pos[i]] * pal[c][:, None, None])]
+        assert matches and int(d.forget.y[i]) not in matches
+    assert d.retain_weight == pytest.approx(0.1 / 1.1) and d.forget_weight == pytest.approx(1 / 1.1)
+    assert len(d.test) == 10 and all(torch.all(t.y == k) for k, t in enumerate(d.test.values()))
+    assert torch.equal(d.forget.x, d2.forget.x)
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+class SinePlus(nn.Module):
+    def __init__(self, c: float):
+        super().__init__()
+        self.c = nn.Parameter(torch.tensor(c))
+
+    def forward(self, x):
+        return torch.sin(x) + self.c
+
+
+def test_sup_norm_error_on_fixed_functions():
+    assert M.sup_norm_error(SinePlus(0.25)) == pytest.approx(0.25, abs=1e-6)
+    zero = SinePlus(0.0)
+    zero.forward = lambda x: torch.zeros_like(x)  # f = 0: error = max |sin| on the grid
+    assert M.sup_norm_error(zero) == pytest.approx(float(torch.sin(sine_grid().double()).abs().max()))
+    assert M.sup_norm_error(zero, n=3) == pytest.approx(abs(math.sin(5 * math.pi)), abs=1e-6)
+
+
+def test_median_central_range_and_selection():
+    v10 = [10, 1, 9, 2, 8, 3, 7, 4, 6, 5]
+    assert M.central_range(v10) == (3, 8) and M.median(v10) == 5.5
+    assert M.central_range([5, 4, 3, 2, 1]) == (2, 4) and M.median([5, 4, 3, 2, 1]) == 3
+    assert M.mean_se([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1 / math.sqrt(3)))
+    # same mean 3; "narrow" has the smaller central range
+    assert M.select_config({"wide": [1, 1, 3, 5, 5], "narrow": [0, 3, 3, 3, 6]}) == "narrow"
+    assert M.select_config({"a": [1.0, 2.0], "b": [0.5, math.inf]}) == "a"
+    assert M.select_config({"a": [0.2, 0.4], "b": [0.5, 0.6]}, lower_is_better=False) == "b"
+
+
+def test_pareto_front_and_gt_distance():
+    pts = {"a": (0.9, 0.1), "b": (0.8, 0.05), "c": (0.7, 0.2), "d": (0.95, 0.3)}
+    assert M.pareto_front(pts) == ["b", "a", "d"]
+    assert M.gt_distance((1.0, 0.0), pts, ["b", "a", "d"]) == pytest.approx(math.hypot(0.1, 0.1))
+
+
+class Fixed(nn.Module):
+    """Returns fixed logits per head, whatever the input."""
+
+    def __init__(self, *heads: torch.Tensor):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.heads = heads
+
+    def forward(self, x):
+        out = tuple(h[: len(x)] + self.w for h in self.heads)
+        return out if len(out) > 1 else out[0]
+
+
+def test_erase_metrics_on_fixed_logits():
+    y = torch.tensor([[0, 0], [1, 0], [2, 0], [3, 0]])
+    test = {c: TensorData(torch.zeros(4, 3, 2, 2), y.clone(), torch.full((4,), -1)) for c in ("gray", "red", "green")}
+    cls = torch.nn.functional.one_hot(torch.tensor([0, 1, 5, 3]), 10).float() * 5
+    col = torch.tensor([[0.0, 0, 0], [0, 5, 0], [5, 0, 0], [5, 0, 0]])  # sample 1: colour wrong
+    m = M.erase_metrics(Fixed(cls, col), test)
+    assert m["retain_quality"] == pytest.approx(0.5)  # samples 0 and 3 have both heads right
+    p0 = torch.softmax(col.double(), 1)[:, 0]
+    err = float(((p0 - 1) ** 2).mean())
+    assert m["forget_error_all"] == pytest.approx(err) and m["forget_error_colored"] == pytest.approx(err)
+
+
+def test_colour_accuracy_on_fixed_logits():
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 1, 1]), 10).float()
+    test = {"colour 0": TensorData(torch.zeros(4, 3, 2, 2), torch.zeros(4, dtype=torch.long), torch.zeros(4)),
+            "colour 1": TensorData(torch.zeros(4, 3, 2, 2), torch.ones(4, dtype=torch.long), torch.zeros(4))}
+    assert M.colour_accuracy(Fixed(logits), test) == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def _ctx(tmp_path: Path, seeds=(1, 2)) -> ExperimentContext:
+    return ExperimentContext(out=tmp_path / "out", quick=True, seeds=seeds, store=ResultStore(tmp_path),
+                             cache=ModelCache(tmp_path / "cache"), device=torch.device("cpu"), protocol="test v1",
+                             log=lambda msg: None)
+
+
+def _resumes(ctx, fn, setting, expected_rows):
+    first = fn(ctx, setting)
+    rows = ctx.store.rows()
+    assert len(rows) == expected_rows and all(r["status"] == "done" for r in rows), \
+        [(r["method"], r["error"]) for r in rows if r["status"] != "done"]
+    finished = {r["run_key"]: r["finished"] for r in rows}
+    second = fn(ctx, setting)
+    again = ctx.store.rows()
+    assert len(again) == expected_rows and {r["run_key"]: r["finished"] for r in again} == finished
+    assert first == second
+    return rows, first
+
+
+def test_poisoning_end_to_end_and_resume(tmp_path):
+    grid = {m: {"lr": (1e-3,)} for m in M.SINE_METHODS}
+    grid["minnorm-og"] = {"lr": (1e-3,), "reg_coef": (0.5, 1.0), "reg_coef_decay": (0.9,), "num_gd_epochs": (1,),
+                          "proj_pd": (1,)}
+    s = M.SineSetting("tiny-sine", width=8, poison_steps=50, epochs=(3,), grids={3: grid})
+    ctx = _ctx(tmp_path)
+    rows, table = _resumes(ctx, M.poisoning, s, expected_rows=9 * 2)
+    assert all(math.isfinite(r["metrics"]["sup_norm_error"]) for r in rows)
+    mn = [r for r in rows if r["method"] == "minnorm-og"]
+    assert all(r["stats"]["jacobian_columns"] == 50 and r["stats"]["projections"] == 2 for r in mn)
+    assert "| 3 |" in table and (ctx.out / "minnorm_poisoning.md").read_text() == table
+    ctx.store.close()
+
+
+def _image_grid(p_retain, t):
+    return M.image_grid((1e-3,), (0.1,), (0.1,), (1e-3,), (0.1,), (0.1,), (0.8,), (0.1,), (0.1,), (0,))
+
+
+@pytest.mark.parametrize("kind", ["erase", "collapse"])
+def test_image_experiments_end_to_end_and_resume(tmp_path, kind):
+    s = M.ImageSetting(f"tiny-{kind}", kind, "digits", "bn_cnn", 0.05 if kind == "erase" else 0.1, ((0.05, 1),),
+                       _image_grid, train_epochs=1, warm_epochs=1 if kind == "collapse" else 0,
+                       methods=("minnorm-og", "mnog/gd"))
+    ctx = _ctx(tmp_path, seeds=(1,))
+    fn = M.label_erasure if kind == "erase" else M.collapse
+    rows, table = _resumes(ctx, fn, s, expected_rows=2 + 2)
+    metric = "forget_error_all" if kind == "erase" else "colour_accuracy"
+    assert all(metric in r["metrics"] for r in rows)
+    assert {r["method"] for r in rows} == {"original", "ground-truth", "minnorm-og", "mnog/gd"}
+    mn = next(r for r in rows if r["method"] == "minnorm-og")
+    assert mn["stats"]["jacobian_columns"] > 0 and mn["config"]["grad_sample_size"] == 20
+    assert "MinNorm-OG" in table
+    ctx.store.close()
