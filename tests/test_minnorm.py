@@ -431,3 +431,16 @@ def test_retrain_refuses_parameters_it_cannot_reinitialise(digits_task):
 
     with pytest.raises(UnlearnlabError, match="scale"):
         ul.unlearn(Scaled(), digits_task, method="mnog/retrain", seed=1, epochs=1)
+
+
+def test_per_sample_jacobian_equals_the_batched_one_on_a_model_without_batch_coupling():
+    torch.manual_seed(0)
+    model = ul.models.create("small_cnn", input_shape=(1, 8, 8), num_classes=10).double()
+    x = torch.randn(6, 1, 8, 8, dtype=torch.float64)
+    from unlearnlab.methods.rules.min_norm import couples_samples, per_sample_max_logit_jacobian
+
+    assert not couples_samples(model)
+    params = list(model.parameters())
+    fast = per_sample_max_logit_jacobian(model, x, params)
+    assert torch.allclose(fast, output_jacobian(model, x, vectorised=False), rtol=1e-12, atol=1e-12)
+    assert couples_samples(ul.models.create("bn_cnn", input_shape=(1, 8, 8), num_classes=10).train())
