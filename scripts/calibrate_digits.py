@@ -12,7 +12,6 @@ docs/methods.md together with the command and its output.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ import torch
 import unlearnlab as ul
 from unlearnlab.bench.cache import ModelCache, default_cache_dir
 from unlearnlab.bench.config import DEFAULT_METHODS, parse_seeds
+from unlearnlab.bench.tune import validation_task
 from unlearnlab.evaluation import evaluate
 from unlearnlab.methods import get_method
 from unlearnlab.training import Recipe, train
@@ -31,11 +31,6 @@ GRIDS = {"l1-sparse": ("alpha", (1e-4, 5e-4, 2e-3)),
             for host in ("rl", "salun", "scrub", "neggrad-plus", "ga", "sfron") for kind in ("", "-shared")},
          "iu": ("alpha", (0.03, 0.1, 0.3, 1.0, 3.0))}
 FACTORS = (1 / 3, 1.0, 3.0)
-
-
-def validation_task(task: ul.ForgetTask) -> ul.ForgetTask:
-    """The task with D_val in the place of D_test, so selection never looks at the test set."""
-    return dataclasses.replace(task, test=task.val)
 
 
 def trained(cache: ModelCache, kind: str, task: ul.ForgetTask, model_name: str, seed: int) -> torch.nn.Module:
