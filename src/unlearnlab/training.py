@@ -34,6 +34,7 @@ from unlearnlab.utils import torch_generator
 
 SCHEDULES = ("constant", "multistep", "cosine", "onecycle")
 OPTIMIZERS = ("sgd", "adam", "adamw", "lion")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,12 @@ class Recipe:
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     augment: bool = False
+    #: "auto" = bf16 autocast on CUDA (fp16 + GradScaler where bf16 is unsupported), fp32 on CPU
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UnlearnlabError(f"Unknown precision {self.precision!r}: use one of {', '.join(PRECISIONS)}.")
         if self.schedule not in SCHEDULES:
             raise UnlearnlabError(f"Unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}.")
         if self.optimizer not in OPTIMIZERS:
@@ -203,6 +208,19 @@ def check_finite(loss_sum: torch.Tensor, where: str) -> None:
         )
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None = full fp32); fp16 needs CUDA."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision == "fp32":
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise UnlearnlabError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU.")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
 @dataclass
 class TrainStats:
     seconds: float
@@ -221,7 +239,8 @@ def train(
     """Minimise mean cross-entropy on ``data`` with ``recipe``; returns timing and counters.
 
     ``progress(done_epochs, total_epochs)`` is called after every epoch. Raises :class:`DivergenceError` on a
-    non-finite loss.
+    non-finite loss. Mixed precision follows ``recipe.precision`` (autocast; a GradScaler for fp16); on CUDA,
+    image models and batches use the channels-last memory format.
     """
     if len(data) == 0:
         raise UnlearnlabError("Cannot train on an empty dataset.")
@@ -235,6 +254,11 @@ def train(
         opt, lambda s: lr_multiplier(recipe.schedule, s, total, steps_per_epoch, recipe.milestones, recipe.gamma)
     )
     counters = Counters()
+    dtype = autocast_dtype(recipe.precision, device)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    channels_last = device.type == "cuda" and data.x.ndim == 4
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     model.train()
     start = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
@@ -242,10 +266,18 @@ def train(
         for epoch in range(recipe.epochs):
             loss_sum = torch.zeros((), device=device)
             for x, y in iterate(data, recipe.batch_size, gen, True, recipe.augment):
-                loss = F.cross_entropy(model(x), y)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    loss = F.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                if scaler is None:
+                    loss.backward()
+                    opt.step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
                 sched.step()
                 counters.optimizer_steps += 1
                 loss_sum += loss.detach()
