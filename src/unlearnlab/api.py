@@ -68,13 +68,17 @@ def _num_outputs(model: nn.Module, sample: torch.Tensor) -> int:
 
 
 def _warmup(model: nn.Module, data: UnlearnData, batch_size: int) -> None:
+    """W forward+backward+SGD steps on a deep copy: allocator, kernels and the one-time import that the first
+    optimizer of a process triggers (``torch._dynamo``, seconds) all happen before the clock starts."""
     clone = copy.deepcopy(model).train()
+    opt = torch.optim.SGD(clone.parameters(), lr=0.0)
     pool = data.retain if len(data.retain) else data.forget
     x, y = pool.x[:batch_size], pool.y[:batch_size]
     for _ in range(WARMUP_STEPS):
-        clone.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         F.cross_entropy(clone(x), y).backward()
-    del clone
+        opt.step()
+    del clone, opt
 
 
 def unlearn(

@@ -61,6 +61,13 @@ def run(
     protocol: Annotated[str | None, typer.Option(help="Named protocol (see `unlearnlab protocols`); it pins "
                                                       "dataset, model, forget, recipes and MIA.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="The protocol's quick size (minutes on a CPU).")] = False,
+    executor: Annotated[str | None, typer.Option(help="Where cells run: serial (this process) | local (process "
+                                                      "pool) | ray (Ray tasks). Default: serial, or local with "
+                                                      "--workers > 1.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Concurrent cells (local default: min(2, CPUs); ray: tasks "
+                                                     "in flight, default the cluster's CPUs).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --executor ray (default: "
+                                                         "$RAY_ADDRESS, else a local instance).")] = None,
 ) -> None:
     """Run (or resume) a benchmark grid and print the paper-style table. No arguments: the digits default."""
     from unlearnlab.bench.runner import plan, run_experiment, run_grid
@@ -85,7 +92,9 @@ def run(
             if spec.is_experiment:
                 _run_experiment_command(spec, quick, data, out=out, root=root, device=device, threads=threads,
                                         seeds=seeds, no_cache=no_cache, methods=methods, profile=profile,
-                                        set_=set_, run_experiment=run_experiment)
+                                        set_=set_, run_experiment=run_experiment,
+                                        scale_out={"--executor": executor, "--workers": workers,
+                                                   "--ray-address": ray_address})
                 return
             cfg = protocol_config(spec.name, quick, data)
         else:
@@ -98,13 +107,19 @@ def run(
             dataset=dataset, model=model, forget=forget, out=out, root=root, device=device, profile=profile,
             threads=threads, methods=parse_methods(methods) if methods else None,
             seeds=parse_seeds(seeds) if seeds else None, cache=False if no_cache else None, hparams=hparams,
+            executor=executor, workers=workers, ray_address=ray_address,
         )
         grid_plan = plan(cfg)
     except UnlearnlabError as err:
         _fail(err)
     what = f"protocol {grid_plan.protocol} · " if cfg.protocol else ""
+    from unlearnlab.bench.executors import resolve
+
+    engine, engine_workers = resolve(cfg.executor, cfg.workers)
+    where = "" if engine == "serial" else f" · executor {engine}" + (f" × {engine_workers}" if engine_workers else "")
     console.print(f"[bold]unlearnlab {__version__}[/bold] · {what}{cfg.dataset} · {cfg.model} · forget {cfg.forget} · "
-                  f"methods {', '.join(grid_plan.methods)} · seeds {', '.join(map(str, cfg.seeds))} → {cfg.out}")
+                  f"methods {', '.join(grid_plan.methods)} · seeds {', '.join(map(str, cfg.seeds))}{where} → "
+                  f"{cfg.out}")
     with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as bars:
         cells = len(grid_plan.methods) * len(cfg.seeds)
@@ -130,9 +145,9 @@ def run(
 def _run_experiment_command(spec: Any, quick: bool, data: dict[str, Any], *, out: str | None, root: str | None,
                             device: str | None, threads: int | None, seeds: str | None, no_cache: bool,
                             methods: str | None, profile: str | None, set_: list[str] | None,
-                            run_experiment: Any) -> None:
+                            run_experiment: Any, scale_out: dict[str, Any] | None = None) -> None:
     """``unlearnlab run --protocol <experiment>``: only output, device, cache, thread and seed options apply."""
-    grid_only = {"--methods": methods, "--profile": profile, "--set": set_ or None}
+    grid_only = {"--methods": methods, "--profile": profile, "--set": set_ or None, **(scale_out or {})}
     given = [flag for flag, value in grid_only.items() if value]
     allowed = {"out", "root", "cache", "cache_dir", "device", "threads", "seeds", "protocol", "quick"}
     extra = sorted(set(data) - allowed)

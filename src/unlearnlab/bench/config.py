@@ -60,6 +60,13 @@ class RunConfig:
     protocol: str | None = None
     #: the protocol's ``--quick`` size
     quick: bool = False
+    #: where grid cells run: ``serial`` (in this process), ``local`` (process pool) or ``ray``; ``None``: serial
+    #: with one worker, else local (:mod:`unlearnlab.bench.executors`)
+    executor: str | None = None
+    #: concurrent cells (local: pool size, default min(2, CPUs); ray: tasks in flight, default the cluster's)
+    workers: int | None = None
+    #: Ray cluster address (``ray.init(address=...)``); ``None``: ``$RAY_ADDRESS``, else a local instance
+    ray_address: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -104,7 +111,9 @@ def parse_methods(text: str | list | tuple) -> tuple[str, ...]:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-_OPTIONAL: dict[str, Any] = {"retrain_recipe": {}, "protocol": None, "quick": False}
+_OPTIONAL: dict[str, Any] = {"retrain_recipe": {}, "protocol": None, "quick": False, "executor": None,
+                             "workers": None, "ray_address": None}
+EXECUTORS = ("serial", "local", "ray")
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:
@@ -131,6 +140,13 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
             raise UnlearnlabError(f"config key {key!r} must be a string, got {values[key]!r}.")
     if values.get("protocol") is not None and not isinstance(values["protocol"], str):
         raise UnlearnlabError(f"config key 'protocol' must be a protocol name, got {values['protocol']!r}.")
+    if values.get("executor") is not None and values["executor"] not in EXECUTORS:
+        raise unknown_name("executor", str(values["executor"]), EXECUTORS)
+    workers = values.get("workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UnlearnlabError(f"config key 'workers' must be an integer >= 1, got {workers!r}.")
+    if values.get("ray_address") is not None and not isinstance(values["ray_address"], str):
+        raise UnlearnlabError(f"config key 'ray_address' must be a string, got {values['ray_address']!r}.")
     return RunConfig(**values)
 
 

@@ -6,6 +6,10 @@ recipe on D_r, cached), then every method run on a copy of the original and scor
 cell (done or diverged) is never run again; an interrupted one is re-run; a method error becomes the row's
 status and the grid goes on.
 
+The driver (this process) trains or loads the originals and retrains, starts each cell's row, hands the cell to
+an executor (:mod:`unlearnlab.bench.executors`: ``serial``, a ``local`` process pool or ``ray``) as a small
+picklable spec, and finishes the row when the result arrives: workers never touch the results store.
+
 A config naming a protocol (:mod:`unlearnlab.protocols`) must keep the protocol's pinned keys; its rows store
 the protocol's label (``"<name> v<version>"``, ``+ " quick"``) and its aggregation (std ddof, extra gap
 variants) is applied to the tables. Experiment protocols run through :func:`run_experiment`.
@@ -14,7 +18,6 @@ variants) is applied to the tables. Experiment protocols run through :func:`run_
 from __future__ import annotations
 
 import math
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +29,14 @@ from rich.markup import escape
 from torch import nn
 
 from unlearnlab import __version__
-from unlearnlab.api import unlearn
 from unlearnlab.bench.cache import ModelCache, default_cache_dir, save_checkpoint
 from unlearnlab.bench.config import RunConfig
+from unlearnlab.bench.executors import RETRAIN_META_KEYS, CellSpec, check, make_executor
 from unlearnlab.bench.report import REFERENCE, group_rows, header_line, summarize, to_csv, to_latex, to_markdown
 from unlearnlab.bench.store import ResultStore, config_hash, run_key
 from unlearnlab.data.datasets import load_dataset
 from unlearnlab.data.forget import ForgetSpec, ForgetTask, make_task
-from unlearnlab.errors import DivergenceError, UnlearnlabError
+from unlearnlab.errors import UnlearnlabError
 from unlearnlab.evaluation import PRIMARY_MIAS, evaluate
 from unlearnlab.methods import get_method
 from unlearnlab.metrics.gap import avg_gap_means, gap_means_ua_ra_ta, mean_metric_std
@@ -93,6 +96,7 @@ def plan(config: RunConfig) -> Plan:
         create(config.model)  # raises the unknown-name error with suggestions
     if config.primary_mia not in PRIMARY_MIAS:
         raise UnlearnlabError(f"primary_mia {config.primary_mia!r}: use one of {', '.join(PRIMARY_MIAS)}.")
+    check(config.executor, config.workers)  # e.g. --executor ray without Ray installed
     canonical = {m: get_method(m).name for m in config.methods}  # resolves aliases, rejects unknown names
     methods = tuple(dict.fromkeys(("retrain", *canonical.values())))
     given = {get_method(m).name: v for m, v in config.hparams.items()}
@@ -131,12 +135,21 @@ def protocol_name(dataset: str, spec: ForgetSpec) -> str:
     return f"{dataset}-{spec}"
 
 
+def _recipe(kind: str, p: Plan) -> Recipe:
+    return p.recipe if kind == "original" or p.retrain_recipe is None else p.retrain_recipe
+
+
+def _identity(kind: str, p: Plan, seed: int, data_hash: str) -> dict[str, Any]:
+    """The cache identity of an original (kind 'original') or retrained (kind 'retrain') model."""
+    return {"kind": kind, "dataset": p.config.dataset, "model": p.config.model,
+            "recipe": _recipe(kind, p).to_dict(), "data": data_hash, "seed": seed}
+
+
 def _trained(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed: int, data_hash: str,
              progress: Progress) -> tuple[nn.Module, dict[str, Any]]:
     """The original (kind 'original', trained on D) or retrained (kind 'retrain', on D_r) model."""
-    recipe = p.recipe if kind == "original" or p.retrain_recipe is None else p.retrain_recipe
-    identity = {"kind": kind, "dataset": p.config.dataset, "model": p.config.model,
-                "recipe": recipe.to_dict(), "data": data_hash, "seed": seed}
+    recipe = _recipe(kind, p)
+    identity = _identity(kind, p, seed, data_hash)
     model = create(p.config.model, task, seed=seed, device=p.device)
     data = task.train if kind == "original" else task.retain
 
@@ -154,8 +167,9 @@ def run_grid(config: RunConfig, progress: Progress | None = None, log: Callable[
              cell_done: Callable[[], None] | None = None) -> str:
     """Run (or resume) the grid of ``config``; returns the Markdown table (also written to the out dir).
 
-    ``progress(label, fraction)`` follows the current training or method run; ``cell_done()`` is called once
-    per grid cell (method × seed), finished now or earlier.
+    ``progress(label, fraction)`` follows the current training (and, with the serial executor, method) run;
+    ``cell_done()`` is called once per grid cell (method × seed) as it finishes, now or in an earlier run.
+    ``config.executor`` / ``config.workers`` choose where cells run; the rows are the same whatever they are.
     """
     p = plan(config)
     progress = progress or (lambda label, fraction: None)
@@ -169,59 +183,95 @@ def run_grid(config: RunConfig, progress: Progress | None = None, log: Callable[
          "unlearnlab": __version__}, sort_keys=False))
     cache = ModelCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), config.cache)
     env = environment() | {"device": str(p.device)}
-    with ResultStore(out) as store:
-        original = None
-        for seed in config.seeds:
-            task = make_task(config.dataset, config.forget, seed, device=p.device, root=config.root)
-            if original is None:
-                original, _ = _trained(cache, "original", task, p, 1, task.data_hash, progress)
-            retrained, rmeta = _trained(cache, "retrain", task, p, seed, task.split_hash, progress)
-            reference = evaluate(retrained, task, primary_mia=config.primary_mia)
-            for method in p.methods:
-                _run_cell(store, p, task, method, seed, original, retrained, reference, rmeta, env, progress, log)
+    with ResultStore(out) as store, make_executor(config.executor, config.workers, str(p.device), config.threads,
+                                                  config.ray_address) as executor:
+
+        def arrived(block: bool) -> None:
+            for spec, result in executor.collect(block):
+                _record(store, p, spec, result, log)
                 if cell_done is not None:
                     cell_done()
+
+        original_path = None
+        for seed in config.seeds:
+            task = make_task(config.dataset, config.forget, seed, device=p.device, root=config.root)
+            if original_path is None:
+                _trained(cache, "original", task, p, 1, task.data_hash, progress)
+                original_path = cache.path(_identity("original", p, 1, task.data_hash))
+            retrained, rmeta = _trained(cache, "retrain", task, p, seed, task.split_hash, progress)
+            reference = evaluate(retrained, task, primary_mia=config.primary_mia)
+            del retrained
+            for method in p.methods:
+                spec = _cell_spec(p, task, method, seed, original_path,
+                                  cache.path(_identity("retrain", p, seed, task.split_hash)), rmeta, reference, store)
+                if spec is None:
+                    if cell_done is not None:
+                        cell_done()
+                    continue
+                store.start(task_key=p.task_key, protocol=p.protocol, method=method, seed=seed,
+                            config=_row_config(p, method), split_hash=task.split_hash, env=env)
+                executor.submit(spec, progress, task)
+                arrived(block=False)
+        arrived(block=True)
         markdown = write_reports(store, out)
     return markdown
 
 
-def _run_cell(store: ResultStore, p: Plan, task: ForgetTask, method: str, seed: int, original: nn.Module,
-              retrained: nn.Module, reference: Any, rmeta: dict[str, Any], env: dict[str, Any],
-              progress: Progress, log: Callable[[str], None]) -> None:
-    hp = p.hparams[method]
-    config = {"method": method, "hparams": hp, "model": p.config.model, "primary_mia": p.config.primary_mia}
-    key = run_key(p.task_key, method, config_hash(config), seed)
+def _row_config(p: Plan, method: str) -> dict[str, Any]:
+    """The ``config`` column of a cell (its hash is part of the run key)."""
+    return {"method": method, "hparams": p.hparams[method], "model": p.config.model,
+            "primary_mia": p.config.primary_mia}
+
+
+def _cell_spec(p: Plan, task: ForgetTask, method: str, seed: int, original: Path, retrain: Path,
+               rmeta: dict[str, Any], reference: Any, store: ResultStore) -> CellSpec | None:
+    """The picklable spec of one cell (no store, no output folder), or ``None`` when its row is complete."""
+    key = run_key(p.task_key, method, config_hash(_row_config(p, method)), seed)
     if store.is_complete(key):
+        return None
+    return CellSpec(
+        run_key=key, method=method, seed=seed, hparams=dict(p.hparams[method]),
+        dataset=p.config.dataset, model=p.config.model, forget=p.config.forget, root=p.config.root,
+        device=str(p.device), primary_mia=p.config.primary_mia, split_hash=task.split_hash,
+        original=str(original), retrain=str(retrain), retrain_meta={k: rmeta.get(k) for k in RETRAIN_META_KEYS},
+        reference=dict(reference.metrics), reference_definitions=dict(reference.definitions),
+        threads=p.config.threads or 1)
+
+
+def _record(store: ResultStore, p: Plan, spec: CellSpec, result: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Finish the row of an arrived result (one transaction); the driver alone writes the store and files."""
+    status, stats, error = result["status"], dict(result["stats"]), result["error"]
+    artifact = result.get("artifact")
+    if status == "done" and artifact is not None:  # ship the certified model with its verifiable certificate
+        try:
+            model_path = Path(p.config.out) / "models" / f"{spec.method}-seed{spec.seed}.pt"
+            save_checkpoint(model_path, _Weights(artifact["state_dict"]),
+                            {"method": spec.method, "seed": spec.seed, "hparams": spec.hparams,
+                             "split_hash": spec.split_hash, "model": p.config.model})
+            cert = artifact["certificate"]
+            path = cert.save(model_path)
+            stats["certificate"] = {"epsilon": cert.epsilon, "delta": cert.delta, "file": str(path)}
+        except Exception as err:
+            status, error = "failed", f"saving the certified model failed: {type(err).__name__}: {err}"
+            result = {**result, "message": error}
+    if status == "done":
+        store.finish(spec.run_key, "done", result["metrics"], result["definitions"], stats)
         return
-    store.start(task_key=p.task_key, protocol=p.protocol, method=method, seed=seed, config=config,
-                split_hash=task.split_hash, env=env)
-    label = f"{method} (seed {seed})"
-    progress(label, 0.0)
-    try:
-        if method == "retrain":
-            result_model, seconds, counters = retrained, rmeta["seconds"], {
-                k: rmeta.get(k) for k in ("forward_samples", "backward_samples", "optimizer_steps")}
-            extra: dict[str, Any] = {"cached_retrain_device": rmeta.get("device")}
-        else:
-            res = unlearn(original, task, method=method, seed=seed, progress=lambda f: progress(label, f), **hp)
-            result_model, seconds, counters, extra = res.model, res.seconds, res.counters.as_dict(), res.stats
-            if res.certificate is not None:  # ship the certified model with its verifiable certificate
-                model_path = Path(p.config.out) / "models" / f"{method}-seed{seed}.pt"
-                save_checkpoint(model_path, res.model, {"method": method, "seed": seed, "hparams": hp,
-                                                        "split_hash": task.split_hash, "model": p.config.model})
-                path = res.certificate.save(model_path)
-                extra = {**extra, "certificate": {"epsilon": res.certificate.epsilon,
-                                                  "delta": res.certificate.delta, "file": str(path)}}
-        scores = evaluate(result_model, task, reference if method != "retrain" else None, p.config.primary_mia)
-        stats = {"rte_minutes": seconds / 60.0, "seconds": seconds, **counters, **extra}
-        store.finish(key, "done", scores.metrics, scores.definitions, stats)
-    except DivergenceError as err:
-        store.finish(key, "diverged", {}, {}, {}, error=str(err))
-        log(f"[yellow]{label}: diverged[/yellow] — {escape(str(err))}")
-    except Exception as err:  # a method error is the row's status; the grid goes on
-        store.finish(key, "failed", {}, {}, {}, error="".join(traceback.format_exception(err))[-4000:])
-        log(f"[red]{label}: failed[/red] — {type(err).__name__}: {escape(str(err))}")
-    progress(label, 1.0)
+    store.finish(spec.run_key, status, {}, {}, {}, error=error)
+    if status == "diverged":
+        log(f"[yellow]{spec.label}: diverged[/yellow] — {escape(str(result['message']))}")
+    else:
+        log(f"[red]{spec.label}: failed[/red] — {escape(str(result['message']))}")
+
+
+class _Weights:
+    """A state dict that :func:`save_checkpoint` can save like a model."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self._state = state
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._state
 
 
 def _aggregation(label: str) -> tuple[int, tuple[str, ...]]:
