@@ -471,3 +471,28 @@ def test_hyperparameters_for_the_benchmark_retrain_are_refused(grid, tmp_path: P
     assert result.exit_code == 2 and "recipe" in result.output
     assert not out.exists()
 
+
+
+def test_forget_quality_adds_the_neurips_score_to_the_first_seed_and_resumes(grid, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("UNLEARNLAB_CACHE", str(grid.cache))
+    out = tmp_path / "out"
+    args = ("run", "--config", grid.config, "--methods", "ft", "--seeds", "1,2", "--forget-quality", "2",
+            "--out", out)
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    scored = {(r["method"], r["seed"]): r for r in rows(out) if "forget_score_eps" in r["metrics"]}
+    assert set(scored) == {("retrain", 1), ("ft", 1)}  # the first seed only, every method
+    for row in scored.values():
+        assert 0.0 <= row["metrics"]["forget_score_eps"] <= 1.0
+        assert "N=2" in row["definitions"]["forget_score_eps"]
+        assert row["stats"]["forget_quality"]["n_models"] == 2
+    assert "Forget quality" in (out / "table.md").read_text()
+    before = finished(out)
+    assert invoke(*args).exit_code == 0
+    assert finished(out) == before  # nothing recomputed
+
+
+def test_forget_quality_needs_at_least_two_models(grid, tmp_path: Path):
+    result = invoke("run", "--config", grid.config, "--forget-quality", "1", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "forget_quality_n" in result.output
+    assert not (tmp_path / "out").exists()

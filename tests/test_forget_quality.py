@@ -131,7 +131,7 @@ def test_bad_arguments(digits_task, original, retrain_fn):
 
 
 def test_retrain_factory_serves_the_runner_cache(tmp_path: Path, digits_task):
-    """retrain_factory → runner._trained: seed s is trained once, then loaded from the content-addressed cache."""
+    """retrain_factory → runner.trained_model: seed s is trained once, then loaded from the content-addressed cache."""
     from unlearnlab.bench.cache import ModelCache
     from unlearnlab.bench.config import RunConfig
     from unlearnlab.bench.runner import plan

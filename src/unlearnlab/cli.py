@@ -68,6 +68,9 @@ def run(
                                                      "in flight, default the cluster's CPUs).")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --executor ray (default: "
                                                          "$RAY_ADDRESS, else a local instance).")] = None,
+    forget_quality: Annotated[int | None, typer.Option(
+        "--forget-quality", help="Add the NeurIPS'23 forget score (N unlearned vs N retrained models, seed 1 "
+                                 "only; N >= 2, resolution ε̄ = ceil(ln(N-1))).")] = None,
 ) -> None:
     """Run (or resume) a benchmark grid and print the paper-style table. No arguments: the digits default."""
     from unlearnlab.bench.runner import plan, run_experiment, run_grid
@@ -107,7 +110,7 @@ def run(
             dataset=dataset, model=model, forget=forget, out=out, root=root, device=device, profile=profile,
             threads=threads, methods=parse_methods(methods) if methods else None,
             seeds=parse_seeds(seeds) if seeds else None, cache=False if no_cache else None, hparams=hparams,
-            executor=executor, workers=workers, ray_address=ray_address,
+            executor=executor, workers=workers, ray_address=ray_address, forget_quality_n=forget_quality,
         )
         grid_plan = plan(cfg)
     except UnlearnlabError as err:

@@ -57,6 +57,7 @@ class QuickSize:
     recipe: Recipe | None = None
     retrain_recipe: Recipe | None = None
     profile: str | None = None
+    forget_quality_n: int | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class Protocol:
     std_ddof: int = 1
     gap_variants: tuple[str, ...] = ("avg_gap_matched",)
     compat: tuple[str, ...] = ()
+    #: N per family of the NeurIPS 2023 forget score on the first seed (bench/forget_quality.py); None = off
+    forget_quality_n: int | None = None
     quick: QuickSize | None = None
     # ---- experiment protocols
     experiment: str | None = None
@@ -120,7 +123,7 @@ class Protocol:
             profile=p.profile, primary_mia=p.primary_mia,
             recipe=p.recipe.to_dict() if p.recipe is not None else {},
             retrain_recipe=p.retrain_recipe.to_dict() if p.retrain_recipe is not None else {},
-            protocol=self.name, quick=quick,
+            protocol=self.name, quick=quick, forget_quality_n=p.forget_quality_n,
         )
         return from_dict({**base.to_dict(), **overrides}) if overrides else base
 

@@ -67,6 +67,8 @@ class RunConfig:
     workers: int | None = None
     #: Ray cluster address (``ray.init(address=...)``); ``None``: ``$RAY_ADDRESS``, else a local instance
     ray_address: str | None = None
+    #: the NeurIPS 2023 forget score with N unlearned vs N retrained models on the first seed; ``None``: off
+    forget_quality_n: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -112,7 +114,7 @@ def parse_methods(text: str | list | tuple) -> tuple[str, ...]:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 _OPTIONAL: dict[str, Any] = {"retrain_recipe": {}, "protocol": None, "quick": False, "executor": None,
-                             "workers": None, "ray_address": None}
+                             "workers": None, "ray_address": None, "forget_quality_n": None}
 EXECUTORS = ("serial", "local", "ray")
 
 
@@ -145,6 +147,9 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
     workers = values.get("workers")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise UnlearnlabError(f"config key 'workers' must be an integer >= 1, got {workers!r}.")
+    fq = values.get("forget_quality_n")
+    if fq is not None and (isinstance(fq, bool) or not isinstance(fq, int) or fq < 2):
+        raise UnlearnlabError(f"config key 'forget_quality_n' must be an integer >= 2 (models per family), got {fq!r}.")
     if values.get("ray_address") is not None and not isinstance(values["ray_address"], str):
         raise UnlearnlabError(f"config key 'ray_address' must be a string, got {values['ray_address']!r}.")
     return RunConfig(**values)

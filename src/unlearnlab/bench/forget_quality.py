@@ -223,18 +223,14 @@ def retrain_factory(cache: Any, plan: Any, task: ForgetTask, progress: Progress 
     ``retrain_fn(seed)`` is the runner's retrained model (kind ``"retrain"``, ``plan``'s retrain recipe, fresh
     init with ``seed``) on ``task``'s split (identity ``data = task.split_hash``), so seed s of the grid's own
     task is the very checkpoint the grid scores against, and the other seeds are trained once and cached. Uses
-    ``unlearnlab.bench.runner._trained`` (imported when called, so the runner may import this module).
+    :func:`unlearnlab.bench.runner.trained_model` (imported when called: the runner imports this module).
     """
-    from unlearnlab.bench import runner
+    from unlearnlab.bench.runner import trained_model
 
-    trained = getattr(runner, "_trained", None)
-    if trained is None:
-        raise UnlearnlabError("unlearnlab.bench.runner no longer provides _trained(cache, kind, task, plan, seed, "
-                              "data_hash, progress): pass forget_quality a retrain_fn of your own.")
     report = progress or (lambda label, fraction: None)
 
     def retrain_fn(seed: int) -> nn.Module:
-        model, _ = trained(cache, "retrain", task, plan, int(seed), task.split_hash, report)
+        model, _ = trained_model(cache, "retrain", task, plan, int(seed), task.split_hash, report)
         return model
 
     return retrain_fn

@@ -32,13 +32,15 @@ from unlearnlab import __version__
 from unlearnlab.bench.cache import ModelCache, default_cache_dir, save_checkpoint
 from unlearnlab.bench.config import RunConfig
 from unlearnlab.bench.executors import RETRAIN_META_KEYS, CellSpec, check, make_executor
+from unlearnlab.bench.forget_quality import forget_quality, retrain_factory
 from unlearnlab.bench.report import REFERENCE, group_rows, header_line, summarize, to_csv, to_latex, to_markdown
 from unlearnlab.bench.store import ResultStore, config_hash, run_key
 from unlearnlab.data.datasets import load_dataset
 from unlearnlab.data.forget import ForgetSpec, ForgetTask, make_task
-from unlearnlab.errors import UnlearnlabError
+from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.evaluation import PRIMARY_MIAS, evaluate
 from unlearnlab.methods import get_method
+from unlearnlab.metrics import METRIC_DEFINITIONS
 from unlearnlab.metrics.gap import avg_gap_means, gap_means_ua_ra_ta, mean_metric_std
 from unlearnlab.models import create
 from unlearnlab.models.registry import check_output_size, list_models
@@ -145,7 +147,7 @@ def _identity(kind: str, p: Plan, seed: int, data_hash: str) -> dict[str, Any]:
             "recipe": _recipe(kind, p).to_dict(), "data": data_hash, "seed": seed}
 
 
-def _trained(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed: int, data_hash: str,
+def trained_model(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed: int, data_hash: str,
              progress: Progress) -> tuple[nn.Module, dict[str, Any]]:
     """The original (kind 'original', trained on D) or retrained (kind 'retrain', on D_r) model."""
     recipe = _recipe(kind, p)
@@ -196,9 +198,9 @@ def run_grid(config: RunConfig, progress: Progress | None = None, log: Callable[
         for seed in config.seeds:
             task = make_task(config.dataset, config.forget, seed, device=p.device, root=config.root)
             if original_path is None:
-                _trained(cache, "original", task, p, 1, task.data_hash, progress)
+                trained_model(cache, "original", task, p, 1, task.data_hash, progress)
                 original_path = cache.path(_identity("original", p, 1, task.data_hash))
-            retrained, rmeta = _trained(cache, "retrain", task, p, seed, task.split_hash, progress)
+            retrained, rmeta = trained_model(cache, "retrain", task, p, seed, task.split_hash, progress)
             reference = evaluate(retrained, task, primary_mia=config.primary_mia)
             del retrained
             for method in p.methods:
@@ -213,8 +215,41 @@ def run_grid(config: RunConfig, progress: Progress | None = None, log: Callable[
                 executor.submit(spec, progress, task)
                 arrived(block=False)
         arrived(block=True)
+        if config.forget_quality_n:
+            _forget_quality_pass(store, p, cache, progress, log)
         markdown = write_reports(store, out)
     return markdown
+
+
+def _forget_quality_pass(store: ResultStore, p: Plan, cache: ModelCache, progress: Progress,
+                         log: Callable[[str], None]) -> None:
+    """Add the NeurIPS 2023 forget score to every done row of the first seed that lacks it (resumable).
+
+    N unlearned models (seeds s..s+N−1 from the one original) against N retrained models (seeds s..s+N−1, the
+    grid's retrain included, served by the cache), all on the first seed's forget set; the row gains
+    ``forget_score_eps`` and ``final_score`` (definitions name N and ε̄) and the full summary in its stats.
+    """
+    n = p.config.forget_quality_n
+    seed = p.config.seeds[0]
+    task = make_task(p.config.dataset, p.config.forget, seed, device=p.device, root=p.config.root)
+    original, _ = trained_model(cache, "original", task, p, 1, task.data_hash, progress)
+    retrain_fn = retrain_factory(cache, p, task, progress)
+    for method in p.methods:
+        key = run_key(p.task_key, method, config_hash(_row_config(p, method)), seed)
+        row = store.get(key)
+        if row is None or row["status"] != "done" or "forget_score_eps" in row["metrics"]:
+            continue
+        try:
+            fq = forget_quality(task, original, method, p.hparams[method], n, retrain_fn, seed0=seed,
+                                progress=progress)
+        except DivergenceError as err:
+            log(f"[yellow]{method}: forget quality skipped, a run diverged[/yellow] — {escape(str(err))}")
+            continue
+        definition = f"{METRIC_DEFINITIONS['forget_score_eps']} [N={fq['n_models']}, eps_bar={fq['eps_bar']}]"
+        metrics = {**row["metrics"], "forget_score_eps": fq["F"], "final_score": fq["final_score"]}
+        definitions = {**row["definitions"], "forget_score_eps": definition, "final_score": METRIC_DEFINITIONS[
+            "final_score"]}
+        store.finish(key, "done", metrics, definitions, {**row["stats"], "forget_quality": fq})
 
 
 def _row_config(p: Plan, method: str) -> dict[str, Any]:
@@ -304,6 +339,25 @@ def gap_variants_table(rows: Sequence[dict[str, Any]], ddof: int = 1) -> str:
         label = f"{method} [{chash[:8]}]" if method in several else method
         body.append([label, _num(gaps[0]), _num(gaps[1]), _num(mean_metric_std(metrics, ddof=ddof)),
                      str(len(metrics))])
+    caption = (f"Gap variants · {rows[0]['protocol']} · gaps of seed means vs Retrain's seed mean; Avg std = mean "
+               f"of the per-metric stds (UA, RA, TA, MIA), ddof = {ddof}")
+    return _markdown_table(caption, titles, body)
+
+
+def forget_quality_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The NeurIPS 2023 forget score of the rows that carry it (``--forget-quality N``), one line per method."""
+    scored = [r for r in rows if r["status"] == "done" and "forget_score_eps" in r["metrics"]]
+    scored.sort(key=lambda r: r["method"] != REFERENCE)
+    body = [[r["method"], _num(r["metrics"]["forget_score_eps"]), _num(r["metrics"]["final_score"]),
+             str(r["stats"]["forget_quality"]["n_models"]), str(r["stats"]["forget_quality"]["eps_bar"]),
+             str(r["seed"])] for r in scored]
+    caption = ("Forget quality (forget_score_eps, NeurIPS 2023 scoring) · N unlearned vs N retrained models; "
+               "scores are comparable only at equal N; Retrain's row is the best F this N allows, not 1")
+    return _markdown_table(caption, ["Method", "F ↑", "final score ↑", "N", "ε̄", "seed"], body)
+
+
+def _markdown_table(caption: str, titles: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A captioned, column-aligned Markdown table; empty text when there is no row."""
     if not body:
         return ""
     widths = [max(len(line[i]) for line in [titles, *body]) for i in range(len(titles))]
@@ -312,8 +366,6 @@ def gap_variants_table(rows: Sequence[dict[str, Any]], ddof: int = 1) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    caption = (f"Gap variants · {rows[0]['protocol']} · gaps of seed means vs Retrain's seed mean; Avg std = mean "
-               f"of the per-metric stds (UA, RA, TA, MIA), ddof = {ddof}")
     return "\n".join([caption, "", line(titles), rule, *map(line, body)]) + "\n"
 
 
@@ -336,6 +388,8 @@ def render(rows: Sequence[dict[str, Any]], fmt: str = "markdown") -> str:
             if set(variants) - {"avg_gap_matched"}:
                 extra = gap_variants_table(group, ddof)
                 text += f"\n{extra}" if extra else ""
+            quality = forget_quality_table(group)
+            text += f"\n{quality}" if quality else ""
             parts.append(text)
     return ("" if fmt == "csv" else "\n").join(parts)
 

@@ -37,7 +37,7 @@ from unlearnlab import __version__
 from unlearnlab.api import unlearn
 from unlearnlab.bench.cache import ModelCache, default_cache_dir
 from unlearnlab.bench.config import RunConfig, _yaml, parse_seeds
-from unlearnlab.bench.runner import Plan, _trained, plan
+from unlearnlab.bench.runner import Plan, plan, trained_model
 from unlearnlab.data.forget import ForgetTask, make_task
 from unlearnlab.errors import DivergenceError, UnlearnlabError, unknown_name
 from unlearnlab.evaluation import evaluate
@@ -353,8 +353,8 @@ class _Objective:
             for seed in self.seeds:
                 task = make_task(cfg.dataset, cfg.forget, seed, device=p.device, root=cfg.root)
                 if original is None:
-                    original, _ = _trained(cache, "original", task, p, 1, task.data_hash, quiet)
-                retrained, _ = _trained(cache, "retrain", task, p, seed, task.split_hash, quiet)
+                    original, _ = trained_model(cache, "original", task, p, 1, task.data_hash, quiet)
+                retrained, _ = trained_model(cache, "retrain", task, p, seed, task.split_hash, quiet)
                 selection = validation_task(task) if self.select_on == "val" else task
                 refs[seed] = (selection, evaluate(retrained, selection, primary_mia=cfg.primary_mia))
             self._setup = (original, refs)
