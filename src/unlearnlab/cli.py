@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from unlearnlab import __version__
 from unlearnlab.bench.config import (
@@ -196,8 +196,8 @@ def protocols(
             for key, value in fields.items():
                 out_console.print(f"  {key}: {escape(str(value))}", soft_wrap=True)
         return
-    table = Table("protocol", "paper", "dataset / model", "forget", "seeds", "primary MIA", "quick size",
-                  show_lines=True)
+    table = Table("paper", "dataset / model", "forget", "seeds", "primary MIA", "quick size", show_lines=True)
+    table.columns.insert(0, Column("protocol", no_wrap=True))  # a name must stay copyable
     for spec in list_protocols():
         aliases = aliases_of(spec.name)
         label = spec.label() + (f"\n(aliases: {', '.join(aliases)})" if aliases else "")
