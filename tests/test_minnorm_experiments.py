@@ -222,3 +222,37 @@ def test_image_experiments_end_to_end_and_resume(tmp_path, kind):
     assert mn["stats"]["jacobian_columns"] > 0 and mn["config"]["grad_sample_size"] == 20
     assert "MinNorm-OG" in table
     ctx.store.close()
+
+
+# ------------------------------------------------------------------------------------------------ quick scale
+
+
+def test_poisoning_optimizer_matches_plain_adamw():
+    """The (fused where available) AdamW of the poisoning loop follows the plain per-tensor AdamW."""
+    data = sine_poisoning(3)
+    s = M.SineSetting("tiny-sine", width=16, poison_steps=30, epochs=(1,), grids={})
+    a, b = M._sine_model(s, 3, torch.device("cpu")), M._sine_model(s, 3, torch.device("cpu"))
+    M.train_poisoned(a, data, 30)
+    opt = torch.optim.AdamW(b.parameters(), lr=1e-3, weight_decay=0.01)
+    d = data.all
+    for _ in range(30):
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.mse_loss(b(d.x), d.y).backward()
+        opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-5, rtol=1e-4)
+
+
+def test_quick_scales_are_the_documented_ones():
+    s = M.SineSetting.quick()
+    assert (s.width, s.poison_steps, s.epochs, s.n_pert) == (64, 20_000, (10, 100), 50)
+    runs = sum(len(M.grid_configs(s.grids[t][m])) for t in s.epochs for m in s.methods)
+    assert runs == 116 and set(s.methods) == set(M.SINE_METHODS)
+    full = M.SineSetting.full()
+    assert (full.width, full.poison_steps, full.epochs) == (300, 100_000, (10, 100, 1000))
+    e, c = M.erase_setting(True), M.collapse_setting(True)
+    assert e.settings == ((0.05, 5),) and c.settings == ((0.05, 10), (0.2, 10))
+    assert e.methods == c.methods == M.IMAGE_METHODS
+    per_setting = sum(len(M.grid_configs(e.grids(0.05, 5)[m])) for m in e.methods)
+    assert per_setting == 36
+    assert sum(len(M.grid_configs(c.grids(p, t)[m])) for p, t in c.settings for m in c.methods) == 72

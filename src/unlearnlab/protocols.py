@@ -275,7 +275,7 @@ def _register_defaults() -> None:
     register_protocol(_experiment(
         "minnorm-poisoning", "unlearnlab.experiments.minnorm:poisoning", _MNOG,
         "MinNorm-OG data poisoning (sine regression, minnorm_og §6.1): median sup-norm error, trials 1-10; "
-        "--quick = S1 poisoning-small.", seeds=tuple(range(1, 11)), quick_seeds=(1, 2), aliases=("mnog-sine",)))
+        "--quick = S1 poisoning-small.", seeds=tuple(range(1, 11)), quick_seeds=(1, 2, 3), aliases=("mnog-sine",)))
     register_protocol(_experiment(
         "minnorm-label-erasure", "unlearnlab.experiments.minnorm:label_erasure", _MNOG,
         "MinNorm-OG multi-class label erasure (CIFAR-10), seeds 1-5; --quick = S2 erase-digits.",
