@@ -200,6 +200,25 @@ def test_poisoning_end_to_end_and_resume(tmp_path):
     mn = [r for r in rows if r["method"] == "minnorm-og"]
     assert all(r["stats"]["jacobian_columns"] == 50 and r["stats"]["projections"] == 2 for r in mn)
     assert "| 3 |" in table and (ctx.out / "minnorm_poisoning.md").read_text() == table
+    # every row stores its fit on the coarse grid; the first row run per trial the training points
+    for r in rows:
+        fit = r["stats"]["fit"]
+        assert len(fit["y"]) == M.FIT_POINTS and fit["x_range"] == pytest.approx([-5 * math.pi, 5 * math.pi])
+        assert all(v is not None and math.isfinite(v) for v in fit["y"])
+    with_data = [r for r in rows if "poisoned_data" in r["stats"]]
+    assert sorted(r["seed"] for r in with_data) == [1, 2]
+    for r in with_data:
+        d, trial = r["stats"]["poisoned_data"], sine_poisoning(r["seed"])
+        assert len(d["retain_x"]) == 50 and d["forget_y"] == [1.5] * 5
+        assert d["forget_x"] == pytest.approx(trial.forget.x.flatten().tolist(), abs=1e-5)
+        assert len(d["original_fit"]["y"]) == M.FIT_POINTS
+    from unlearnlab.bench.plots import poisoning_fits, write_plots
+
+    fits = poisoning_fits(rows)[3]
+    assert set(fits["fits"]) == {"mnog/retrain", "minnorm-og", "mnog/gd"} and fits["data"] is not None
+    paths = write_plots(ctx.store, tmp_path / "figs")
+    assert sorted(p.name for p in paths) == sorted(f"{p.stem}.{e}" for p in paths[:1] for e in ("pdf", "png"))
+    assert paths[0].name.startswith("poisoning-fits-test_v1-")
     ctx.store.close()
 
 

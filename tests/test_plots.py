@@ -92,3 +92,117 @@ def test_write_plots_and_cli(tmp_path: Path):
     assert len(list((tmp_path / "figs" / "plots").glob("tradeoff-*.p*"))) == 2
     missing = CliRunner().invoke(app, ["plots", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "No results.sqlite" in " ".join(missing.output.split())
+
+
+# ----------------------------------------------------------------------------- per-example ε histograms
+def _fq(hist_at: dict[int, int], eps_bar: int = 2, n_models: int = 8, f: float = 0.4) -> dict:
+    hist = [0] * 100
+    for j, c in hist_at.items():
+        hist[j] = c
+    return {"definition": "forget_score_eps", "F": f, "eps_bar": eps_bar, "n_models": n_models,
+            "eps_histogram": {"bucket_width": 0.5, "upper": 50.0, "counts": hist}}
+
+
+def test_eps_histograms_from_forget_quality_rows(tmp_path: Path):
+    from unlearnlab.bench.plots import eps_histogram_plot
+
+    _fill(tmp_path)
+    with ResultStore(tmp_path) as store:
+        for method, hist in (("retrain", {0: 100, 1: 20}), ("ft", {0: 30, 1: 40, 3: 20, 99: 30})):
+            row = next(r for r in store.rows(protocol=PROTOCOL) if r["method"] == method and r["seed"] == 1)
+            store.finish(row["run_key"], "done", row["metrics"], row["definitions"],
+                         {**row["stats"], "forget_quality": _fq(hist)})
+        rows = store.rows(protocol=PROTOCOL)
+        _files_ok(eps_histogram_plot(rows, tmp_path / "eps"))
+        paths = write_plots(store, tmp_path)
+    assert sorted(p.name.split("-")[0] + p.suffix for p in paths) == [
+        "eps.pdf", "eps.png", "tradeoff.pdf", "tradeoff.png"]
+    with pytest.raises(UnlearnlabError, match="forget-quality"):
+        eps_histogram_plot([r for r in rows if r["method"] == "ga"], tmp_path / "none")
+
+
+def test_eps_histograms_from_a_real_forget_quality_run(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("UNLEARNLAB_CACHE", str(tmp_path / "cache"))
+    config = tmp_path / "c.yaml"
+    config.write_text("recipe: {epochs: 3}\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "-c", str(config), "--methods", "ft", "--seeds", "1",
+                                      "--forget-quality", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with ResultStore(out) as store:
+        rows = store.rows()
+        assert any("forget_quality" in r["stats"] for r in rows)
+        paths = write_plots(store, out)
+    names = [p.name for p in paths]
+    assert any(n.startswith("eps-hist-") and n.endswith(".png") for n in names)
+    assert any(n.startswith("eps-hist-") and n.endswith(".pdf") for n in names)
+
+
+# ----------------------------------------------------------------------------- certified budget curves
+def _certified_rows(tmp_path: Path) -> Path:
+    """Rows shaped as experiments/certified_budget.py stores them: 2 ε, 3 budgets, 2 configs, 2 seed pairs."""
+    out = tmp_path / "cert"
+    with ResultStore(out) as store:
+        for split_seed in (142, 230):
+            task_key = f"certified-budget v1|certified-digits-random10|digits_tiny|split={split_seed}|abc"
+            for budget in (1, 3, 10):
+                cells = [("retrain", {}, None)] + [
+                    (m, {"C": c}, eps) for eps in (1.0, 10.0) for m in ("certified-gradclip", "output-perturbation")
+                    for c in (0.1, 1.0)]
+                for method, hp, eps in cells:
+                    config = {"method": method, "hparams": hp, "epsilon": eps, "epochs": budget,
+                              "split_seed": split_seed, "global_seed": 1234}
+                    key = store.start(task_key=task_key, protocol="certified-digits-random10 v1", method=method,
+                                      seed=1234, config=config, split_hash=f"s{split_seed}")
+                    base = 90.0 if eps is None else 60.0 + 2 * eps
+                    good = hp.get("C") == 1.0  # the val-selected config
+                    test = base + budget + (5.0 if good else 0.0) + (split_seed - 186) / 44
+                    val = test + (1.0 if good else -1.0)
+                    store.finish(key, "done", {"test_acc": test, "val_acc": val, "ua": 10.0, "ra": 95.0,
+                                               "cert_epsilon": eps, "cert_delta": None if eps is None else 1e-5},
+                                 {}, {})
+    return out
+
+
+def test_certified_budget_points_select_by_val(tmp_path: Path):
+    from unlearnlab.bench.plots import certified_budget_plot, certified_budget_points
+
+    out = _certified_rows(tmp_path)
+    with ResultStore(out) as store:
+        rows = store.rows()
+        points = certified_budget_points(rows)
+        paths = write_plots(store, tmp_path / "figs")
+    assert set(points) == {("retrain", None), *((m, e) for m in ("certified-gradclip", "output-perturbation")
+                                                for e in (1.0, 10.0))}
+    gc = points[("certified-gradclip", 10.0)]
+    assert [p["E"] for p in gc] == [1, 3, 10] and all(p["hparams"] == {"C": 1.0} and p["n"] == 2 for p in gc)
+    assert gc[0]["test"] == pytest.approx(60 + 20 + 1 + 5)
+    assert gc[0]["test_ci"] == pytest.approx(1.96 * 1.0 / math.sqrt(2))  # ±1 around the mean, ddof 0
+    assert [p["test"] for p in points[("retrain", None)]] == pytest.approx([91.0, 93.0, 100.0])
+    # no trade-off figure (the rows carry test_acc, not TA): one certified-budget figure for both split seeds
+    assert sorted(p.name for p in paths) == ["certified-budget-certified-digits-random10_v1.pdf",
+                                             "certified-budget-certified-digits-random10_v1.png"]
+    _files_ok(certified_budget_plot(rows, tmp_path / "budget"))
+    with pytest.raises(UnlearnlabError, match="certified"):
+        certified_budget_plot([r for r in rows if r["method"] == "retrain"], tmp_path / "none")
+
+
+def test_certified_budget_plot_on_the_experiment_rows(tmp_path: Path, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from unlearnlab.bench.cache import ModelCache
+    from unlearnlab.experiments import ExperimentContext
+    from unlearnlab.experiments import certified_budget as cb
+
+    tiny = dataclasses.replace(cb.QUICK, epsilons=(1.0,), budgets=(1, 2), grids={**cb.QUICK_GRIDS,
+                               "certified-modelclip": ()}, original_epochs=3)
+    monkeypatch.setattr(cb, "QUICK", tiny)
+    with ResultStore(tmp_path / "out") as store:
+        cb.run(ExperimentContext(out=tmp_path / "out", quick=True, seeds=(), store=store,
+                                 cache=ModelCache(tmp_path / "cache"), device=torch.device("cpu"),
+                                 protocol="certified-budget"))
+        paths = write_plots(store, tmp_path / "out")
+    _files_ok(paths)
+    assert paths[0].name.startswith("certified-budget-")

@@ -81,6 +81,27 @@ def sup_norm_error(model: nn.Module, n: int = 1000) -> float:
     return float((f - torch.sin(x.double().flatten().cpu())).abs().max())
 
 
+#: points of [−5π, 5π] on which each poisoning row stores its model's predictions (``stats["fit"]``, for plots)
+FIT_POINTS = 200
+
+
+def grid_predictions(model: nn.Module, n: int = FIT_POINTS) -> dict[str, Any]:
+    """The model's predictions on ``n`` evenly spaced x of [−5π, 5π] (the :func:`sine_grid`), rounded to 4
+    decimals (non-finite → None): ``{"x_range": [low, high], "y": [...]}``; x_i = low + (high − low)·i/(n − 1)."""
+    x = sine_grid(n).to(next(model.parameters()).device)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        f = model(x).double().flatten().cpu().tolist()
+    model.train(was)
+    return {"x_range": [float(x[0, 0]), float(x[-1, 0])],
+            "y": [round(v, 4) if math.isfinite(v) else None for v in f]}
+
+
+def _points(data: TensorData) -> tuple[list[float], list[float]]:
+    return ([round(float(v), 5) for v in data.x.flatten().cpu()], [round(float(v), 5) for v in data.y.flatten().cpu()])
+
+
 def central_range(values: Sequence[float]) -> tuple[float, float]:
     """(v_(k+1), v_(n−k)) of the sorted values, k = ⌊n/4⌋ discarded at each end (n = 10: 3rd and 8th; n = 5: 2nd
     and 4th)."""
@@ -372,7 +393,10 @@ def poisoning(ctx: ExperimentContext, setting: SineSetting | None = None) -> str
     Per trial (seed): new data (:func:`sine_poisoning`), a poisoned ``sine_mlp`` (cached), then every method ×
     grid configuration × T, full batch (B = 50), p_retain 1, n_pert 50, MSE. Row metrics: ``sup_norm_error``
     (max |f − sin| on 1,000 grid points of [−5π, 5π]), ``retain_mse``, ``forget_mse`` (after unlearning),
-    ``original_sup_norm_error``, ``seconds``. Table: per T and method, the configuration with the best mean over
+    ``original_sup_norm_error``, ``seconds``; row stats add ``fit`` (the predictions on :data:`FIT_POINTS` grid
+    points, :func:`grid_predictions`) and, on the first row run per trial, ``poisoned_data`` (retain and poisoned
+    points, the poisoned model's fit) for :func:`unlearnlab.bench.plots.poisoning_fit_plot`.
+    Table: per T and method, the configuration with the best mean over
     trials, its **median** and central range (⌊n/4⌋ discarded at each end), as paper Table 1/5.
     """
     s = setting or (SineSetting.quick() if ctx.quick else SineSetting.full())
@@ -406,8 +430,14 @@ def poisoning(ctx: ExperimentContext, setting: SineSetting | None = None) -> str
                 f"{time.perf_counter() - t0:.1f}s, train MSE {meta.get('train_mse', float('nan')):.4f}")
         orig_err = sup_norm_error(original, s.grid_points)
         t_runs = time.perf_counter()
-        for cell in todo:
-            def work(cell=cell, dev=dev, original=original, meta=meta, orig_err=orig_err):
+        retain_x, retain_y = _points(data.retain)
+        forget_x, forget_y = _points(data.forget)
+        # once per trial (on the first row run now): the training points and the poisoned model's fit, for plots
+        trial_data = {"retain_x": retain_x, "retain_y": retain_y, "forget_x": forget_x, "forget_y": forget_y,
+                      "original_fit": grid_predictions(original)}
+        for i, cell in enumerate(todo):
+            def work(cell=cell, dev=dev, original=original, meta=meta, orig_err=orig_err,
+                     extra=({"poisoned_data": trial_data} if i == 0 else {})):
                 model = copy.deepcopy(original)
                 h = {k: v for k, v in cell.config.items()}
                 stats, secs = unlearn_run(model, cell.method, h, dev.forget, dev.retain, 1, cell.seed)
@@ -425,6 +455,7 @@ def poisoning(ctx: ExperimentContext, setting: SineSetting | None = None) -> str
                     "forget_mse": "MSE on the 5 poisoned points (label 1.5) after unlearning",
                     "original_sup_norm_error": "sup-norm error of the poisoned model before unlearning",
                 }
+                stats = {**stats, "fit": grid_predictions(model), **extra}
                 return metrics, definitions, stats
             record(ctx, cell, data.hash, work)
             done_count += 1
