@@ -262,6 +262,17 @@ def test_experiment_protocol_gets_a_context_stores_rows_and_resumes(fake_experim
     assert len(got) == 5 and {r["protocol"] for r in got} == {"fake-exp v3 quick", "fake-exp v3"}
 
 
+def test_report_rebuilds_an_experiment_table_without_recomputing(fake_experiment, tmp_path: Path,
+                                                                  cache_dir: Path):
+    out = tmp_path / "out"
+    assert invoke("run", "--protocol", "fake-exp", "--quick", "--device", "cpu", "--out", out).exit_code == 0
+    computed = list(COMPUTED)
+    result = invoke("report", out)
+    assert result.exit_code == 0, result.output
+    assert "| 2 | 2 |" in result.output and COMPUTED == computed
+    assert invoke("report", out, "--format", "csv").exit_code == 2  # experiments render Markdown only
+
+
 def test_experiment_protocol_without_its_module_says_so(fake_experiment, tmp_path: Path, cache_dir: Path):
     out = tmp_path / "out"
     result = invoke("run", "--protocol", "absent-exp", "--out", out)

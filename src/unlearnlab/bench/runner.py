@@ -218,7 +218,18 @@ def run_grid(config: RunConfig, progress: Progress | None = None, log: Callable[
         if config.forget_quality_n:
             _forget_quality_pass(store, p, cache, progress, log)
         markdown = write_reports(store, out)
+        _plots(store, out, log)
     return markdown
+
+
+def _plots(store: ResultStore, out: Path, log: Callable[[str], None]) -> None:
+    """Draw the run's figures into ``out/plots``; a plotting failure is reported, never loses the results."""
+    from unlearnlab.bench.plots import write_plots
+
+    try:
+        write_plots(store, out)
+    except Exception as err:  # the tables and rows are already saved
+        log(f"[yellow]plots not drawn[/yellow] — {type(err).__name__}: {escape(str(err))}")
 
 
 def _forget_quality_pass(store: ResultStore, p: Plan, cache: ModelCache, progress: Progress,
@@ -435,6 +446,7 @@ def run_experiment(config: RunConfig, progress: Progress | None = None, log: Cal
                                 device=device, protocol=label, log=log,
                                 progress=progress or (lambda label, fraction: None))
         markdown = fn(ctx)
+        _plots(store, out, log)
     if not isinstance(markdown, str):
         raise UnlearnlabError(f"Experiment {sized.experiment} returned {type(markdown).__name__}, not a "
                               "Markdown table (str).")
@@ -443,11 +455,32 @@ def run_experiment(config: RunConfig, progress: Progress | None = None, log: Cal
 
 
 def report(out: str | Path, fmt: str = "markdown") -> str:
-    """Re-render the tables of a finished (or partial) run directory."""
+    """Re-render the tables of a finished (or partial) run directory; ``fmt="all"`` also draws its plots.
+
+    An experiment protocol's tables are its own (Markdown): they are rebuilt by calling the experiment again
+    with the run's ``config.yaml``; its rows are all complete, so it only re-reads them (an unfinished run
+    continues, as ``unlearnlab run`` would).
+    """
+    from unlearnlab.bench.plots import write_plots
+
     path = Path(out)
     if not (path / "results.sqlite").exists() and path.suffix != ".sqlite":
         raise UnlearnlabError(f"No results.sqlite in {path}: point to the --out folder of `unlearnlab run`.")
+    folder = path if path.is_dir() else path.parent
     with ResultStore(path) as store:
-        if fmt == "all":
-            return write_reports(store, path if path.is_dir() else path.parent)
-        return render(store.rows(), fmt)
+        rows = store.rows()
+    saved = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").exists() else {}
+    if saved.get("experiment"):  # written by run_experiment
+        if fmt not in ("markdown", "all"):
+            raise UnlearnlabError(f"{saved['protocol']} is an experiment protocol: its tables are Markdown only "
+                                  "(--format markdown or all).")
+        config = RunConfig(protocol=saved["protocol"], quick=bool(saved.get("quick")),
+                           seeds=tuple(saved["seeds"]), out=str(folder), device=saved.get("device"))
+        markdown = run_experiment(config)
+    else:
+        with ResultStore(path) as store:
+            markdown = write_reports(store, folder) if fmt == "all" else render(rows, fmt)
+    if fmt == "all":
+        with ResultStore(path) as store:
+            write_plots(store, folder)
+    return markdown
