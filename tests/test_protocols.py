@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -285,3 +286,34 @@ def test_experiment_protocol_refuses_grid_options(fake_experiment, tmp_path: Pat
     result = invoke("run", "--protocol", "fake-exp", "--methods", "ft", "--out", tmp_path / "out")
     assert result.exit_code == 2 and "is an experiment" in flat(result.output)
     assert not (tmp_path / "out").exists()
+
+
+def _cifar_binary(path: Path, n: int, classes: int) -> None:
+    """``n`` records of the official binary format: label byte(s) (CIFAR-100: coarse, fine) + 3072 pixels."""
+    rng = np.random.RandomState(0)
+    fine = np.arange(n) % classes
+    labels = fine[:, None] if classes == 10 else np.stack([fine // 5, fine], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.hstack([labels, rng.randint(0, 256, (n, 3072))]).astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def fake_cifar_root(tmp_path_factory) -> Path:
+    """CIFAR-10 (5 × 100 train, 100 test) and CIFAR-100 (500 train, 100 test) files in the binary format."""
+    root = tmp_path_factory.mktemp("cifar")
+    for i in range(1, 6):
+        _cifar_binary(root / "cifar-10-batches-bin" / f"data_batch_{i}.bin", 100, 10)
+    _cifar_binary(root / "cifar-10-batches-bin" / "test_batch.bin", 100, 10)
+    _cifar_binary(root / "cifar-100-binary" / "train.bin", 500, 100)
+    _cifar_binary(root / "cifar-100-binary" / "test.bin", 100, 100)
+    return root
+
+
+@pytest.mark.parametrize("name", [p.name.replace("<c>", "3") for p in P.list_protocols()
+                                  if not p.is_experiment and p.dataset in ("cifar10", "cifar100")])
+def test_full_size_cifar_protocols_plan_against_real_format_files(name, fake_cifar_root):
+    """The full size reads the official files and builds its model and split (training itself needs a GPU)."""
+    spec = P.get_protocol(name)
+    plan = runner.plan(spec.run_config(False, root=str(fake_cifar_root), out="unused", device="cpu"))
+    assert plan.protocol == spec.label() and plan.methods[0] == "retrain"
+    assert plan.config.model == "resnet18" and plan.recipe == spec.recipe
