@@ -26,6 +26,7 @@ import io
 import logging
 import os
 import traceback
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -158,22 +159,22 @@ def _crashed(spec: CellSpec, err: BaseException) -> Result:
 # ------------------------------------------------------------------------------------------------ executors
 
 
-class Executor:
+class Executor(ABC):
     """Submit cells, then collect ``(spec, result)`` pairs as they finish. A context manager: leaving it on an
     exception cancels queued cells and stops running ones (their rows stay ``running`` and are re-run)."""
 
     name = "executor"
 
+    @abstractmethod
     def submit(self, spec: CellSpec, progress: Progress | None = None, task: Any = None) -> None:
         """Queue (or, serial, run) a cell; ``progress`` and ``task`` are used only in this process."""
-        raise NotImplementedError
 
+    @abstractmethod
     def collect(self, block: bool) -> Iterator[tuple[CellSpec, Result]]:
         """Finished cells; with ``block``, every submitted cell (waiting for each), else those ready now."""
-        raise NotImplementedError
 
-    def close(self, cancel: bool = False) -> None:
-        pass
+    def close(self, cancel: bool = False) -> None:  # noqa: B027  (default: nothing to release)
+        """Release workers; ``cancel`` drops queued cells and stops running ones."""
 
     def __enter__(self) -> Executor:
         return self
