@@ -459,32 +459,42 @@ def render_all(
     rows: Sequence[Row],
     fmt: Literal["markdown", "latex", "csv"] = "markdown",
     metrics: Sequence[str] = GAP_METRICS,
-    ddof: int = 1,
+    ddof: int | Callable[[Sequence[Row]], int] = 1,
+    extra_markdown: Callable[[Sequence[Row], int], str] | None = None,
 ) -> str:
-    """Every (protocol, task key) group of ``rows`` as its own table: sections for Markdown/LaTeX, one CSV."""
+    """Every (protocol, task key) group of ``rows`` as its own table: sections for Markdown/LaTeX, one CSV.
+
+    ``ddof`` may be a function of a group's rows (a protocol's own std convention); ``extra_markdown(group,
+    ddof)`` appends text under a group's Markdown table (e.g. a protocol's secondary tables).
+    """
     groups = group_rows(rows)
     if not groups:
         raise UnlearnlabError("No result rows to report; run `unlearnlab run` first.")
     parts = []
     for i, group in enumerate(groups):
-        summaries = summarize(group, metrics, ddof)
+        group_ddof = ddof(group) if callable(ddof) else ddof
+        summaries = summarize(group, metrics, group_ddof)
         if fmt == "csv":
             parts.append(to_csv(summaries, include_header=i == 0))
+        elif fmt == "latex":
+            parts.append(to_latex(summaries, header_line(group)))
         else:
-            render = to_markdown if fmt == "markdown" else to_latex
-            parts.append(render(summaries, header_line(group)))
+            text = to_markdown(summaries, header_line(group))
+            extra = extra_markdown(group, group_ddof) if extra_markdown is not None else ""
+            parts.append(text + (f"\n{extra}" if extra else ""))
     return ("" if fmt == "csv" else "\n").join(parts)
 
 
-def write_reports(store: ResultStore, out_dir: str | Path) -> str:
+def write_reports(store: ResultStore, out_dir: str | Path,
+                  render: Callable[[Sequence[Row], str], str] = render_all) -> str:
     """Write ``table.md``, ``table.csv`` and ``table.tex`` for all rows of ``store`` into ``out_dir``.
 
-    Returns the Markdown text. Files are written atomically.
+    Returns the Markdown text. Files are written atomically. ``render(rows, fmt)`` draws the tables.
     """
     rows = store.rows()
     out = Path(out_dir)
-    markdown = render_all(rows, "markdown")
+    markdown = render(rows, "markdown")
     atomic_write_text(out / "table.md", markdown)
-    atomic_write_text(out / "table.csv", render_all(rows, "csv"))
-    atomic_write_text(out / "table.tex", render_all(rows, "latex"))
+    atomic_write_text(out / "table.csv", render(rows, "csv"))
+    atomic_write_text(out / "table.tex", render(rows, "latex"))
     return markdown

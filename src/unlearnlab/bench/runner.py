@@ -33,7 +33,8 @@ from unlearnlab.bench.cache import ModelCache, default_cache_dir, save_checkpoin
 from unlearnlab.bench.config import RunConfig
 from unlearnlab.bench.executors import RETRAIN_META_KEYS, CellSpec, check, make_executor
 from unlearnlab.bench.forget_quality import forget_quality, retrain_factory
-from unlearnlab.bench.report import REFERENCE, group_rows, header_line, summarize, to_csv, to_latex, to_markdown
+from unlearnlab.bench.report import REFERENCE, render_all
+from unlearnlab.bench.report import write_reports as report_tables
 from unlearnlab.bench.store import ResultStore, config_hash, run_key
 from unlearnlab.data.datasets import load_dataset
 from unlearnlab.data.forget import ForgetSpec, ForgetTask, make_task
@@ -381,39 +382,23 @@ def _markdown_table(caption: str, titles: Sequence[str], body: Sequence[Sequence
 
 
 def render(rows: Sequence[dict[str, Any]], fmt: str = "markdown") -> str:
-    """Like :func:`unlearnlab.bench.report.render_all`, with each protocol's std ddof and, in Markdown, the
-    gap-variants table under the main table of protocols that show them (e.g. ``dualoptim``)."""
-    groups = group_rows(rows)
-    if not groups:
-        raise UnlearnlabError("No result rows to report; run `unlearnlab run` first.")
-    parts = []
-    for i, group in enumerate(groups):
-        ddof, variants = _aggregation(group[0]["protocol"])
-        summaries = summarize(group, ddof=ddof)
-        if fmt == "csv":
-            parts.append(to_csv(summaries, include_header=i == 0))
-        elif fmt == "latex":
-            parts.append(to_latex(summaries, header_line(group)))
-        else:
-            text = to_markdown(summaries, header_line(group))
-            if set(variants) - {"avg_gap_matched"}:
-                extra = gap_variants_table(group, ddof)
-                text += f"\n{extra}" if extra else ""
-            quality = forget_quality_table(group)
-            text += f"\n{quality}" if quality else ""
-            parts.append(text)
-    return ("" if fmt == "csv" else "\n").join(parts)
+    """:func:`unlearnlab.bench.report.render_all` with each protocol's std ddof and, in Markdown, the tables
+    that go under the main one: gap variants for protocols that show them (``dualoptim``), forget quality."""
+
+    def extras(group: Sequence[dict[str, Any]], ddof: int) -> str:
+        parts = []
+        if set(_aggregation(group[0]["protocol"])[1]) - {"avg_gap_matched"}:
+            parts.append(gap_variants_table(group, ddof))
+        parts.append(forget_quality_table(group))
+        return "\n".join(p for p in parts if p)
+
+    return render_all(rows, fmt, ddof=lambda group: _aggregation(group[0]["protocol"])[0],  # type: ignore[arg-type]
+                      extra_markdown=extras)
 
 
 def write_reports(store: ResultStore, out_dir: str | Path) -> str:
-    """Write ``table.md``, ``table.csv`` and ``table.tex`` for all rows of ``store``; returns the Markdown."""
-    rows = store.rows()
-    out = Path(out_dir)
-    markdown = render(rows, "markdown")
-    atomic_write_text(out / "table.md", markdown)
-    atomic_write_text(out / "table.csv", render(rows, "csv"))
-    atomic_write_text(out / "table.tex", render(rows, "latex"))
-    return markdown
+    """``table.md``, ``table.csv``, ``table.tex`` of every group in ``store`` (protocol-aware :func:`render`)."""
+    return report_tables(store, out_dir, render)
 
 
 def run_experiment(config: RunConfig, progress: Progress | None = None, log: Callable[[str], None] = print) -> str:
