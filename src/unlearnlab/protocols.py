@@ -176,6 +176,14 @@ _QUICK_NOTE = "--quick: digits (8x8, 1,302 train) / mlp, small recipe 30 epochs,
 _SALUN_PAPER = "SalUn (Fan et al., ICLR 2024); EUPMU"
 
 
+def _salun_settings() -> dict[str, Any]:
+    """What every SalUn-family CIFAR protocol shares: model, recipes, methods, MIA, seeds, the quick size."""
+    return dict(model="resnet18", recipe=CIFAR_ORIGINAL, retrain_recipe=CIFAR_RETRAIN, methods=SALUN_METHODS,
+                profile="reference", primary_mia=SALUN_MIA, seeds=(1, 2, 3, 4, 5),
+                quick=QuickSize(dataset="digits", model="mlp", methods=SALUN_QUICK_METHODS, seeds=(1, 2),
+                                recipe=QUICK_RECIPE, retrain_recipe=QUICK_RECIPE, profile="default"))
+
+
 def _salun_random(percent: int, dataset: str = "cifar10") -> Protocol:
     fraction = percent / 100
     return Protocol(
@@ -183,11 +191,7 @@ def _salun_random(percent: int, dataset: str = "cifar10") -> Protocol:
         description=(f"SalUn/OPTML random forgetting of {percent}% of the 45k {dataset.upper()} train split "
                      f"(val_seed 1), ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (3.1), seeds 1-5, "
                      f"reference hyperparameters. {_QUICK_NOTE}"),
-        dataset=dataset, model="resnet18", forget=f"random:{fraction:g}", recipe=CIFAR_ORIGINAL,
-        retrain_recipe=CIFAR_RETRAIN, methods=SALUN_METHODS, profile="reference", primary_mia=SALUN_MIA,
-        seeds=(1, 2, 3, 4, 5),
-        quick=QuickSize(dataset="digits", model="mlp", methods=SALUN_QUICK_METHODS, seeds=(1, 2),
-                        recipe=QUICK_RECIPE, retrain_recipe=QUICK_RECIPE, profile="default"),
+        dataset=dataset, forget=f"random:{fraction:g}", **_salun_settings(),
     )
 
 
@@ -197,11 +201,7 @@ def _salun_class() -> Protocol:
         description=("SalUn/OPTML class-wise forgetting: D_f = all 4,500 train images of class c, the test set "
                      "drops class c; CIFAR-10 ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (3.1), "
                      f"seeds 1-5. `classwise` = class 0. {_QUICK_NOTE.replace('mlp', 'mlp, class c')}"),
-        dataset="cifar10", model="resnet18", forget="class:<c>", recipe=CIFAR_ORIGINAL,
-        retrain_recipe=CIFAR_RETRAIN, methods=SALUN_METHODS, profile="reference", primary_mia=SALUN_MIA,
-        seeds=(1, 2, 3, 4, 5),
-        quick=QuickSize(dataset="digits", model="mlp", methods=SALUN_QUICK_METHODS, seeds=(1, 2),
-                        recipe=QUICK_RECIPE, retrain_recipe=QUICK_RECIPE, profile="default"),
+        dataset="cifar10", forget="class:<c>", **_salun_settings(),
     )
 
 
