@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import unlearnlab as ul
 from unlearnlab.errors import DivergenceError, UnlearnlabError
-from unlearnlab.methods.objectives import CrossEntropy
+from unlearnlab.objectives import FamilyLoss
 
 RL = {"method": "rl", "seed": 1, "epochs": 1}
 
@@ -179,7 +179,7 @@ def test_nan_loss_from_a_huge_learning_rate_raises_divergence(trained_mlp, digit
 
 
 def test_nan_objective_raises_divergence(trained_mlp, digits_task, monkeypatch):
-    monkeypatch.setattr(CrossEntropy, "__call__", lambda self, model, x, y, ctx: model(x).sum() * float("nan"))
+    monkeypatch.setattr(FamilyLoss, "__call__", lambda self, model, batch, ctx: model(batch["x"]).sum() * float("nan"))
     with pytest.raises(DivergenceError):
         ul.unlearn(trained_mlp, digits_task, method="ft", seed=1, epochs=1)
 

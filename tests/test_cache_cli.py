@@ -332,7 +332,8 @@ class _Raises(Unlearner):
 
 def _break(monkeypatch, method: str, error: Exception) -> None:
     info = registry.get_method(method)
-    monkeypatch.setitem(registry._REGISTRY, method, dataclasses.replace(info, builder=lambda h, c: _Raises(error)))
+    monkeypatch.setitem(registry._REGISTRY, method, dataclasses.replace(
+        info, method=registry.OneShot(lambda h, f: _Raises(error), info.defaults)))
 
 
 def test_method_errors_become_row_statuses_and_the_grid_goes_on(grid, tmp_path: Path, monkeypatch):
@@ -422,13 +423,13 @@ def test_report_with_unknown_format_exits_2(grid):
     assert "markdown, latex, csv or all" in result.output
 
 
-def test_methods_lists_every_registered_method_with_its_family():
+def test_methods_lists_every_registered_method_with_its_composition():
     result = invoke("methods", "--no-defaults")
     assert result.exit_code == 0, result.output
     for name in ul.list_methods():
         info = ul.get_method(name)
         assert name in result.output
-        assert info.family in result.output, f"family of {name} printed wrongly"
+        assert info.composition in result.output, f"composition of {name} printed wrongly"
 
 
 def test_methods_pattern_filters_the_list():

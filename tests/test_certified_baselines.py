@@ -33,7 +33,7 @@ def original(digits_task):
     return model.eval()
 
 
-def _never(model, x, y):  # output perturbation takes no gradient step
+def _never(model, batch):  # output perturbation takes no gradient step
     raise AssertionError("output perturbation must not read a batch")
 
 
@@ -152,12 +152,12 @@ def test_noise_reproducible_from_seed(original, digits_task):
 
     def noise_of(seed):
         info = ul.get_method("output-perturbation")
-        unlearner = info.build(info.resolve({"C0": C0, "epochs": 1}), 10)
+        unlearner = info.build(info.resolve({"C0": C0, "epochs": 1}))
         got: list[torch.Tensor] = []
         unlearner.rule.on_noise = got.append
         model = ul.models.create("digits_tiny", digits_task, seed=1)
         model.load_state_dict(original.state_dict())
-        data = UnlearnData(forget=digits_task.forget, retain=digits_task.retain, num_classes=10)
+        data = UnlearnData(digits_task.forget, digits_task.retain, info={"num_classes": 10})
         unlearner.run(model, data, RunContext(seed=seed))
         return got
 
@@ -225,12 +225,12 @@ def test_certified_retrain_matches_the_certified_budget_and_reinitialises(origin
 def test_retrain_reinitialisation_of_digits_tiny_is_flax_lecun():
     torch.manual_seed(0)
     net = digits_tiny((1, 8, 8), 10)
-    from unlearnlab.methods.oneshot import reinitialize
+    from unlearnlab.methods.reinit import reinitialise
 
     with torch.no_grad():
         for p in net.parameters():
             p.fill_(3.0)
-    reinitialize(net, seed=1)
+    reinitialise(net, seed=1)
     for m in net.modules():
         if isinstance(m, nn.Linear):
             bound = 2 * math.sqrt(1 / m.in_features) / 0.87962566103423978

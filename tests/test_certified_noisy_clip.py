@@ -16,14 +16,14 @@ from unlearnlab.methods.rules.noisy_clip import clip_global_, global_norm, noisy
 from unlearnlab.training import onecycle_multiplier
 
 
-def _zero_loss(model, x, y):
-    return 0.0 * model(x).sum()
+def _zero_loss(model, batch):
+    return 0.0 * model(batch["x"]).sum()
 
 
 def _stream(d_in=64, n=32):
     g = torch.Generator().manual_seed(0)
     while True:
-        yield torch.randn(n, d_in, generator=g), torch.zeros(n, dtype=torch.long)
+        yield {"x": torch.randn(n, d_in, generator=g), "y": torch.zeros(n, dtype=torch.long)}
 
 
 def _run_phase(model, seed=3, T=50, variant="gradient_clip", sigma=0.05, lam=0.0, gamma=1e-2, C0=100.0,
@@ -72,7 +72,7 @@ def test_noise_reproducible_from_seed_and_differs_across_seeds():
     def final(seed):
         torch.manual_seed(0)
         model = nn.Linear(64, 20)
-        _run_phase(model, seed=seed, T=5, C1=1.0, loss=lambda m, x, y: nn.functional.cross_entropy(m(x), y))
+        _run_phase(model, seed=seed, T=5, C1=1.0, loss=lambda m, b: nn.functional.cross_entropy(m(b['x']), b['y']))
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     assert torch.equal(final(7), final(7))
@@ -110,7 +110,7 @@ def test_initial_clip_to_C0_and_gradient_step_bounded_by_gamma_C1():
     assert float(global_norm(params)) <= 2.0 * (1 + 1e-6)
     # one step with huge gradients and negligible noise moves x by at most γ·C1
     x_before = torch.cat([p.detach().flatten().clone() for p in params])
-    big = lambda m, x, y: 1e6 * nn.functional.cross_entropy(m(x), y)  # noqa: E731
+    big = lambda m, b: 1e6 * nn.functional.cross_entropy(m(b['x']), b['y'])  # noqa: E731
     noisy_phase(model, params, _stream(), big, variant="gradient_clip", T=1, sigma=1e-12, gamma=1e-2, lam=0.0,
                 C0=2.0, C1=1.0, generator=gen)
     x_after = torch.cat([p.detach().flatten() for p in params])
@@ -121,7 +121,7 @@ def test_model_clip_output_lies_in_C2_ball_before_noise():
     torch.manual_seed(0)
     model = nn.Linear(64, 20)
     noise, traj = _run_phase(model, variant="model_clip", T=10, sigma=0.01, lam=1.0, gamma=1e-2, C2=0.3,
-                             loss=lambda m, x, y: 100 * nn.functional.cross_entropy(m(x), y))
+                             loss=lambda m, b: 100 * nn.functional.cross_entropy(m(b['x']), b['y']))
     for xi, x in zip(noise, traj[1:]):
         assert float((x - xi).norm()) <= 0.3 * (1 + 1e-6)
 

@@ -87,13 +87,32 @@ def test_classwise_task_forgets_every_training_image_of_the_class_and_drops_it_f
     assert len(task.test) == int((full_test.y != 3).sum())
 
 
-def test_indices_file_selects_those_positions(tmp_path: Path):
-    idx = np.array([5, 0, 17, 1000], dtype=np.int64)
+def test_indices_file_names_the_datasets_own_sample_numbers(tmp_path: Path):
+    train_numbers, _ = _train_numbers()
+    idx = train_numbers[[1000, 5, 0, 17]]  # numbers of the dataset, not positions in the train list
     path = tmp_path / "forget.npy"
     np.save(path, idx)
     task = ul.make_task("digits", f"indices:{path}", seed=1, device="cpu")
-    np.testing.assert_array_equal(task.forget.index.numpy(), np.sort(idx))
+    ds = ul.load_dataset("digits")
+    rows = [int(np.flatnonzero(np.asarray(ds.train_index) == i)[0]) for i in np.sort(idx)]
+    assert torch.equal(task.forget.x, ds.x_train[rows])
+    assert torch.equal(task.forget.y, ds.y_train[rows])
     assert len(task.retain) == 1302 - 4
+
+
+def test_indices_in_the_validation_split_are_refused(tmp_path: Path):
+    _, val = _train_numbers()
+    path = tmp_path / "forget.npy"
+    np.save(path, val[:2])
+    with pytest.raises(UnlearnlabError, match=r"validation split.*never trains on"):
+        ul.make_task("digits", f"indices:{path}", device="cpu")
+
+
+def test_indices_file_that_is_not_npy_is_refused(tmp_path: Path):
+    path = tmp_path / "forget.txt"
+    path.write_text("1 2 3")
+    with pytest.raises(UnlearnlabError, match=r"not a \.npy file"):
+        ul.make_task("digits", f"indices:{path}", device="cpu")
 
 
 # ------------------------------------------------------------------------------------------------ split hash
@@ -174,16 +193,26 @@ def test_unknown_forget_kind_is_refused_listing_the_kinds():
         ul.make_task("digits", "rand:0.1", device="cpu")
 
 
+def _train_numbers() -> tuple[np.ndarray, np.ndarray]:
+    """(dataset sample numbers in D, numbers in D_val) of the digits split with val_seed 1."""
+    from unlearnlab.data.datasets import stratified_pick
+
+    ds = ul.load_dataset("digits")
+    val = stratified_pick(ds.y_train.numpy(), 0.1, np.random.RandomState(1))
+    numbers = np.asarray(ds.train_index)  # digits numbers its samples 0 … 1796 in scikit-learn's order
+    return numbers[np.setdiff1d(np.arange(len(ds.y_train)), val)], numbers[val]
+
+
 @pytest.mark.parametrize(
     ("array", "message"),
     [
-        (np.array([0, 5, 1302], dtype=np.int64), r"1 index\(es\) outside \[0, 1302\)"),
-        (np.array([-1, 5], dtype=np.int64), r"outside \[0, 1302\)"),
+        (np.array([2, 5, 1797], dtype=np.int64), r"1 index\(es\) outside \[0, 1795\).*own training-sample"),
+        (np.array([-1, 5], dtype=np.int64), r"outside \[0, 1795\)"),
         (np.array([3, 4, 3], dtype=np.int64), r"repeats indices \[3\].*numpy\.unique"),
         (np.zeros((2, 3), dtype=np.int64), r"shape \(2, 3\).*1-D integer array"),
         (np.array([1.0, 2.0]), r"float64.*1-D integer array"),
         (np.array([], dtype=np.int64), r"is empty.*at least one index"),
-        (np.arange(1302, dtype=np.int64), r"every training sample"),
+        (_train_numbers()[0], r"every training sample"),
     ],
     ids=["past-end", "negative", "duplicate", "2-D", "float", "empty", "all"],
 )
@@ -272,11 +301,11 @@ def test_iterate_yields_every_position_once_per_pass_keeping_the_last_partial_ba
     gen = torch.Generator().manual_seed(0)
     for _ in range(2):  # two passes, each a permutation
         batches = list(iterate(data, batch, gen, shuffle=True))
-        sizes = [len(y) for _, y in batches]
+        sizes = [len(b["y"]) for b in batches]
         assert sizes == [batch] * (n // batch) + ([n % batch] if n % batch else [])
-        seen = torch.cat([y for _, y in batches])
+        seen = torch.cat([b["y"] for b in batches])
         assert sorted(seen.tolist()) == list(range(n))
-        xs = torch.cat([x for x, _ in batches])
+        xs = torch.cat([b["x"] for b in batches])
         assert torch.equal(xs[:, 0].long(), seen)  # x and y stay paired
 
 
@@ -284,8 +313,8 @@ def test_iterate_reshuffles_between_passes_and_keeps_order_without_shuffle():
     n = 50
     data = TensorData.of(torch.zeros(n, 1), torch.arange(n))
     gen = torch.Generator().manual_seed(0)
-    first = torch.cat([y for _, y in iterate(data, 7, gen)])
-    second = torch.cat([y for _, y in iterate(data, 7, gen)])
+    first = torch.cat([b["y"] for b in iterate(data, 7, gen)])
+    second = torch.cat([b["y"] for b in iterate(data, 7, gen)])
     assert not torch.equal(first, second)
-    ordered = torch.cat([y for _, y in iterate(data, 7, None, shuffle=False)])
+    ordered = torch.cat([b["y"] for b in iterate(data, 7, None, shuffle=False)])
     assert torch.equal(ordered, torch.arange(n))

@@ -12,6 +12,7 @@ from torch import nn
 import unlearnlab as ul
 from unlearnlab.methods import RunContext
 from unlearnlab.methods.masks import ExactMask, saliency_mask
+from unlearnlab.methods.modifiers import GivenMask, GradientClip
 from unlearnlab.methods.rules import Stepper
 
 STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq")
@@ -51,10 +52,17 @@ def _state(opt: torch.optim.Optimizer, p: torch.Tensor) -> dict[str, torch.Tenso
     return {k: v.clone() for k, v in opt.state.get(p, {}).items() if k in STATE_KEYS}
 
 
-def _stepper(model, opt, mask: ExactMask | None, clip: float | None = None) -> Stepper:
+def _stepper(model, opt, mask: dict | None, scope: str = "both", clip: float | None = None) -> Stepper:
     phases = {"forget": opt, "retain": opt, "joint": opt}
     lrs = {k: opt.param_groups[0]["lr"] for k in phases}
-    return Stepper(model, phases, lrs, RunContext(seed=1), mask, clip)
+    modifiers = []
+    if mask is not None:
+        given = GivenMask(mask, scope)
+        given.attach(model, mask)
+        modifiers.append(given)
+    if clip is not None:
+        modifiers.append(GradientClip(clip))
+    return Stepper(model, phases, lrs, RunContext(seed=1), modifiers)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
@@ -71,7 +79,7 @@ def test_frozen_weights_and_optimizer_state_stay_bit_identical(name, warm):
     named = dict(model.named_parameters())
     theta0 = {n: p.detach().clone() for n, p in named.items()}
     state0 = {n: _state(opt, p) for n, p in named.items()}
-    stepper = _stepper(model, opt, ExactMask(model, masks, "both"))
+    stepper = _stepper(model, opt, masks, "both")
     for i in range(5):
         stepper.step(_loss(model, 10 + i), "joint")
 
@@ -109,7 +117,7 @@ def test_gradients_are_masked_before_clipping():
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     clip = 1e-3
     theta0 = [p.detach().clone() for p in model.parameters()]
-    stepper = _stepper(model, opt, ExactMask(model, _random_mask(model), "both"), clip=clip)
+    stepper = _stepper(model, opt, _random_mask(model), "both", clip=clip)
     stepper.step(_loss(model, 0), "joint")
     moved = torch.cat([(p.detach() - t).flatten() for p, t in zip(model.parameters(), theta0)])
     assert moved.norm().item() == pytest.approx(clip, rel=1e-4)
@@ -120,7 +128,7 @@ def test_forget_scope_masks_forget_steps_only():
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     masks = _random_mask(model)
     named = dict(model.named_parameters())
-    stepper = _stepper(model, opt, ExactMask(model, masks, "forget"))
+    stepper = _stepper(model, opt, masks, "forget")
 
     before_retain = {n: p.detach().clone() for n, p in named.items()}
     stepper.step(_loss(model, 0), "retain")
@@ -145,7 +153,7 @@ def test_both_scope_pins_frozen_entries_through_retain_steps_too():
     masks = _random_mask(model)
     named = dict(model.named_parameters())
     theta0 = {n: p.detach().clone() for n, p in named.items()}
-    stepper = _stepper(model, opt, ExactMask(model, masks, "both"))
+    stepper = _stepper(model, opt, masks, "both")
     for i, phase in enumerate(["forget", "retain", "retain", "forget", "retain"]):
         stepper.step(_loss(model, i), phase)
     assert all(torch.equal(p.detach()[~masks[n]], theta0[n][~masks[n]]) for n, p in named.items())

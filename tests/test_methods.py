@@ -20,10 +20,10 @@ from torch import nn
 import unlearnlab as ul
 from unlearnlab.data import tensors
 from unlearnlab.errors import UnlearnlabError
+from unlearnlab.families.classification import RandomLabelCE, distill_kl
 from unlearnlab.methods import RunContext
-from unlearnlab.methods.iterative import l1_weight
 from unlearnlab.methods.masks import saliency_mask
-from unlearnlab.methods.objectives import RandomLabelCE, distill_kl
+from unlearnlab.methods.modifiers.penalties import l1_weight
 
 METHODS = ul.list_methods()
 FORGETTING = [m for m in METHODS if ul.get_method(m).forgets]
@@ -245,10 +245,10 @@ class FixedLogits(nn.Module):
 
 def test_random_labels_are_uniform_over_all_classes_and_fresh_per_batch():
     classes, draws = 7, 3500
-    objective, model, ctx = RandomLabelCE(classes), FixedLogits(classes), RunContext(seed=1)
+    objective, model, ctx = RandomLabelCE(num_classes=classes), FixedLogits(classes), RunContext(seed=1)
     lse = torch.logsumexp(model.z, 0).item()
-    x, y = torch.zeros(1, 3), torch.zeros(1, dtype=torch.long)  # the true label is always 0
-    labels = np.array([round(lse - objective(model, x, y, ctx).item()) for _ in range(draws)])
+    batch = {"x": torch.zeros(1, 3), "y": torch.zeros(1, dtype=torch.long)}  # the true label is always 0
+    labels = np.array([round(lse - objective(model, batch, ctx).item()) for _ in range(draws)])
     counts = np.bincount(labels, minlength=classes)
     assert len(counts) == classes
     assert stats.chisquare(counts).pvalue > 1e-3
@@ -390,4 +390,5 @@ def test_no_preset_hyperparameter_shadows_an_unlearn_argument():
 
 def test_registering_a_clashing_hyperparameter_is_refused():
     with pytest.raises(ValueError, match="clash"):
-        ul.register_method("clashing", family="-", paper="-", summary="-", defaults={"task": 1})
+        ul.register_method("clashing", composition="-", paper="-", summary="-", defaults={"task": 1})(
+            lambda h, family: None)

@@ -17,12 +17,14 @@ from unlearnlab.methods.minnorm import (
     active_neurons,
     deep_linear_update,
     linear_min_norm,
+    output_jacobian,
+    project_params,
     relu,
     shrink_toward_span,
     sparsify_two_layer,
+    subsample,
 )
-from unlearnlab.methods.presets_minnorm import LOOP_KEYS, MINNORM_KEYS, loop
-from unlearnlab.methods.rules.min_norm import MinNorm, output_jacobian, project_params, subsample
+from unlearnlab.methods.minnorm_objectives import PaperLoss
 
 
 def rel(a, b) -> float:
@@ -217,11 +219,15 @@ def test_quota_fallback_is_counted_in_the_run_stats_and_error_mode_raises(digits
 # ------------------------------------------------------------------------------------------------ the rule
 
 
+def _run(method: str, model: nn.Module, forget: TensorData, retain: TensorData, **kw) -> dict:
+    """``method`` built with ``kw`` and run directly (regression targets are floats: no label checks)."""
+    info = ul.get_method(method)
+    unlearner = info.build(info.resolve(kw))
+    return unlearner.run(model, UnlearnData(forget, retain, info={"num_classes": 1}), RunContext(seed=1))
+
+
 def _run_rule(model: nn.Module, forget: TensorData, retain: TensorData, **kw) -> dict:
-    h = {**LOOP_KEYS, **MINNORM_KEYS, **{k: v for k, v in kw.items() if k in LOOP_KEYS}}
-    rule = MinNorm(**{k: v for k, v in kw.items() if k not in LOOP_KEYS})
-    unlearner = loop(h, rule)
-    return unlearner.run(model, UnlearnData(forget, retain, 1), RunContext(seed=1))
+    return _run("minnorm-og", model, forget, retain, **kw)
 
 
 def test_linear_model_through_the_rule_shrinks_the_orthogonal_component_geometrically():
@@ -314,8 +320,6 @@ def _adamw_step(model: nn.Module, loss_fn, lr: float) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("method", ["mnog/gd", "mnog/ga"])
 def test_gd_and_ga_take_one_adamw_step_on_the_full_batch(method):
-    from unlearnlab.methods.rules.min_norm import PaperLoss
-
     torch.manual_seed(7)
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
     xf, yf = torch.randn(5, 4), torch.randint(0, 3, (5,))
@@ -325,9 +329,9 @@ def test_gd_and_ga_take_one_adamw_step_on_the_full_batch(method):
     assert res.counters.optimizer_steps == 1
     loss = PaperLoss()
     if method == "mnog/gd":
-        expected = _adamw_step(model, lambda m: loss(m, xr, yr, None), 0.01)
+        expected = _adamw_step(model, lambda m: loss(m, {'x': xr, 'y': yr}, None), 0.01)
     else:
-        expected = _adamw_step(model, lambda m: -loss(m, xf, yf, None), 0.01)
+        expected = _adamw_step(model, lambda m: -loss(m, {'x': xf, 'y': yf}, None), 0.01)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(res.model.parameters(), expected))
 
 
@@ -343,9 +347,7 @@ def test_ngd_adds_gaussian_noise_of_variance_sigma_squared_per_entry(monkeypatch
     grads: list[torch.Tensor] = []
     handle = register_optimizer_step_pre_hook(lambda opt, args, kwargs: grads.append(model.weight.grad.clone()))
     try:
-        h = {**LOOP_KEYS, "epochs": 2, "loss_type": "regression"}
-        loop(h, MinNorm(project=False, grad_noise=0.5, loss_type="regression")).run(
-            model, UnlearnData(forget, retain, 50), RunContext(seed=1))
+        _run("mnog/ngd", model, forget, retain, epochs=2, loss_type="regression", noise_std=0.5)
     finally:
         handle.remove()
     assert len(grads) == 2
@@ -387,8 +389,6 @@ def test_minnorm_with_zero_strength_is_gd(digits_task, trained_mlp):
 
 
 def test_ngp_step_is_retain_minus_weighted_forget():
-    from unlearnlab.methods.rules.min_norm import PaperLoss
-
     torch.manual_seed(8)
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
     xf, yf = torch.randn(5, 4), torch.randint(0, 3, (5,))
@@ -396,7 +396,8 @@ def test_ngp_step_is_retain_minus_weighted_forget():
     res = ul.unlearn(model, forget=(xf, yf), retain=(xr, yr), method="mnog/ngp", seed=1, epochs=1, lr=0.01,
                      batch_size=16, forget_weight=0.3)
     loss = PaperLoss()
-    expected = _adamw_step(model, lambda m: loss(m, xr, yr, None) - 0.3 * loss(m, xf, yf, None), 0.01)
+    expected = _adamw_step(
+        model, lambda m: loss(m, {"x": xr, "y": yr}, None) - 0.3 * loss(m, {"x": xf, "y": yf}, None), 0.01)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(res.model.parameters(), expected))
 
 
@@ -437,7 +438,7 @@ def test_per_sample_jacobian_equals_the_batched_one_on_a_model_without_batch_cou
     torch.manual_seed(0)
     model = ul.models.create("small_cnn", input_shape=(1, 8, 8), num_classes=10).double()
     x = torch.randn(6, 1, 8, 8, dtype=torch.float64)
-    from unlearnlab.methods.rules.min_norm import couples_samples, per_sample_max_logit_jacobian
+    from unlearnlab.methods.minnorm import couples_samples, per_sample_max_logit_jacobian
 
     assert not couples_samples(model)
     params = list(model.parameters())

@@ -15,23 +15,16 @@ from torch import nn
 
 import unlearnlab as ul
 from unlearnlab.data.tensors import TensorData
+from unlearnlab.families.classification import distill_kl
 from unlearnlab.methods import RunContext, UnlearnData
-from unlearnlab.methods.objectives import distill_kl
-from unlearnlab.methods.rules.min_norm import (
-    MinNorm,
-    PaperDistill,
-    PaperLoss,
-    PaperNPO,
-    median_threshold_mask,
-    npo_loss,
-    paper_saliency_mask,
-    wrong_labels,
-)
+from unlearnlab.methods.masks import median_threshold_mask, paper_saliency_mask
+from unlearnlab.methods.minnorm_objectives import PaperDistill, PaperLoss, PaperNPO, npo_loss, wrong_labels
+from unlearnlab.methods.rules.min_norm import MinNormLoop
 
 
 def build(method: str, num_classes: int = 10, **overrides):
     info = ul.get_method(method)
-    return info.build(info.resolve(overrides), num_classes)
+    return info.build(info.resolve(overrides))
 
 
 def td(x: torch.Tensor, y: torch.Tensor) -> TensorData:
@@ -85,7 +78,7 @@ def test_npo_objective_sums_heads_clamps_the_student_and_reads_the_teacher():
     y = torch.tensor([[0, 1], [4, 2], [3, 0], [1, 1]])
     obj = PaperNPO(beta=0.5, logit_clamp=30.0)
     obj.teacher = FixedHeads(t1, t2).eval()
-    got = obj(FixedHeads(s1, s2), torch.zeros(4, 1), y, RunContext(seed=1))
+    got = obj(FixedHeads(s1, s2), {'x': torch.zeros(4, 1), 'y': y}, RunContext(seed=1))
     expected = npo_loss(s1.clamp(-30, 30), t1, y[:, 0], 0.5) + npo_loss(s2, t2, y[:, 1], 0.5)
     assert torch.allclose(got, expected, rtol=1e-12, atol=0)
     assert (s1.abs() > 30).any()  # the clamp is exercised
@@ -126,9 +119,9 @@ def test_npo_raises_forget_loss_on_digits(digits_task, trained_mlp):
     (4, 4, [0, 0, 0, 0]), (1, 0, [0]),
 ])
 def test_scrub_max_epochs_are_the_odd_ones_before_t_gd(epochs, t_gd, expected):
-    rule = MinNorm(project=False, alternate=True, num_gd_epochs=t_gd)
+    rule = MinNormLoop(alternate=True, num_gd_epochs=t_gd)
     assert [int(rule.max_epoch(t, epochs)) for t in range(epochs)] == expected
-    assert not MinNorm(project=False).max_epoch(1, 5)  # only with alternate
+    assert not MinNormLoop().max_epoch(1, 5)  # only with alternate
 
 
 @pytest.mark.parametrize(("epochs", "t_gd"), [(4, 0), (5, 2)])
@@ -136,11 +129,11 @@ def test_scrub_run_alternates_objectives_by_epoch_parity(epochs, t_gd, digits_ta
     calls: list[str] = []
     original = PaperDistill.__call__
 
-    def spy(self, model, x, y, ctx):
+    def spy(self, model, batch, ctx):
         calls.append("max" if self.kl_weight < 0 else "min")
         side = digits_task.forget.x if self.kl_weight < 0 else digits_task.retain.x  # max: D_f, min: D_r
-        assert torch.cdist(x.flatten(1), side.flatten(1)).min(1).values.max() == 0
-        return original(self, model, x, y, ctx)
+        assert torch.cdist(batch["x"].flatten(1), side.flatten(1)).min(1).values.max() == 0
+        return original(self, model, batch, ctx)
 
     monkeypatch.setattr(PaperDistill, "__call__", spy)
     res = ul.unlearn(trained_mlp, digits_task, method="mnog/scrub", seed=1, epochs=epochs, num_gd_epochs=t_gd)
@@ -172,10 +165,10 @@ def test_scrub_objectives_are_teacher_first_kl_plus_j():
     forget = PaperDistill(kl_weight=-0.7, ce_weight=0.0)
     retain.teacher = forget.teacher = teacher
     j = F.cross_entropy(s1, y[:, 0]) + F.cross_entropy(s2, y[:, 1])
-    assert torch.allclose(retain(student, None, y, ctx), j + 0.2 * (kl(s1, t1) + kl(s2, t2)), rtol=1e-12)
-    assert torch.allclose(forget(student, None, y, ctx), -0.7 * (kl(s1, t1) + kl(s2, t2)), rtol=1e-12)
+    assert torch.allclose(retain(student, {'x': None, 'y': y}, ctx), j + 0.2 * (kl(s1, t1) + kl(s2, t2)), rtol=1e-12)
+    assert torch.allclose(forget(student, {'x': None, 'y': y}, ctx), -0.7 * (kl(s1, t1) + kl(s2, t2)), rtol=1e-12)
     reverse = -0.7 * (kl(t1, s1) + kl(t2, s2))
-    assert not torch.allclose(forget(student, None, y, ctx), reverse, rtol=1e-3)
+    assert not torch.allclose(forget(student, {'x': None, 'y': y}, ctx), reverse, rtol=1e-3)
 
 
 @pytest.mark.parametrize("train_mode", [False, True])
@@ -187,14 +180,15 @@ def test_scrub_teacher_runs_in_eval_mode_unless_the_compat_flag(train_mode, monk
     modes: list[bool] = []
     original = PaperDistill.__call__
 
-    def spy(self, model, x, y, ctx):
-        out = original(self, model, x, y, ctx)
+    def spy(self, model, batch, ctx):
+        out = original(self, model, batch, ctx)
         modes.append(self.teacher.training)
         return out
 
     monkeypatch.setattr(PaperDistill, "__call__", spy)
     unlearner = build("mnog/scrub", num_classes=4, epochs=2, batch_size=8, teacher_train_mode=train_mode)
-    st = unlearner.run(model, UnlearnData(td(x[:10], y[:10]), td(x[10:], y[10:]), 4), RunContext(seed=1))
+    st = unlearner.run(model, UnlearnData(td(x[:10], y[:10]), td(x[10:], y[10:]), info={"num_classes": 4}),
+                         RunContext(seed=1))
     assert modes and set(modes) == {train_mode}
     assert ("compat" in st) == train_mode
     if train_mode:
@@ -211,7 +205,8 @@ def test_scrub_eval_teacher_equals_the_original_on_a_batchnorm_model():
     y = torch.stack([torch.randint(0, 4, (40,)), torch.randint(0, 3, (40,))], 1)
     original = copy.deepcopy(model)
     unlearner = build("mnog/scrub", num_classes=4, epochs=3, batch_size=8)
-    unlearner.run(model, UnlearnData(td(x[:10], y[:10]), td(x[10:], y[10:]), 4), RunContext(seed=1))
+    unlearner.run(model, UnlearnData(td(x[:10], y[:10]), td(x[10:], y[10:]), info={"num_classes": 4}),
+                         RunContext(seed=1))
     teacher = unlearner.forget.teacher
     assert all(torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), original.state_dict().values()))
 
@@ -239,9 +234,9 @@ def test_salun_mask_gradient_is_summed_batch_mean_j_in_train_mode_with_buffers_r
     x = torch.randn(13, 6)
     y = torch.stack([torch.randint(0, 4, (13,)), torch.randint(0, 3, (13,))], 1)
     buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
-    mask, thr = paper_saliency_mask(model, td(x, y), 5, PaperLoss(), RunContext(seed=1))
+    mask, thr = paper_saliency_mask(model, td(x, y), 5, lambda m, b: PaperLoss()(m, b, None))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in buffers.items())
-    loss = sum(PaperLoss()(model, x[i:i + 5], y[i:i + 5], None) for i in range(0, 13, 5))
+    loss = sum(PaperLoss()(model, {"x": x[i:i + 5], "y": y[i:i + 5]}, None) for i in range(0, 13, 5))
     grads = dict(zip([n for n, _ in model.named_parameters()], torch.autograd.grad(loss, list(model.parameters()))))
     flat = torch.cat([g.abs().flatten() for g in grads.values()])
     assert thr == pytest.approx(float(flat.sort().values[(flat.numel() - 1) // 2]), rel=1e-5)
@@ -254,7 +249,7 @@ def test_salun_mask_gradient_is_summed_batch_mean_j_in_train_mode_with_buffers_r
 def test_salun_frozen_entries_stay_bit_identical_and_masked_out_of_adamw(digits_task, trained_mlp):
     res = ul.unlearn(trained_mlp, digits_task, method="mnog/salun", seed=1, epochs=2, lr=1e-2)
     assert 0.5 <= res.stats["mask_fraction_trainable"] < 0.6
-    loss = sum(PaperLoss()(trained_mlp, x, y, None) for x, y in
+    loss = sum(PaperLoss()(trained_mlp, {"x": x, "y": y}, None) for x, y in
                zip(digits_task.forget.x.split(32), digits_task.forget.y.split(32)))
     grads = torch.autograd.grad(loss, list(trained_mlp.parameters()))
     thr = torch.median(torch.cat([g.abs().flatten() for g in grads]))
@@ -280,7 +275,7 @@ def test_wrong_labels_differ_from_y_and_are_uniform_over_the_others():
 
 
 def test_salun_draws_fresh_wrong_labels_per_head_per_step_on_two_heads(monkeypatch):
-    import unlearnlab.methods.rules.min_norm as mn
+    import unlearnlab.methods.minnorm_objectives as mn
 
     torch.manual_seed(6)
     model = TwoHeadNet()
@@ -297,7 +292,7 @@ def test_salun_draws_fresh_wrong_labels_per_head_per_step_on_two_heads(monkeypat
         return out
 
     monkeypatch.setattr(mn, "wrong_labels", spy)
-    st = unlearner.run(model, UnlearnData(forget, retain, 4), RunContext(seed=1))
+    st = unlearner.run(model, UnlearnData(forget, retain, info={"num_classes": 4}), RunContext(seed=1))
     assert st["mask_fraction_trainable"] >= 0.5
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert [c for _, c, _ in drawn] == [4, 3, 4, 3]  # 2 epochs × 1 forget batch × (content, colour) heads
@@ -367,6 +362,6 @@ def test_new_presets_run_on_bn_cnn_with_two_heads(method):
     y = torch.stack([torch.randint(0, 10, (48,)), torch.randint(0, 3, (48,))], 1)
     before = copy.deepcopy(model)
     unlearner = build(method, epochs=2, batch_size=16)
-    unlearner.run(model, UnlearnData(td(x[:8], y[:8]), td(x[8:], y[8:]), 10), RunContext(seed=1))
+    unlearner.run(model, UnlearnData(td(x[:8], y[:8]), td(x[8:], y[8:]), info={"num_classes": 10}), RunContext(seed=1))
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert not all(torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters()))

@@ -14,7 +14,8 @@ from unlearnlab.methods import RunContext, UnlearnData
 from unlearnlab.methods.base import frozen_copy
 from unlearnlab.methods.boundary import BoundaryExpand, NeighbourLabelCE, ShadowCE, expand_head
 from unlearnlab.methods.influence import InfluenceUnlearning, mean_gradient, woodfisher_surrogate
-from unlearnlab.methods.sfron import WeightedAscent, adaptive_weights, ratio_mask, squared_batch_gradients
+from unlearnlab.methods.masks import ratio_mask, squared_batch_gradients
+from unlearnlab.objectives import WeightedAscent, adaptive_weights
 
 # ------------------------------------------------------------------------------------------------ IU
 
@@ -57,7 +58,7 @@ def test_iu_moves_parameters_along_alpha_k_and_leaves_mode_and_buffers(trained_m
     model = frozen_copy(trained_mlp)
     for p in model.parameters():
         p.requires_grad_(True)
-    data = UnlearnData(digits_task.forget, digits_task.retain, digits_task.num_classes)
+    data = UnlearnData(digits_task.forget, digits_task.retain, info={"num_classes": digits_task.num_classes})
     params = list(model.parameters())
     g_f = mean_gradient(model, data.forget, params, 64).double()
     g_r = mean_gradient(model, data.retain, params, 64).double()
@@ -112,7 +113,7 @@ def test_boundary_shrink_fgsm_is_bounded_in_pixel_space_and_labels_come_from_the
     with torch.no_grad():
         for p in student.parameters():
             p.mul_(-1)
-    loss = objective(student, x, y, RunContext(seed=1))
+    loss = objective(student, {'x': x, 'y': y}, RunContext(seed=1))
     assert torch.allclose(loss, F.cross_entropy(student(x), y_nb))
     assert objective.neighbour(x, y)[1].tolist() == y_nb.tolist()
 
@@ -121,22 +122,23 @@ class WidthSpy(ShadowCE):
     def __init__(self):
         self.widths: list[int] = []
 
-    def __call__(self, model, x, y, ctx):
-        self.widths.append(model(x[:1]).shape[1])
-        return super().__call__(model, x, y, ctx)
+    def __call__(self, model, batch, ctx):
+        self.widths.append(model(batch["x"][:1]).shape[1])
+        return super().__call__(model, batch, ctx)
 
 
 @pytest.mark.parametrize("prune", [True, False])
 def test_boundary_expand_trains_with_c_plus_one_outputs_then_prunes(trained_mlp, digits_task, prune):
     spy = WidthSpy()
     unl = ul.get_method("boundary-expand").build(
-        ul.get_method("boundary-expand").resolve({"epochs": 1, "prune_shadow": prune}), 10)
+        ul.get_method("boundary-expand").resolve({"epochs": 1, "prune_shadow": prune}))
     assert isinstance(unl, BoundaryExpand)
     unl.inner.forget = spy
     model = frozen_copy(trained_mlp)
     for p in model.parameters():
         p.requires_grad_(True)
-    stats = unl.run(model, UnlearnData(digits_task.forget, digits_task.retain, 10), RunContext(seed=1))
+    stats = unl.run(model, UnlearnData(digits_task.forget, digits_task.retain, info={"num_classes": 10}),
+                    RunContext(seed=1))
     assert spy.widths and set(spy.widths) == {11}
     assert model(digits_task.forget.x[:2]).shape[1] == (10 if prune else 11)
     assert stats["prune_shadow"] is prune
@@ -177,11 +179,11 @@ def test_sfron_forget_loss_and_alpha_schedule():
     model = nn.Sequential(nn.Linear(3, 4))
     x, y = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 3, 0, 1])
     obj = WeightedAscent(alpha0=25.0, lam=0.5, total=100, every=5)
-    l0 = obj(model, x, y, None)
+    l0 = obj(model, {'x': x, 'y': y}, RunContext(seed=1))
     ce = F.cross_entropy(model(x), y, reduction="none").detach()
     assert torch.allclose(l0, -25.0 * (adaptive_weights(ce, 0.5) * ce).sum())
     assert obj.alpha_t(0) == 25.0 and obj.alpha_t(50) == pytest.approx(12.5) and obj.alpha_t(100) == pytest.approx(0)
-    l1 = obj(model, x, y, None)  # second call: t = 5
+    l1 = obj(model, {'x': x, 'y': y}, RunContext(seed=1))  # second call: t = 5
     assert torch.allclose(l1, l0 * (0.5 * (1 + np.cos(np.pi * 5 / 100))))
 
 

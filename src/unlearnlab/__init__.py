@@ -10,17 +10,17 @@
 
 __version__ = "0.1.0"
 
-from unlearnlab import models
-from unlearnlab.api import UnlearnResult, unlearn
-from unlearnlab.data import ForgetTask, TensorData, list_datasets, load_dataset, make_task
+from unlearnlab import families, methods, models
+from unlearnlab.api import UnlearnResult, train, unlearn
+from unlearnlab.data import ForgetTask, StreamData, TensorData, list_datasets, load_dataset, make_task
 from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.evaluation import Evaluation, evaluate
-from unlearnlab.methods import get_method, list_methods, register_method
+from unlearnlab.methods import compose, get_method, list_methods, register_method
 from unlearnlab.metrics import list_metrics
-from unlearnlab.training import Recipe, train
+from unlearnlab.training import Recipe
 
 __all__ = [
-    "DivergenceError", "Evaluation", "ForgetTask", "Recipe", "TensorData", "UnlearnResult", "UnlearnlabError",
-    "evaluate", "get_method", "list_datasets", "list_methods", "list_metrics", "load_dataset", "make_task",
-    "models", "register_method", "train", "unlearn",
+    "DivergenceError", "Evaluation", "ForgetTask", "Recipe", "StreamData", "TensorData", "UnlearnResult",
+    "UnlearnlabError", "compose", "evaluate", "families", "get_method", "list_datasets", "list_methods", "list_metrics",
+    "load_dataset", "make_task", "methods", "models", "register_method", "train", "unlearn",
 ]

@@ -1,27 +1,31 @@
-"""The public entry points: :func:`unlearn` and :class:`UnlearnResult`.
+"""The public entry points: :func:`unlearn`, :func:`train` and :class:`UnlearnResult`.
 
-Timing follows evaluation.md §5: before the clock starts, W = 3 forward+backward steps with the method's
-batch size run on a deep copy of the model (warm-up, discarded); the timed region covers everything the
-method does (masks, teacher copies, all steps) and is synchronised on CUDA.
+Timing (docs/metrics.md, "RTE"): before the clock starts, W = 3 forward+backward steps with the method's batch size
+run on a deep copy of the model (warm-up, discarded); the timed region covers everything the method does (masks,
+teacher copies, all steps) and is synchronised on CUDA. The same warm-up and timed region serve retraining
+(:func:`timed`), so run-time ratios compare like with like.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from unlearnlab.certify.certificate import Certificate
-from unlearnlab.data.forget import ForgetTask
-from unlearnlab.data.inputs import as_tensor_data, check_labels
-from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods import RunContext, UnlearnData, get_method
-from unlearnlab.training import Counters, CountingHooks
+from unlearnlab.data.inputs import overlapping_rows
+from unlearnlab.data.tensors import Batch, Source, TensorData, iterate
+from unlearnlab.errors import DivergenceError, UnlearnlabError
+from unlearnlab.families import TaskFamily, family_of, get_family
+from unlearnlab.methods import Method, MethodInfo, RunContext, UnlearnData, get_method
+from unlearnlab.training import Counters, CountingHooks, Recipe, TrainStats, batchnorm_singletons
+from unlearnlab.training import train as train_loop
 
 WARMUP_STEPS = 3
 
@@ -49,100 +53,153 @@ class UnlearnResult:
                 "peak_memory_bytes": self.peak_memory_bytes, **self.stats}
 
 
-def _num_outputs(model: nn.Module, sample: torch.Tensor) -> int:
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(sample[:1])
-    except RuntimeError as err:
-        raise UnlearnlabError(
-            f"The model cannot take inputs of shape {tuple(sample.shape[1:])}: {err}. Pass data shaped as the "
-            "model expects."
-        ) from err
-    finally:
-        model.train(was)
-    if out.ndim != 2:
-        raise UnlearnlabError(f"The model returns shape {tuple(out.shape)}: a classifier must return [batch, classes].")
-    return out.shape[1]
+def check_model(model: nn.Module) -> torch.device:
+    """The model's device; refuses models that cannot be unlearned (no, frozen or meta parameters)."""
+    params = list(model.parameters())
+    if not params:
+        raise UnlearnlabError("The model has no parameters: there is nothing to unlearn.")
+    if any(p.is_meta for p in params):
+        raise UnlearnlabError("The model's parameters are on the 'meta' device (no values): load or initialise "
+                              "its weights (e.g. model.to_empty(device='cpu') and a checkpoint) first.")
+    if not any(p.requires_grad for p in params):
+        raise UnlearnlabError("Every parameter of the model is frozen (requires_grad=False): unfreeze the ones "
+                              "unlearning may change.")
+    return params[0].device
 
 
-def _warmup(model: nn.Module, data: UnlearnData, batch_size: int) -> None:
+def _warmup(model: nn.Module, data: Source, batch_size: int, loss: Callable[[nn.Module, Batch], torch.Tensor]
+            ) -> None:
     """W forward+backward+SGD steps on a deep copy: allocator, kernels and the one-time import that the first
     optimizer of a process triggers (``torch._dynamo``, seconds) all happen before the clock starts."""
     clone = copy.deepcopy(model).train()
     opt = torch.optim.SGD(clone.parameters(), lr=0.0)
-    pool = data.retain if len(data.retain) else data.forget
-    x, y = pool.x[:batch_size], pool.y[:batch_size]
+    batch = next(iterate(data, batch_size, shuffle=False))
     for _ in range(WARMUP_STEPS):
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(clone(x), y).backward()
+        loss(clone, batch).backward()
         opt.step()
     del clone, opt
 
 
+def timed(model: nn.Module, data: Source, batch_size: int, loss: Callable[[nn.Module, Batch], torch.Tensor],
+          run: Callable[[], Any]) -> tuple[Any, float, int | None]:
+    """``(run(), seconds, peak CUDA bytes)`` after the warm-up, synchronised on CUDA (see module docstring)."""
+    device = next(model.parameters()).device
+    with batchnorm_singletons(model):
+        _warmup(model, data, batch_size, loss)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = run()
+    if cuda:
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return out, seconds, (torch.cuda.max_memory_allocated(device) if cuda else None)
+
+
+def _method(method: str | Method | MethodInfo, hparams: dict[str, Any], profile: str,
+            family: TaskFamily) -> tuple[MethodInfo, dict[str, Any]]:
+    if isinstance(method, Method):
+        method = MethodInfo("composed", "composed in code", "user", "a method from unlearnlab.methods.compose",
+                            method)
+    info = method if isinstance(method, MethodInfo) else get_method(method)
+    return info, info.resolve(hparams, profile, family)
+
+
+def _sources(model_device: torch.device, task: Any, forget: Any, retain: Any, family: TaskFamily,
+             allow_overlap: bool) -> tuple[Source, Source]:
+    if task is not None:
+        if forget is not None or retain is not None:
+            raise UnlearnlabError("Pass either task= or forget=/retain=, not both.")
+        return task.forget.to(model_device), task.retain.to(model_device)
+    if forget is None or retain is None:
+        raise UnlearnlabError("unlearn() needs task=, or both forget= and retain= data.")
+    forget_src = family.as_source(forget, "forget", model_device)
+    retain_src = family.as_source(retain, "retain", model_device)
+    if not isinstance(forget_src, TensorData):
+        raise UnlearnlabError("The forget set is held in memory (it is the deletion request): pass it as tensors, "
+                              "a Dataset or a DataLoader, not StreamData.")
+    if not allow_overlap and isinstance(retain_src, TensorData):
+        field_name = next(iter(forget_src.fields))
+        shared = overlapping_rows(forget_src, retain_src, field_name)
+        if shared:
+            raise UnlearnlabError(
+                f"{shared} of the {len(forget_src)} forget samples also appear in the retain set (identical "
+                f"'{field_name}'): a sample to forget must not be retained. Remove them from retain=, or pass "
+                "allow_overlap=True if they are distinct records with identical content.")
+    return forget_src, retain_src
+
+
 def unlearn(
     model: nn.Module,
-    task: ForgetTask | None = None,
+    task: Any = None,
     *,
-    method: str,
+    method: str | Method | MethodInfo,
     forget: Any = None,
     retain: Any = None,
     seed: int = 1,
     profile: str = "default",
     inplace: bool = False,
-    progress: Any = None,
+    progress: Callable[[float], None] | None = None,
+    family: str | TaskFamily | None = None,
+    allow_overlap: bool = False,
     **hparams: Any,
 ) -> UnlearnResult:
-    """Unlearn a forget set from ``model`` with any registered method.
+    """Unlearn a forget set from ``model`` with any registered method (or a composed :class:`Method`).
 
-    Give either a :class:`ForgetTask` or ``forget=`` and ``retain=`` data (``(x, y)`` tensors, a Dataset or a
-    DataLoader). Hyperparameters not given take the preset's defaults (``profile="reference"`` for the paper's
-    CIFAR-10 values). The model is copied unless ``inplace=True``. ``progress(fraction)`` is called as work
-    advances. Raises :class:`~unlearnlab.errors.DivergenceError` on a NaN/inf loss.
+    Give either a task (a :class:`ForgetTask` or any object with ``forget``/``retain`` sources and a ``family``) or
+    ``forget=`` and ``retain=`` data (``(x, y)`` tensors, a Dataset, a DataLoader; ``StreamData`` for a retain set
+    that does not fit in memory). Hyperparameters not given take the preset's defaults (``profile="reference"`` for
+    the paper's CIFAR-10 values). The model is copied unless ``inplace=True``. ``progress(fraction)`` is called as
+    work advances. Raises :class:`~unlearnlab.errors.DivergenceError` when a loss or a parameter becomes NaN/inf.
     """
-    info = get_method(method)
-    params = info.resolve(hparams, profile)
-    device = next(model.parameters()).device
-    if task is not None:
-        if forget is not None or retain is not None:
-            raise UnlearnlabError("Pass either task= or forget=/retain=, not both.")
-        forget_data, retain_data = task.forget.to(device), task.retain.to(device)
-        augment = task.augment
-    else:
-        if forget is None or retain is None:
-            raise UnlearnlabError("unlearn() needs task=, or both forget= and retain= data.")
-        forget_data = as_tensor_data(forget, "forget", device)
-        retain_data = as_tensor_data(retain, "retain", device)
-        augment = False
-    if len(forget_data) == 0:
+    fam = get_family(family) if family is not None else family_of(task if task is not None else forget)
+    info, params = _method(method, hparams, profile, fam)
+    device = check_model(model)
+    forget_src, retain_src = _sources(device, task, forget, retain, fam, allow_overlap)
+    if len(forget_src) == 0:
         raise UnlearnlabError("The forget set is empty: there is nothing to unlearn.")
-    num_classes = _num_outputs(model, forget_data.x)
-    if task is not None and num_classes != task.num_classes:
-        raise UnlearnlabError(
-            f"The model has {num_classes} outputs but the task has {task.num_classes} classes: give the model a "
-            f"final layer with {task.num_classes} outputs."
-        )
-    check_labels(forget_data, num_classes, "forget")
-    check_labels(retain_data, num_classes, "retain")
-
+    facts = fam.inspect(model, {"forget": forget_src, "retain": retain_src}, task)
+    augment = bool(getattr(task, "augment", False))
+    data = UnlearnData(forget_src, retain_src, fam, facts, fam.transform(augment))
+    unlearner = info.build(params, fam)
+    ctx = RunContext(seed=seed, progress=progress, family=fam)
+    before = fam.health(model, forget_src, retain_src) if info.forgets else None
     work = model if inplace else copy.deepcopy(model)
-    data = UnlearnData(forget_data, retain_data, num_classes, augment)
-    unlearner = info.build(params, num_classes)
-    ctx = RunContext(seed=seed, progress=progress)
-    _warmup(work, data, unlearner.batch_size)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-        torch.cuda.synchronize(device)
-    with CountingHooks(work, ctx.counters):
-        start = time.perf_counter()
-        stats = unlearner.run(work, data, ctx)
-        if cuda:
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device) if cuda else None
+    pool = retain_src if len(retain_src) else forget_src
+
+    def run() -> dict[str, Any]:
+        with CountingHooks(work, ctx.counters), batchnorm_singletons(work):
+            return unlearner.run(work, data, ctx)
+
+    stats, seconds, peak = timed(work, pool, unlearner.batch_size, fam.loss, run)
     work.eval()
+    bad = [n for n, t in [*work.named_parameters(), *work.named_buffers()]
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise DivergenceError(f"{info.name}: parameters became NaN or infinite ({', '.join(bad[:3])}"
+                              f"{'…' if len(bad) > 3 else ''}): the run diverged. Lower the learning rate (or the "
+                              "forget weight) and run again.")
+    if before is not None:
+        for message in fam.health_warnings(before, fam.health(work, forget_src, retain_src)):
+            warnings.warn(f"{info.name}: {message}", UserWarning, stacklevel=2)
     cert = stats.pop("certificate", None)
     certificate = Certificate.from_dict(cert) if cert else None
     return UnlearnResult(work, info.name, params, seconds, ctx.counters, stats, peak, certificate)
+
+
+def train(model: nn.Module, data: Any, recipe: Recipe | None = None, *, seed: int = 1,
+          loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+          progress: Callable[[int, int], None] | None = None, family: str | TaskFamily | None = None
+          ) -> TrainStats:
+    """Train ``model`` in place on ``data`` (a source, ``(x, y)`` tensors, a Dataset or a DataLoader, as
+    :func:`unlearn` takes them) with ``recipe`` (default :meth:`Recipe.default`) and ``loss_fn(model, batch)``
+    (default: the family's loss, mean cross-entropy for classifiers)."""
+    fam = get_family(family) if family is not None else family_of(data)
+    device = check_model(model)
+    source = data if isinstance(data, (TensorData,)) or hasattr(data, "batches") else fam.as_source(
+        data, "train", device)
+    return train_loop(model, source, recipe or Recipe.default(), seed=seed, progress=progress,
+                      loss_fn=loss_fn or fam.loss)

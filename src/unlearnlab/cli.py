@@ -236,7 +236,7 @@ def methods(pattern: Annotated[str | None, typer.Argument(help="Shell-style filt
     for name in list_methods(pattern):
         info = get_method(name)
         label = name + (f"\n(aliases: {', '.join(info.aliases)})" if info.aliases else "")
-        cells = [label, info.family, info.paper]
+        cells = [label, info.composition, info.paper]
         if defaults:
             cells.append(", ".join(f"{k}={v}" for k, v in info.defaults.items()))
         table.add_row(*map(escape, cells))  # "alternate[shared]" is text, not a rich style tag

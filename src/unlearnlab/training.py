@@ -1,7 +1,8 @@
 """Recipes and the one training loop used for original models, retrains and fine-tuning.
 
 A :class:`Recipe` fixes optimizer, learning rate and its schedule, momentum, weight decay, epochs, batch size
-and augmentation. :func:`train` minimises the mean cross-entropy over a :class:`TensorData` with it.
+and augmentation. :func:`train` minimises a loss (the family's; mean cross-entropy for classifiers) over a batch
+source with it.
 Learning-rate schedules are multipliers of the base rate evaluated per optimizer step at progress
 ``t = step / total_steps`` (epoch ``e = step // steps_per_epoch``):
 
@@ -14,12 +15,13 @@ Learning-rate schedules are multipliers of the base rate evaluated per optimizer
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnlab.data.tensors import TensorData, iterate
+from unlearnlab.data.tensors import Batch, Source, augment_images, iterate
 from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.optim import Lion
 from unlearnlab.utils import torch_generator
@@ -69,7 +71,7 @@ class Recipe:
         """The small-scale recipe (baselines.md §0): SGD 0.05, momentum 0.9, wd 5e-4, 60 epochs, cosine.
 
         Datasets with standard augmentation (CIFAR) get the reference recipe instead: SGD 0.1, batch 256,
-        182 epochs, MultiStep(91, 136), crop + flip.
+        182 epochs, MultiStep(91, 136), crop + flip (docs/protocols.md).
         """
         if task is not None and getattr(task, "augment", False):
             return cls(lr=0.1, epochs=182, batch_size=256, schedule="multistep", milestones=(91, 136), augment=True)
@@ -221,6 +223,37 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
+@contextlib.contextmanager
+def batchnorm_singletons(model: nn.Module) -> Iterator[None]:
+    """BatchNorm layers that would see one value per channel (a batch of one sample, e.g. the last batch of a pass
+    or a single deleted record) normalise with their running statistics instead of failing; other batches are
+    unaffected. Active for the block (training and unlearning wrap their loops in it)."""
+    handles = []
+
+    def before(module: nn.Module, args: tuple) -> None:
+        x = args[0]
+        module._unlearnlab_was_training = module.training  # type: ignore[attr-defined]
+        if module.training and x.dim() >= 2 and x.numel() // x.shape[1] == 1:
+            module.training = False
+
+    def after(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        module.training = module._unlearnlab_was_training  # type: ignore[attr-defined]
+
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def cross_entropy(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """Mean cross-entropy of ``model(batch["x"])`` against ``batch["y"]`` (the classification family's loss)."""
+    return F.cross_entropy(model(batch["x"]), batch["y"])
+
+
 @dataclass
 class TrainStats:
     seconds: float
@@ -231,19 +264,22 @@ class TrainStats:
 
 def train(
     model: nn.Module,
-    data: TensorData,
+    data: Source,
     recipe: Recipe,
     seed: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
 ) -> TrainStats:
-    """Minimise mean cross-entropy on ``data`` with ``recipe``; returns timing and counters.
+    """Minimise ``loss_fn`` (default: mean cross-entropy) on the batch source ``data`` with ``recipe``.
 
-    ``progress(done_epochs, total_epochs)`` is called after every epoch. Raises :class:`DivergenceError` on a
-    non-finite loss. Mixed precision follows ``recipe.precision`` (autocast; a GradScaler for fp16); on CUDA,
-    image models and batches use the channels-last memory format.
+    Returns timing and counters. ``progress(done_epochs, total_epochs)`` is called after every epoch. Raises
+    :class:`DivergenceError` on a non-finite loss. Mixed precision follows ``recipe.precision`` (autocast; a
+    GradScaler for fp16); on CUDA, image models and batches use the channels-last memory format. The public
+    :func:`unlearnlab.train` also takes ``(x, y)`` tensors, Datasets and DataLoaders.
     """
     if len(data) == 0:
         raise UnlearnlabError("Cannot train on an empty dataset.")
+    loss_fn = loss_fn or cross_entropy
     device = next(model.parameters()).device
     data = data.to(device)
     gen = torch_generator(seed, "train-loader")
@@ -256,20 +292,21 @@ def train(
     counters = Counters()
     dtype = autocast_dtype(recipe.precision, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    channels_last = device.type == "cuda" and data.x.ndim == 4
+    channels_last = device.type == "cuda" and _image_field(data)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model.train()
     start = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
-    with CountingHooks(model, counters):
+    transform = augment_images if recipe.augment else None
+    with CountingHooks(model, counters), batchnorm_singletons(model):
         for epoch in range(recipe.epochs):
             loss_sum = torch.zeros((), device=device)
-            for x, y in iterate(data, recipe.batch_size, gen, True, recipe.augment):
+            for batch in iterate(data, recipe.batch_size, gen, True, transform):
                 if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                    batch = {**batch, "x": batch["x"].contiguous(memory_format=torch.channels_last)}
                 with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    loss = F.cross_entropy(model(x), y)
+                    loss = loss_fn(model, batch)
                 opt.zero_grad(set_to_none=True)
                 if scaler is None:
                     loss.backward()
@@ -287,3 +324,9 @@ def train(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return TrainStats(time.perf_counter() - start, recipe.epochs, float(loss_sum) / steps_per_epoch, counters)
+
+
+def _image_field(data: Source) -> bool:
+    """Whether the source's batches carry a 4-D image field ``x`` (channels-last applies)."""
+    fields = getattr(data, "fields", None)
+    return fields is not None and "x" in fields and fields["x"].ndim == 4

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 
 def default_device() -> torch.device:
@@ -37,6 +40,38 @@ def torch_generator(seed: int, component: str, device: torch.device | str = "cpu
 def numpy_rng(seed: int, component: str) -> np.random.Generator:
     """A NumPy generator seeded from (seed, component)."""
     return np.random.default_rng(component_seed(seed, component))
+
+
+@contextlib.contextmanager
+def preserved_buffers(model: nn.Module) -> Iterator[None]:
+    """Every buffer (BatchNorm running statistics, counters, ...) is bit-identical after the block."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
+
+
+@contextlib.contextmanager
+def module_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """The whole model in training (or eval) mode for the block; each module's own flag restored afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for module, flag in flags:
+            module.training = flag
+
+
+def eval_mode(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    return module_mode(model, False)
+
+
+def train_mode(model: nn.Module) -> contextlib.AbstractContextManager[None]:
+    return module_mode(model, True)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

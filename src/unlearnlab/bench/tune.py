@@ -76,10 +76,11 @@ def _family_space(info: MethodInfo) -> Space:
     """The built-in space of ``info``: lr for SGD-style presets, then the family's own keys, then overrides."""
     d = info.defaults
     space: Space = {}
-    if isinstance(d.get("lr"), float) and d["lr"] > 0:
-        space["lr"] = {"low": d["lr"] / 10, "high": d["lr"] * 10, "log": True}
-    if "optimizers" in d and "forget_lr" in d:  # DualOptim hosts: η_r fixed, η_f searched (dualoptim §7)
+    dual = d.get("optimizers", "shared") != "shared"  # two optimizers, or their shared-state ablation
+    if dual:  # DualOptim: η_r fixed, η_f searched (docs/methods.md, "DualOptim")
         space["forget_lr"] = dict(_DUALOPTIM_FORGET_LR)
+    elif isinstance(d.get("lr"), float) and d["lr"] > 0:
+        space["lr"] = {"low": d["lr"] / 10, "high": d["lr"] * 10, "log": True}
     if "epsilon" in d and "lambda_lr" in d:  # EUPMU family (implicit surgery): ε and the λ lr
         space["epsilon"] = dict(_EUPMU_EPSILON_NORMALISED if d.get("lr_normalised") else _EUPMU_EPSILON)
         space["lambda_lr"] = dict(_LAMBDA_LR)

@@ -2,12 +2,13 @@
 
 from unlearnlab.data.datasets import ImageDataset, list_datasets, load_dataset, register_dataset
 from unlearnlab.data.forget import ForgetSpec, ForgetTask, make_task
-from unlearnlab.data.tensors import TensorData
+from unlearnlab.data.tensors import StreamData, TensorData
 
 __all__ = [
     "ForgetSpec",
     "ForgetTask",
     "ImageDataset",
+    "StreamData",
     "TensorData",
     "list_datasets",
     "load_dataset",

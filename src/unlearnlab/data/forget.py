@@ -8,7 +8,9 @@ Split rules (evaluation.md §1, specs/README.md §2.3–2.5):
   ``RandomState(seed − 1).choice(n_train, n_f, replace=False)`` with ``n_f = round(F·n_train)``; D_f keeps
   train order, D_r is the rest in train order;
 * ``class:K[,K...]``: D_f = every training image of those classes; the test set drops them;
-* ``indices:FILE.npy``: a 1-D integer array of positions in the train list (0-based).
+* ``indices:FILE.npy``: a 1-D integer array of the dataset's own training-sample numbers (0-based, as the
+  dataset's files number them), e.g. a deletion request; a number that fell into the validation split is an
+  error (the original model never trained on it).
 
 The split hash is SHA-256 over a header (dataset, forget spec, val seed, version) and the little-endian int64
 arrays of train, val, test and forget indices, in that order.
@@ -19,11 +21,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from unlearnlab.data.datasets import ImageDataset, load_dataset, stratified_pick
+from unlearnlab.data.inputs import as_tensor_data
 from unlearnlab.data.tensors import TensorData
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.utils import default_device
@@ -76,6 +80,8 @@ class ForgetSpec:
         raise UnlearnlabError(f"Unknown forget kind {kind!r} in {text!r}. {fix}")
 
     def __str__(self) -> str:
+        if self.kind == "given":
+            return "given"
         if self.kind == "random":
             return f"random:{self.fraction if self.fraction is not None else self.count}"
         if self.kind == "class":
@@ -109,15 +115,22 @@ class ForgetTask:
     split_hash: str
     data_hash: str
     forgotten_classes: tuple[int, ...] = field(default_factory=tuple)
+    family: str = "classification"
 
     @property
     def device(self) -> torch.device:
         return self.train.device
 
+    def forget_histogram(self) -> dict[int, int]:
+        """Class → number of samples in D_f."""
+        classes, counts = np.unique(self.forget.y.cpu().numpy(), return_counts=True)
+        return {int(c): int(n) for c, n in zip(classes, counts)}
+
     def describe(self) -> str:
+        hist = ", ".join(f"{c}: {n}" for c, n in self.forget_histogram().items())
         return (
             f"{self.dataset} · forget {self.forget_spec} · seed {self.seed} · |D_f|={len(self.forget)} "
-            f"|D_r|={len(self.retain)} |D_val|={len(self.val)} |D_test|={len(self.test)} · "
+            f"(classes {{{hist}}}) |D_r|={len(self.retain)} |D_val|={len(self.val)} |D_test|={len(self.test)} · "
             f"split {self.split_hash[:8]}"
         )
 
@@ -130,7 +143,9 @@ def _hash(header: str, *arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _forget_positions(spec: ForgetSpec, y_train: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
+def _forget_positions(spec: ForgetSpec, y_train: np.ndarray, num_classes: int, seed: int,
+                      numbers: np.ndarray, val_numbers: np.ndarray) -> np.ndarray:
+    """Positions in the train list of D_f; ``numbers`` are the train list's own sample numbers (indices spec)."""
     n = len(y_train)
     if spec.kind == "random":
         n_f = spec.count if spec.count is not None else round(spec.fraction * n)
@@ -157,13 +172,35 @@ def _forget_positions(spec: ForgetSpec, y_train: np.ndarray, num_classes: int, s
         if len(pos) == n:
             raise UnlearnlabError("Forgetting these classes would remove every training sample: keep one class.")
         return pos
-    return _load_indices(Path(spec.path), n)
+    idx = _load_indices(Path(spec.path), int(max(numbers.max(initial=-1), val_numbers.max(initial=-1))) + 1)
+    in_val = idx[np.isin(idx, val_numbers)]
+    if len(in_val):
+        raise UnlearnlabError(
+            f"{spec.path}: sample(s) {in_val[:5].tolist()} are in the validation split (val_seed), which the "
+            "original model never trains on: there is nothing to forget there. Remove them from the file.")
+    where = {int(v): i for i, v in enumerate(numbers)}
+    missing = [int(i) for i in idx if int(i) not in where]
+    if missing:
+        raise UnlearnlabError(f"{spec.path}: sample number(s) {missing[:5]} are not training samples of this "
+                              "dataset.")
+    pos = np.sort(np.array([where[int(i)] for i in idx], dtype=np.int64))
+    if len(pos) == n:
+        raise UnlearnlabError(f"{spec.path} names every training sample: nothing would be retained.")
+    return pos
 
 
 def _load_indices(path: Path, n: int) -> np.ndarray:
+    """The 1-D integer array in ``path`` (``.npy``), each in [0, n), no duplicates."""
     if not path.exists():
         raise UnlearnlabError(f"Forget index file {path} does not exist: save one with numpy.save(path, idx).")
-    idx = np.load(path, allow_pickle=False)
+    if path.suffix != ".npy":
+        raise UnlearnlabError(f"Forget index file {path} is not a .npy file: save the indices with "
+                              "numpy.save('forget.npy', idx).")
+    try:
+        idx = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UnlearnlabError(f"Forget index file {path} cannot be read as a NumPy array ({err}): save it with "
+                              "numpy.save(path, idx).") from None
     if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
         raise UnlearnlabError(
             f"{path} holds a {idx.dtype} array of shape {idx.shape}: it must be a 1-D integer array of "
@@ -174,8 +211,8 @@ def _load_indices(path: Path, n: int) -> np.ndarray:
     out = idx[(idx < 0) | (idx >= n)]
     if len(out):
         raise UnlearnlabError(
-            f"{path} has {len(out)} index(es) outside [0, {n}) (e.g. {out[:3].tolist()}): indices are "
-            f"positions in the {n}-sample training list."
+            f"{path} has {len(out)} index(es) outside [0, {n}) (e.g. {out[:3].tolist()}): indices are the "
+            f"dataset's own training-sample numbers (0 … {n - 1})."
         )
     uniq, counts = np.unique(idx, return_counts=True)
     if (counts > 1).any():
@@ -183,20 +220,34 @@ def _load_indices(path: Path, n: int) -> np.ndarray:
             f"{path} repeats indices {uniq[counts > 1][:5].tolist()}: remove the duplicates "
             "(e.g. numpy.unique)."
         )
-    if len(uniq) == n:
-        raise UnlearnlabError(f"{path} names every training sample: nothing would be retained.")
     return np.sort(idx.astype(np.int64))
 
 
 def make_task(
-    dataset: str | ImageDataset,
-    forget: str | ForgetSpec = "random:0.1",
+    dataset: str | ImageDataset | None = None,
+    forget: Any = "random:0.1",
     seed: int = 1,
     val_seed: int = 1,
     device: torch.device | str | None = None,
     root: str | Path | None = None,
+    *,
+    retain: Any = None,
+    test: Any = None,
+    val: Any = None,
+    num_classes: int | None = None,
 ) -> ForgetTask:
-    """Build the forgetting task: split the dataset's training pool, choose D_f, move tensors to ``device``."""
+    """Build the forgetting task: split the dataset's training pool, choose D_f, move tensors to ``device``.
+
+    With ``retain=`` and ``test=`` (and optionally ``val=``), ``forget`` is data, not a spec: the task is built
+    from the user's own parts (:func:`task_from_arrays`).
+    """
+    if retain is not None or test is not None:
+        if retain is None or test is None:
+            raise UnlearnlabError("A task from your own data needs forget=, retain= and test= (val= is optional).")
+        return task_from_arrays(forget, retain, test, val, num_classes=num_classes,
+                                name=dataset if isinstance(dataset, str) else "user", device=device)
+    if dataset is None:
+        raise UnlearnlabError("make_task() needs a dataset name (e.g. 'digits'), or forget=, retain=, test= data.")
     if int(seed) < 1:
         raise UnlearnlabError(f"Seeds are integers >= 1 (got {seed}); seed s samples with RandomState(s - 1).")
     ds = dataset if isinstance(dataset, ImageDataset) else load_dataset(dataset, root)
@@ -207,10 +258,10 @@ def make_task(
     val_pos = stratified_pick(y_pool, VAL_FRACTION, np.random.RandomState(val_seed))
     train_pos = np.setdiff1d(np.arange(len(y_pool)), val_pos)
     y_train = y_pool[train_pos]
-    forget_pos = _forget_positions(spec, y_train, ds.num_classes, seed)
+    train_src = ds.train_index if ds.train_index is not None else np.arange(len(y_pool))
+    forget_pos = _forget_positions(spec, y_train, ds.num_classes, seed, train_src[train_pos], train_src[val_pos])
     retain_pos = np.setdiff1d(np.arange(len(train_pos)), forget_pos)
 
-    train_src = ds.train_index if ds.train_index is not None else np.arange(len(y_pool))
     test_src = ds.test_index if ds.test_index is not None else np.arange(len(ds.y_test))
     test_keep = np.arange(len(ds.y_test))
     if spec.kind == "class":
@@ -241,3 +292,36 @@ def make_task(
         data_hash=data_hash,
         forgotten_classes=spec.classes,
     )
+
+
+def task_from_arrays(forget: Any, retain: Any, test: Any, val: Any = None, *, num_classes: int | None = None,
+                     name: str = "user", device: torch.device | str | None = None) -> ForgetTask:
+    """A :class:`ForgetTask` from a user's own parts: ``forget``, ``retain``, ``test`` (and optionally ``val``) as
+    ``(x, y)`` tensors/arrays, Datasets or DataLoaders. D = D_f followed by D_r; the split hash is a SHA-256 of the
+    parts' contents, so two runs on the same arrays share cached models and rows."""
+    device = torch.device(device) if device is not None else default_device()
+    parts = {"forget": forget, "retain": retain, "test": test}
+    data = {k: as_tensor_data(v, k, "cpu") for k, v in parts.items()}
+    data["val"] = as_tensor_data(val, "val", "cpu") if val is not None else data["test"].subset(np.arange(0))
+    shapes = {k: tuple(v.x.shape[1:]) for k, v in data.items() if len(v)}
+    if len(set(shapes.values())) > 1:
+        raise UnlearnlabError(f"The parts have different input shapes {shapes}: every part needs the same shape.")
+    classes = int(max(int(v.y.max()) for v in data.values() if len(v))) + 1
+    if num_classes is not None and num_classes < classes:
+        raise UnlearnlabError(f"num_classes={num_classes} but the labels go up to {classes - 1}.")
+    train = TensorData.of(torch.cat([data["forget"].x, data["retain"].x]), torch.cat([data["forget"].y,
+                          data["retain"].y]), np.arange(len(data["forget"]) + len(data["retain"])))
+    n_f = len(data["forget"])
+    digest = hashlib.sha256(f"unlearnlab-arrays v{SPLIT_VERSION}|{name}".encode())
+    for key in ("forget", "retain", "val", "test"):
+        digest.update(key.encode())
+        digest.update(data[key].x.contiguous().numpy().tobytes())
+        digest.update(data[key].y.numpy().astype("<i8").tobytes())
+    split = digest.hexdigest()
+    train = train.to(device)
+    return ForgetTask(
+        dataset=name, forget_spec=ForgetSpec("given"), seed=1, val_seed=0, num_classes=num_classes or classes,
+        input_shape=shapes["retain"], mean=(0.0,), std=(1.0,), augment=False, train=train,
+        forget=train.subset(np.arange(n_f)), retain=train.subset(np.arange(n_f, len(train))),
+        val=data["val"].to(device), test=data["test"].to(device), forget_positions=np.arange(n_f), split_hash=split,
+        data_hash=split)

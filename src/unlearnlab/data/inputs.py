@@ -1,8 +1,9 @@
-"""Turn a user's forget/retain data into device tensors.
+"""Turn a user's classification data into batch sources.
 
-Accepted: a ``(x, y)`` pair of tensors/arrays, a ``TensorData``, any map-style ``Dataset`` yielding
-``(x, y)``, or a ``DataLoader`` yielding ``(x, y)`` batches. Everything is materialised once on the device
-(the methods gather batches by index).
+Accepted: a ``(x, y)`` pair of tensors/arrays, a ``TensorData``, any map-style ``Dataset`` yielding ``(x, y)``, a
+``DataLoader`` yielding ``(x, y)`` batches (read once and held on the device, so results equal those of the same
+tensors), or a :class:`~unlearnlab.data.tensors.StreamData` wrapping a loader for data that does not fit in
+memory (read as it goes, in the loader's order).
 """
 
 from __future__ import annotations
@@ -13,12 +14,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from unlearnlab.data.tensors import TensorData
+from unlearnlab.data.tensors import Source, StreamData, TensorData
 from unlearnlab.errors import UnlearnlabError
 
 
-def as_tensor_data(obj: Any, name: str, device: torch.device) -> TensorData:
-    """Materialise ``obj`` as :class:`TensorData` on ``device``; ``name`` ("forget"/"retain") labels errors."""
+def as_source(obj: Any, name: str, device: torch.device | str) -> Source:
+    """``obj`` as a source on ``device``; ``name`` ("forget", "retain", ...) labels errors."""
+    if isinstance(obj, StreamData):
+        if len(obj) == 0:
+            raise UnlearnlabError(f"The {name} stream is empty: unlearning needs at least one {name} sample.")
+        return obj.to(device)
+    return as_tensor_data(obj, name, device)
+
+
+def as_tensor_data(obj: Any, name: str, device: torch.device | str) -> TensorData:
+    """Materialise ``obj`` as :class:`TensorData` on ``device``."""
     if isinstance(obj, TensorData):
         data = obj
     elif isinstance(obj, (tuple, list)) and len(obj) == 2:
@@ -38,7 +48,8 @@ def as_tensor_data(obj: Any, name: str, device: torch.device) -> TensorData:
                         torch.as_tensor([int(i[1]) for i in items]), name)
     else:
         raise UnlearnlabError(
-            f"{name}= got a {type(obj).__name__}: pass a (x, y) pair of tensors, a Dataset or a DataLoader."
+            f"{name}= got a {type(obj).__name__}: pass a (x, y) pair of tensors, a Dataset, a DataLoader or "
+            "unlearnlab.data.StreamData(loader)."
         )
     if len(data) == 0:
         raise UnlearnlabError(f"The {name} set is empty: unlearning needs at least one {name} sample.")
@@ -61,3 +72,24 @@ def check_labels(data: TensorData, num_classes: int, name: str) -> None:
             f"{name} labels span [{int(data.y.min())}, {int(data.y.max())}] but the model has {num_classes} "
             f"outputs: labels must lie in [0, {num_classes - 1}]."
         )
+
+
+def overlapping_rows(a: TensorData, b: TensorData, field: str = "x") -> int:
+    """How many rows of ``a`` have a row of identical content in ``b`` (compared on ``field``).
+
+    A random projection fingerprints each row (float64), rows sharing a fingerprint are compared exactly, so the
+    cost is two matrix-vector products plus the comparison of the few candidates.
+    """
+    xa, xb = a.fields[field], b.fields[field]
+    if len(xa) == 0 or len(xb) == 0 or xa.shape[1:] != xb.shape[1:]:
+        return 0
+    fa, fb = xa.reshape(len(xa), -1).double(), xb.reshape(len(xb), -1).double()
+    direction = torch.randn(fa.shape[1], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pa, pb = (fa @ direction.to(fa.device)).cpu().numpy(), (fb @ direction.to(fb.device)).cpu().numpy()
+    candidates = np.flatnonzero(np.isin(pa, pb))
+    if len(candidates) == 0:
+        return 0
+    where = {}
+    for j, v in enumerate(pb):
+        where.setdefault(v, []).append(j)
+    return sum(1 for i in candidates if any(torch.equal(fa[i], fb[j]) for j in where[pa[i]]))

@@ -232,9 +232,9 @@ def unlearn_run(model: nn.Module, method: str, hparams: Mapping[str, Any], forge
     """
     info = get_method(method)
     h = info.resolve(dict(hparams))
-    unlearner = info.build(h, num_classes)
+    unlearner = info.build(h)
     t0 = time.perf_counter()
-    stats = unlearner.run(model, UnlearnData(forget, retain, num_classes), RunContext(seed=seed))
+    stats = unlearner.run(model, UnlearnData(forget, retain, info={"num_classes": num_classes}), RunContext(seed=seed))
     return stats, time.perf_counter() - t0
 
 

@@ -1,12 +1,22 @@
-"""Unlearning methods: registry, objectives, update rules, masks and presets."""
+"""Unlearning methods: composition (objectives × rule + modifiers), registry, wrappers and presets.
 
-from unlearnlab.methods import presets as _presets  # noqa: F401  (registers the presets)
-from unlearnlab.methods import presets_dualoptim as _presets_dualoptim  # noqa: F401
-from unlearnlab.methods import presets_eupmu as _presets_eupmu  # noqa: F401
-from unlearnlab.methods.base import RunContext, UnlearnData, Unlearner
-from unlearnlab.methods.registry import MethodInfo, get_method, list_methods, register_method
+``compose`` builds a method from parts; ``get_method`` looks up a registered preset (or composes ``host+wrapper``);
+``dualoptim``/``eupmu``/``ungrad`` wrap composed methods. docs/extending.md shows how to add each kind of part.
+"""
 
-__all__ = ["MethodInfo", "RunContext", "UnlearnData", "Unlearner", "get_method", "list_methods", "register_method"]
+from unlearnlab.methods import presets as _presets  # noqa: F401  (registers the presets, hosts first)
 from unlearnlab.methods import presets_certified as _presets_certified  # noqa: F401
+from unlearnlab.methods import presets_eupmu as _presets_eupmu  # noqa: F401
 from unlearnlab.methods import presets_minnorm as _presets_minnorm  # noqa: F401
 from unlearnlab.methods import presets_more as _presets_more  # noqa: F401
+
+from unlearnlab.methods import presets_dualoptim as _presets_dualoptim  # noqa: F401  isort: skip
+from unlearnlab.methods.base import RunContext, UnlearnData, Unlearner
+from unlearnlab.methods.method import Derived, IterativeUnlearner, Method, ObjectiveRef, compose
+from unlearnlab.methods.optimization import Optimization
+from unlearnlab.methods.registry import MethodInfo, OneShot, get_method, list_methods, register, register_method
+from unlearnlab.methods.wrappers import dualoptim_method, surgery_method
+
+__all__ = ["Derived", "IterativeUnlearner", "Method", "MethodInfo", "ObjectiveRef", "OneShot", "Optimization",
+           "RunContext", "UnlearnData", "Unlearner", "compose", "dualoptim_method", "get_method", "list_methods",
+           "register", "register_method", "surgery_method"]

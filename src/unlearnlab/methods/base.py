@@ -1,9 +1,9 @@
 """The interface every unlearning method implements, and the data/context it receives.
 
-An :class:`Unlearner` changes a model in place given :class:`UnlearnData` (D_f and D_r as device tensors)
-and a :class:`RunContext` (seed-derived generators, cost counters, progress). Iterative methods are
-compositions (objectives × update rule + modifiers, :mod:`unlearnlab.methods.iterative`); one-shot methods
-(retrain, ...) implement :meth:`Unlearner.run` directly.
+An :class:`Unlearner` changes a model in place given :class:`UnlearnData` (D_f and D_r as batch sources, the task
+family and what it found about the model) and a :class:`RunContext` (seed-derived generators, cost counters,
+progress). Iterative methods are compositions (objectives × update rule + modifiers,
+:mod:`unlearnlab.methods.method`); one-shot methods (retrain, influence, ...) implement :meth:`Unlearner.run`.
 """
 
 from __future__ import annotations
@@ -17,19 +17,32 @@ from typing import Any
 import torch
 from torch import nn
 
-from unlearnlab.data.tensors import TensorData
+from unlearnlab.data.tensors import Source, Transform
+from unlearnlab.families import TaskFamily, get_family
 from unlearnlab.training import Counters, CountingHooks
 from unlearnlab.utils import torch_generator
 
 
 @dataclass
 class UnlearnData:
-    """What a method may use: the forget and retain sets (never the test set), and the class count."""
+    """What a method may use: the forget and retain sets (never the test set), the family and model facts.
 
-    forget: TensorData
-    retain: TensorData
-    num_classes: int
-    augment: bool = False
+    ``info`` holds what the family's :meth:`~unlearnlab.families.TaskFamily.inspect` found (e.g. ``num_classes``);
+    ``transform`` is the training transform of optimisation batches (``None``: as stored).
+    """
+
+    forget: Source
+    retain: Source
+    family: TaskFamily | str = "classification"
+    info: dict[str, Any] = field(default_factory=dict)
+    transform: Transform | None = None
+
+    def __post_init__(self) -> None:
+        self.family = get_family(self.family)
+
+    @property
+    def num_classes(self) -> int:
+        return self.info["num_classes"]
 
 
 @dataclass
@@ -39,7 +52,11 @@ class RunContext:
     seed: int
     counters: Counters = field(default_factory=Counters)
     progress: Callable[[float], None] | None = None
+    family: TaskFamily | str = "classification"
     _generators: dict[str, torch.Generator] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.family = get_family(self.family)
 
     def generator(self, component: str) -> torch.Generator:
         """A CPU generator seeded from (seed, component), one per component name for the whole run."""
@@ -55,11 +72,15 @@ class RunContext:
 def frozen_copy(model: nn.Module, counters: Counters | None = None) -> nn.Module:
     """A deep copy in eval mode with gradients off (teachers, reference models).
 
-    Forward hooks of ``model`` (e.g. the caller's cost counters) are not carried over; with ``counters``, the
-    copy's forwards are counted there, so a teacher's cost shows in the run's ``forward_samples``.
+    The user's own hooks stay (a pre-hook that normalises inputs must act on the teacher too); only unlearnlab's
+    cost-counting hooks are removed, and with ``counters`` the copy's forwards are counted there, so a teacher's
+    cost shows in the run's ``forward_samples``.
     """
     teacher = copy.deepcopy(model).eval()
-    teacher._forward_hooks.clear()
+    for module in teacher.modules():
+        for hook_id, hook in list(module._forward_hooks.items()):
+            if isinstance(getattr(hook, "__self__", None), CountingHooks):
+                del module._forward_hooks[hook_id]
     for p in teacher.parameters():
         p.requires_grad_(False)
     if counters is not None:

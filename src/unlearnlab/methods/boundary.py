@@ -1,6 +1,6 @@
-"""Boundary Unlearning (Chen et al., CVPR 2023): Boundary Shrink and Boundary Expanding (baselines.md §10–11).
+"""Boundary Unlearning (Chen et al., CVPR 2023): Boundary Shrink and Boundary Expanding (docs/methods.md).
 
-Both are iterative objectives on D_f only, composed with ``joint`` (specs/README.md §2.10: not one-shot).
+Both are iterative objectives on D_f only, composed with ``joint`` (not one-shot); classifiers only.
 
 * :class:`NeighbourLabelCE` (BS): with a frozen eval copy f_0 of the original,
   ``x_adv = round(255·clip_[0,1](x + b·sign(∇_x CE(f_0(x), y))))/255`` in pixel space (normalisation is inside the
@@ -8,22 +8,22 @@ Both are iterative objectives on D_f only, composed with ``joint`` (specs/README
 * :class:`ShadowCE` + :class:`BoundaryExpand` (BE): the last ``nn.Linear`` (C outputs) is replaced by one with C+1
   outputs (rows 0…C−1 copied, row C PyTorch's default init under a seed-derived RNG), all parameters are trained
   on D_f with target C, then the shadow row is pruned (``prune_shadow=True``; ``False`` reproduces the reference,
-  whose model keeps C+1 outputs). The optimizer is built after the expansion (the wrapped
-  :class:`~unlearnlab.methods.iterative.IterativeUnlearner` builds it in ``run``).
+  whose model keeps C+1 outputs). The optimizer is built after the expansion (the wrapped iterative unlearner
+  builds it in ``run``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.base import RunContext, UnlearnData, Unlearner
-from unlearnlab.methods.iterative import IterativeUnlearner
-from unlearnlab.methods.objectives import Objective
+from unlearnlab.objectives import Objective
 from unlearnlab.utils import component_seed
 
 
@@ -39,7 +39,7 @@ class NeighbourLabelCE(Objective):
     """BS: CE(f_θ(x), argmax f_0(FGSM(x))) with f_0 the frozen original in eval mode (``teacher``)."""
 
     bound: float = 0.1
-    needs_teacher = True
+    needs_teacher: ClassVar[bool] = True
 
     def neighbour(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_adv, y_nb), both from the frozen copy."""
@@ -48,8 +48,9 @@ class NeighbourLabelCE(Objective):
             y_nb = self.teacher(x_adv).argmax(1)
         return x_adv, y_nb
 
-    def __call__(self, model, x, y, ctx):
-        _, y_nb = self.neighbour(x, y)
+    def __call__(self, model, batch, ctx):
+        x = batch["x"]
+        _, y_nb = self.neighbour(x, batch["y"])
         return F.cross_entropy(model(x), y_nb)
 
 
@@ -57,9 +58,9 @@ class NeighbourLabelCE(Objective):
 class ShadowCE(Objective):
     """BE: CE(f_θ(x), C) — every forget sample labelled with the shadow class C (the last output)."""
 
-    def __call__(self, model, x, y, ctx):
-        logits = model(x)
-        return F.cross_entropy(logits, torch.full_like(y, logits.shape[1] - 1))
+    def __call__(self, model, batch, ctx):
+        logits = model(batch["x"])
+        return F.cross_entropy(logits, torch.full_like(batch["y"], logits.shape[1] - 1))
 
 
 def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
@@ -70,7 +71,7 @@ def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
             if isinstance(child, nn.Linear):
                 found = (parent, name, child)
     if found is None:
-        raise ValueError("Boundary Expanding needs a model whose head is an nn.Linear layer.")
+        raise UnlearnlabError("Boundary Expanding needs a model whose head is an nn.Linear layer.")
     return found
 
 
@@ -110,7 +111,7 @@ def prune_head(model: nn.Module, classes: int) -> None:
 class BoundaryExpand(Unlearner):
     """BE: expand the head, run ``inner`` (ShadowCE × joint on D_f; optimizer built after expansion), prune."""
 
-    inner: IterativeUnlearner
+    inner: Unlearner
     prune_shadow: bool = True
     batch_size: int = field(default=64)
 

@@ -1,56 +1,43 @@
-"""DualOptim presets (dualoptim.md §7–§8): a host's objectives, mask and schedule × ``alternate[dual|shared]``.
+"""DualOptim presets: ``<host>+dualoptim`` (the generic wrapper with a calibrated forget lr) and the DualOptim
+paper's own settings ``dualoptim/<host>`` (docs/methods.md, "DualOptim").
 
-``<host>+dualoptim`` swaps only the host's optimizer (specs/README.md §2.10): a forget optimizer (AdamW by
-default) stepped only by forget gradients and a retain optimizer (SGD-momentum) stepped only by retain
-gradients, over the same parameters. ``<host>+dualoptim-shared`` is the ablation: the same keys and schedule
-with one optimizer state fed by both streams (``optimizers="shared-adamw"``; compare with
-``optimizers="adamw+adamw"``). Hosts: RL and SalUn (epoch alternation), SCRUB (epoch alternation, retain
-scheduler only), NegGrad+ (``Interleave(1, 1)``: forget step on −(1−β)·CE_f, retain step on β·CE_r) and GA
-(forget steps only, so no shared ablation: it would be the same run).
+``<host>+dualoptim`` keeps the host's optimizer as the retain optimizer (lr, momentum, decay unchanged) and adds an
+AdamW forget optimizer (decay 0.05): a row differs from its host in the optimizer split alone. Its forget lr η_f is
+calibrated on digits (docs/methods.md); at reference scale it has none (the paper searches it): pass ``forget_lr``.
 
-Keys left ``None`` take the §7 value of the side's optimizer kind (:data:`KIND_LR`, :data:`KIND_DECAY`, the
-optimizer's own betas). The forget lr η_f is searched in the paper (grid 1e-5 … 1e-3, no published value): the
-small default is calibrated on digits (docs/methods.md), the reference profile has none — pass
-``forget_lr`` (specs/README.md §2.4).
+``dualoptim/<host>`` is the paper's code: retain optimizer SGD(η_r = 0.01, momentum 0.9, wd 5e-4) whatever the
+host, forget AdamW(η_f, wd 0.05); keys left ``None`` take the value of the side's optimizer kind
+(:data:`KIND_LR`, :data:`KIND_DECAY`), e.g. ``optimizers="adamw+adamw"`` gets η_r = 1e-4, wd 0.05.
+``dualoptim/<host>-shared-adamw`` is the ablation with one AdamW state fed by both streams (same keys).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
-from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.iterative import IterativeUnlearner, parse_optimizers
-from unlearnlab.methods.presets import REF_BATCH, _ga, _neggrad_plus, _rl, _salun, _scrub
-from unlearnlab.methods.registry import Builder, get_method, register_method
-from unlearnlab.methods.rules import Alternate, Rule
-from unlearnlab.methods.rules.alternate import Interleave
+from unlearnlab.components import Component
+from unlearnlab.methods.method import Derived, Method, part_keys
+from unlearnlab.methods.optimization import parse_optimizers
+from unlearnlab.methods.registry import get_method, register
+from unlearnlab.methods.wrappers import DUALOPTIM, dualoptim
 
-PAPER = "DualOptim (Zhong et al., NeurIPS 2025)"
-
-#: §7 learning rate η_r of a retain optimizer kind (Lion: AdamW's ÷ 3)
+#: learning rate η_r of a retain optimizer kind in the paper's code (Lion: AdamW's ÷ 3)
 KIND_LR = {"sgd": 0.01, "adam": 1e-4, "adamw": 1e-4, "lion": 1e-4 / 3}
-#: §7 weight decay of an optimizer kind (SGD coupled; AdamW, Lion decoupled)
+#: weight decay of an optimizer kind in the paper's code (SGD coupled; AdamW, Lion decoupled)
 KIND_DECAY = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05, "lion": 1e-2}
 
-DUAL_KEYS: dict[str, Any] = {
-    "optimizers": "adamw+sgd", "forget_lr": 1e-3, "lr": None, "momentum": 0.9, "weight_decay": None,
-    "forget_weight_decay": None, "betas": None, "forget_betas": None, "forget_schedule": None, "milestones": (),
+PAPER_KEYS: dict[str, Any] = {
+    "optimizers": "adamw+sgd", "lr": None, "momentum": 0.9, "weight_decay": None, "forget_weight_decay": None,
+    "betas": None, "forget_betas": None, "forget_schedule": None, "milestones": (),
 }
 #: reference profile: CIFAR-10 / ResNet-18, E = 10, batch 256, MultiStepLR(91, 136) on both optimizers
-REFERENCE: dict[str, Any] = {
-    "epochs": 10, "forget_lr": None, "schedule": "multistep", "milestones": (91, 136), **REF_BATCH,
-}
+REFERENCE: dict[str, Any] = {"epochs": 10, "forget_lr": None, "schedule": "multistep", "milestones": (91, 136),
+                             "batch_size": 256}
 
 
-def with_kind_defaults(h: dict[str, Any]) -> dict[str, Any]:
-    """``h`` with every ``None`` lr/decay filled from the §7 value of its side's optimizer kind."""
-    if h["forget_lr"] is None:
-        raise UnlearnlabError(
-            "DualOptim's forget lr η_f has no default at reference scale (the paper searches 1e-5 … 1e-3, "
-            "Lion ÷ 3): pass forget_lr=... ."
-        )
+def with_kind_defaults(h: Mapping[str, Any]) -> dict[str, Any]:
+    """``h`` with every ``None`` lr/decay filled from the value of its side's optimizer kind."""
     forget_kind, retain_kind, _ = parse_optimizers(h["optimizers"])
     out = dict(h)
     for key, kind, table in (("lr", retain_kind, KIND_LR), ("weight_decay", retain_kind, KIND_DECAY),
@@ -60,67 +47,51 @@ def with_kind_defaults(h: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def dual(host: Builder, rule: Callable[[IterativeUnlearner], Rule] | None = None) -> Builder:
-    """A builder running ``host``'s objectives and mask with the optimizers of ``h`` (and ``rule`` if given)."""
+def kind_filled(optimization: Any) -> Derived:
+    """The host's optimisation part, built from parameters whose ``None`` lrs/decays take their kind's value."""
+    keys = tuple(sorted(part_keys(optimization, None) | set(PAPER_KEYS) | {"forget_lr"}))
 
-    def build(h: dict[str, Any], num_classes: int) -> IterativeUnlearner:
-        h = with_kind_defaults(h)
-        base = host(h, num_classes)
-        return dataclasses.replace(
-            base, rule=rule(base) if rule is not None else base.rule, optimizers=h["optimizers"],
-            forget_lr=h["forget_lr"], forget_weight_decay=h["forget_weight_decay"], betas=h["betas"],
-            forget_betas=h["forget_betas"], forget_schedule=h["forget_schedule"], milestones=tuple(h["milestones"]),
-        )
+    def make(h: Mapping[str, Any]) -> Any:
+        filled = with_kind_defaults(h)
+        return optimization.configured(filled) if isinstance(optimization, Component) else optimization(filled)
 
-    return build
+    return Derived(keys, make)
 
 
-def interleave_1_1(base: IterativeUnlearner) -> Rule:
-    """NegGrad+'s weights on ``Interleave(1, 1)``: forget step −(1−β)·CE_f, then retain step β·CE_r."""
-    return Interleave(1, 1, forget_weight=base.rule.forget_weight, retain_weight=base.rule.retain_weight)
+def paper_method(host: Method, forget_lr: float, **extra: Any) -> Method:
+    return host.replace(optimization=kind_filled(host.optimization), phased=True,
+                        defaults={**host.defaults, **PAPER_KEYS, "forget_lr": forget_lr, **extra})
 
 
-def forget_only(base: IterativeUnlearner) -> Rule:
-    """GA's forget passes as forget steps (``ForgetOnly``: epoch alternation without a retain objective)."""
-    return Alternate()
-
-
-#: name, host preset, host builder, rule, family, η_f (digits-calibrated, shared by the ablation), extra defaults,
-#: extra reference
-HOSTS: list[tuple[str, str, Builder, Callable | None, str, float, dict, dict]] = [
-    ("rl", "rl", _rl, None, "RL_f | CE_r", 3e-3, {}, {}),
-    ("salun", "salun", _salun, None, "RL_f | CE_r + saliency mask (both phases)", 1e-2, {}, {}),
-    ("scrub", "scrub", _scrub, None, "−KL_1 | CE_r + 0.5·KL_1 (retain scheduler only)", 1e-3,
-     {"forget_schedule": "constant"}, {}),
-    ("neggrad-plus", "neggrad-plus", _neggrad_plus, interleave_1_1, "−(1−β)·CE_f | β·CE_r, Interleave(1, 1)",
-     1e-4, {}, {"epochs": 5, "schedule": "constant", "milestones": ()}),
-    ("ga", "ga", _ga, forget_only, "−CE_f | — (forget optimizer only)", 3e-4, {},
-     {"epochs": 5, "schedule": "constant", "milestones": ()}),
+#: host, η_f (digits-calibrated), extra defaults, extra reference
+HOSTS: list[tuple[str, float, dict[str, Any], dict[str, Any]]] = [
+    ("rl", 3e-3, {}, {}),
+    ("salun", 1e-2, {}, {}),
+    ("scrub", 1e-3, {"forget_schedule": "constant"}, {}),
+    ("neggrad-plus", 1e-4, {}, {"epochs": 5, "schedule": "constant", "milestones": ()}),
+    ("ga", 3e-4, {}, {"epochs": 5, "schedule": "constant", "milestones": ()}),
+    ("sfron", 1e-3, {}, {"iterations": 1500, "epochs": None, "schedule": "cosine", "milestones": ()}),
 ]
 
 
-def _register(name: str, host: str, builder: Builder, rule: Callable | None, family: str, eta_f: float,
-              extra: dict, extra_ref: dict) -> None:
+def register_host(host: str, eta_f: float, extra: dict[str, Any], extra_ref: dict[str, Any]) -> None:
     info = get_method(host)
-    defaults = {**info.defaults, **DUAL_KEYS, "forget_lr": eta_f, **extra}
-    reference = {**REFERENCE, **extra_ref}
+    generic = dualoptim(info, f"{host}+dualoptim", forget_lr=eta_f, **extra)
     aliases = tuple(f"{a}+dualoptim" for a in info.aliases if "+" not in a)
-    build = dual(builder, rule)
-    register_method(
-        f"{name}+dualoptim", family=f"{family} × alternate[dual] (AdamW forget, SGD retain)", paper=PAPER,
-        aliases=aliases, defaults=defaults, reference=reference,
-        summary=f"{host} with two optimizers over the same parameters: forget steps only feed the forget "
-                "optimizer, retain steps only the retain optimizer.",
-    )(build)
-    if rule is forget_only:
+    register(generic.name, generic.method, composition=generic.composition, paper=DUALOPTIM,
+             summary=generic.summary, reference={**generic.reference, "forget_lr": None}, aliases=aliases)
+    paper = paper_method(info.method, eta_f, **extra)
+    composition = f"{info.composition} × alternate[dual] (paper's AdamW forget, SGD η_r = 0.01 retain)"
+    register(f"dualoptim/{host}", paper, composition=composition, paper=DUALOPTIM,
+             summary=f"{host} as the DualOptim code runs it: AdamW forget optimizer, SGD(0.01, 0.9, 5e-4) retain "
+                     "optimizer over the same parameters.", reference={**REFERENCE, **extra_ref})
+    if host == "ga":  # forget steps only: a shared ablation would be the same run
         return
-    register_method(
-        f"{name}+dualoptim-shared", family=f"{family} × alternate[shared] (one AdamW, phase lrs)", paper=PAPER,
-        aliases=tuple(f"{a}-shared" for a in aliases), defaults={**defaults, "optimizers": "shared-adamw"},
-        reference=reference,
-        summary=f"Ablation of {name}+dualoptim: one optimizer state fed by forget and retain gradients.",
-    )(build)
+    register(f"dualoptim/{host}-shared-adamw", paper.replace(defaults={**paper.defaults, "optimizers": "shared-adamw"}),
+             composition=f"{info.composition} × alternate[shared] (one AdamW, phase lrs)", paper=DUALOPTIM,
+             summary=f"Ablation of dualoptim/{host}: one AdamW state fed by forget and retain gradients.",
+             reference={**REFERENCE, **extra_ref})
 
 
 for _host in HOSTS:
-    _register(*_host)
+    register_host(*_host)

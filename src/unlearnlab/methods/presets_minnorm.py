@@ -12,15 +12,19 @@ Aliases (the issue's spellings; README naming rule): ``ngd`` → ``mnog/ngd``, `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.base import RunContext, UnlearnData
-from unlearnlab.methods.iterative import IterativeUnlearner
-from unlearnlab.methods.objectives import Objective
-from unlearnlab.methods.registry import register_method
-from unlearnlab.methods.rules.min_norm import MinNorm, PaperDistill, PaperLoss, PaperNPO, PaperWrongLabel
+from unlearnlab.methods.method import Derived, compose
+from unlearnlab.methods.minnorm_objectives import PaperDistill, PaperLoss, PaperNPO, PaperWrongLabel
+from unlearnlab.methods.modifiers.gradients import GradientNoise
+from unlearnlab.methods.modifiers.masking import MedianMask
+from unlearnlab.methods.modifiers.penalties import Penalty
+from unlearnlab.methods.modifiers.projection import Projection
+from unlearnlab.methods.modifiers.state import Reinitialise, RetainSubset
+from unlearnlab.methods.optimization import Optimization
+from unlearnlab.methods.registry import register
+from unlearnlab.methods.rules.min_norm import MinNormLoop
 
 MNOG = "MinNorm-OG (Block, Mokhtari, Shakkottai, NeurIPS 2025, arXiv 2505.22601)"
 
@@ -35,152 +39,112 @@ MINNORM_KEYS: dict[str, Any] = {
 REFERENCE = {"epochs": 2, "batch_size": 256, "p_retain": 0.01}
 
 
-@dataclass
-class PaperLoopUnlearner(IterativeUnlearner):
-    """An :class:`IterativeUnlearner` whose stats include the ``min_norm`` rule's (projections, Jacobian columns)."""
-
-    def run(self, model, data: UnlearnData, ctx: RunContext) -> dict[str, Any]:
-        stats = super().run(model, data, ctx)
-        stats.update(getattr(self.rule, "stats", {}))
-        return stats
+def _adamw(h: dict[str, Any]) -> Optimization:
+    """AdamW(η, betas (0.9, 0.999), wd), forget batches of the retain batch size."""
+    return Optimization(epochs=h["epochs"], lr=h["lr"], optimizer="adamw", weight_decay=h["weight_decay"],
+                        betas=(0.9, 0.999), batch_size=h["batch_size"], forget_batch_size=h["batch_size"])
 
 
-def loop(h: dict[str, Any], rule: MinNorm, forget: Objective | None = None,
-         retain: Objective | None = None) -> PaperLoopUnlearner:
-    """The §4 loop with AdamW(η, wd) and J as the retain objective unless given."""
-    return PaperLoopUnlearner(
-        forget=forget, retain=retain or PaperLoss(h["loss_type"], h["logit_clamp"]), rule=rule, epochs=h["epochs"],
-        lr=h["lr"], optimizer="adamw", weight_decay=h["weight_decay"], betas=(0.9, 0.999),
-        batch_size=h["batch_size"], forget_batch_size=h["batch_size"],
-    )
+OPTIMIZATION = Derived(("epochs", "lr", "weight_decay", "batch_size"), _adamw)
+#: J with its clamp (the retain objective of every preset, and −J / wrong-label forget objectives)
+J = Derived(("loss_type", "logit_clamp"), lambda h: PaperLoss(h["loss_type"], h["logit_clamp"]))
+SUBSET = Derived(("p_retain",), lambda h: RetainSubset(h["p_retain"]))
 
 
-@register_method(
-    "minnorm-og", family="— | J on D′_r × min_norm + AdamW", paper=MNOG,
+def loop(forget: Any = None, retain: Any = J, rule: Any = None, modifiers: tuple = (), **keys: Any):
+    """A method in the paper's loop: AdamW, D′_r of ``p_retain``, J as the retain objective unless given."""
+    return compose(forget=forget, retain=retain, rule=rule or MinNormLoop(), modifiers=[SUBSET, *modifiers],
+                   optimization=OPTIMIZATION, **{**LOOP_KEYS, **keys})
+
+
+def classifier_only(name: str, keys: tuple[str, ...], build: Any) -> Derived:
+    """A part that exists only for classifiers (NPO, KL and wrong labels need class probabilities)."""
+
+    def make(h: dict[str, Any]) -> Any:
+        if h["loss_type"] != "classifier":
+            raise UnlearnlabError(f"{name} needs a classifier (loss_type='classifier'), got {h['loss_type']!r}.")
+        return build(h)
+
+    return Derived(("loss_type", *keys), make)
+
+
+PROJECTION = Derived((*MINNORM_KEYS, "loss_type"), lambda h: Projection(
+    **{k: h[k] for k in MINNORM_KEYS}, loss_type=h["loss_type"]))
+
+register(
+    "minnorm-og", loop(modifiers=(PROJECTION,), **MINNORM_KEYS),
+    composition="— | J on D′_r × min_norm + AdamW", paper=MNOG,
     summary="Shrink θ toward the span of retain output gradients (θ ← θ − λ(θ − P_Aθ), λ decaying per "
             "projection), then an AdamW step on J(B_r); one step per forget batch.",
-    defaults={**LOOP_KEYS, **MINNORM_KEYS}, reference={**REFERENCE, "grad_sample_size": 50},
+    reference={**REFERENCE, "grad_sample_size": 50},
 )
-def _minnorm_og(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    rule = MinNorm(reg_coef=h["reg_coef"], reg_coef_decay=h["reg_coef_decay"], proj_pd=h["proj_pd"],
-                   num_gd_epochs=h["num_gd_epochs"], grad_sample_size=h["grad_sample_size"], p_retain=h["p_retain"],
-                   quota_fallback=h["quota_fallback"], loss_type=h["loss_type"], projection_dtype=h["projection_dtype"])
-    return loop(h, rule)
 
+# ------------------------------------------------------------------------------- the paper's own baselines
 
-# ------------------------------------------------------------------------------------------------ §5 baselines
+register("mnog/gd", loop(), composition="— | J_r × paper loop (AdamW)", paper=MNOG, forgets=False,
+         summary="Gradient descent on J(B_r) in the paper's loop: one AdamW step per forget batch.",
+         reference=REFERENCE)
 
+register("mnog/ga", loop(forget=Derived(("loss_type", "logit_clamp"),
+                                        lambda h: PaperLoss(h["loss_type"], h["logit_clamp"], sign=-1.0)),
+                         rule=MinNormLoop(retain_weight=0.0)),
+         composition="−J_f | — × paper loop (AdamW)", paper=MNOG,
+         summary="Gradient ascent: −J(B_f) on each forget batch, AdamW.", reference=REFERENCE)
 
-@register_method(
-    "mnog/gd", family="— | J_r × paper loop (AdamW)", paper=MNOG, forgets=False,
-    summary="Gradient descent on J(B_r) in the paper's loop: one AdamW step per forget batch.",
-    defaults=LOOP_KEYS, reference=REFERENCE,
-)
-def _mnog_gd(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    return loop(h, MinNorm(project=False, p_retain=h["p_retain"], loss_type=h["loss_type"]))
+register("mnog/ngd", loop(modifiers=(GradientNoise(0.1),)), composition="— | J_r × paper loop + gradient noise",
+         paper=MNOG, forgets=False, aliases=("ngd",),
+         summary="Noisy GD: J(B_r), then N(0, σ²) added to every gradient entry before the AdamW step.",
+         reference=REFERENCE)
 
+register("mnog/ridge", loop(modifiers=(Derived(("reg_coef", "reg_coef_decay"), lambda h: Penalty(
+    "l2", h["reg_coef"], "step_decay", decay=h["reg_coef_decay"])),), reg_coef=0.1, reg_coef_decay=0.8),
+    composition="— | J_r + λ‖θ‖² × paper loop (λ decaying per step)", paper=MNOG, forgets=False,
+    aliases=("ridge",), summary="J(B_r) + λ·Σθ², λ_0 = reg_coef, λ ← reg_coef_decay·λ after every step; AdamW.",
+    reference=REFERENCE)
 
-@register_method(
-    "mnog/ga", family="−J_f | — × paper loop (AdamW)", paper=MNOG,
-    summary="Gradient ascent: −J(B_f) on each forget batch, AdamW.",
-    defaults=LOOP_KEYS, reference=REFERENCE,
-)
-def _mnog_ga(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    rule = MinNorm(project=False, retain_weight=0.0, p_retain=h["p_retain"], loss_type=h["loss_type"])
-    return loop(h, rule, forget=PaperLoss(h["loss_type"], h["logit_clamp"], sign=-1.0))
+register("mnog/ngp", loop(forget=Derived(("loss_type", "logit_clamp", "forget_weight"), lambda h: PaperLoss(
+    h["loss_type"], h["logit_clamp"], sign=-h["forget_weight"])), forget_weight=0.1),
+    composition="−λ_GA·J_f | J_r × paper loop (AdamW)", paper=MNOG,
+    summary="NegGrad+: J(B_r) − λ_GA·J(B_f) per step, AdamW.", reference=REFERENCE)
 
-
-@register_method(
-    "mnog/ngd", family="— | J_r × paper loop + gradient noise", paper=MNOG, forgets=False, aliases=("ngd",),
-    summary="Noisy GD: J(B_r), then N(0, σ²) added to every gradient entry before the AdamW step.",
-    defaults={**LOOP_KEYS, "noise_std": 0.1}, reference=REFERENCE,
-)
-def _mnog_ngd(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    return loop(h, MinNorm(project=False, grad_noise=h["noise_std"], p_retain=h["p_retain"], loss_type=h["loss_type"]))
-
-
-@register_method(
-    "mnog/ridge", family="— | J_r + λ‖θ‖² × paper loop (λ decaying per step)", paper=MNOG, forgets=False,
-    aliases=("ridge",),
-    summary="J(B_r) + λ·Σθ², λ_0 = reg_coef, λ ← reg_coef_decay·λ after every step; AdamW.",
-    defaults={**LOOP_KEYS, "reg_coef": 0.1, "reg_coef_decay": 0.8}, reference=REFERENCE,
-)
-def _mnog_ridge(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    rule = MinNorm(project=False, ridge=h["reg_coef"], ridge_decay=h["reg_coef_decay"], p_retain=h["p_retain"],
-                   loss_type=h["loss_type"])
-    return loop(h, rule)
-
-
-@register_method(
-    "mnog/ngp", family="−λ_GA·J_f | J_r × paper loop (AdamW)", paper=MNOG,
-    summary="NegGrad+: J(B_r) − λ_GA·J(B_f) per step, AdamW.",
-    defaults={**LOOP_KEYS, "forget_weight": 0.1}, reference=REFERENCE,
-)
-def _mnog_ngp(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    rule = MinNorm(project=False, p_retain=h["p_retain"], loss_type=h["loss_type"])
-    return loop(h, rule, forget=PaperLoss(h["loss_type"], h["logit_clamp"], sign=-h["forget_weight"]))
-
-
-@register_method(
-    "mnog/l1-sparse", family="— | J_r + λ‖θ‖₁ × paper loop (λ by epoch)", paper=MNOG, forgets=False,
+register("mnog/l1-sparse", loop(modifiers=(Derived(("reg_coef",), lambda h: Penalty(
+    "l1", h["reg_coef"], "epoch_ramp")),), reg_coef=1e-3),
+    composition="— | J_r + λ‖θ‖₁ × paper loop (λ by epoch)", paper=MNOG, forgets=False,
     summary="J(B_r) + λ·Σ|θ|; λ = reg_coef at the first step, then (2 − 2e/T)·reg_coef after a step in epoch e.",
-    defaults={**LOOP_KEYS, "reg_coef": 1e-3}, reference=REFERENCE,
-)
-def _mnog_l1(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    return loop(h, MinNorm(project=False, l1=h["reg_coef"], p_retain=h["p_retain"], loss_type=h["loss_type"]))
+    reference=REFERENCE)
 
+register("mnog/retrain", loop(modifiers=(Reinitialise(),)),
+         composition="— | J_r from a fresh init × paper loop (AdamW)", paper=MNOG, forgets=False,
+         summary="Budget-matched retrain: every parameter to PyTorch's default init, then GD on J(B_r) for T "
+                 "epochs.", reference=REFERENCE)
 
-@register_method(
-    "mnog/retrain", family="— | J_r from a fresh init × paper loop (AdamW)", paper=MNOG, forgets=False,
-    summary="Budget-matched retrain: every parameter to PyTorch's default init, then GD on J(B_r) for T epochs.",
-    defaults=LOOP_KEYS, reference=REFERENCE,
-)
-def _mnog_retrain(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    return loop(h, MinNorm(project=False, reinit=True, p_retain=h["p_retain"], loss_type=h["loss_type"]))
-
-
-@register_method(
-    "mnog/npo", family="NPO on D_f | — × paper loop (AdamW)", paper=MNOG, aliases=("npo",),
+register("mnog/npo", loop(forget=classifier_only("mnog/npo", ("reg_coef", "logit_clamp"), lambda h: PaperNPO(
+    beta=h["reg_coef"], logit_clamp=h["logit_clamp"])), rule=MinNormLoop(retain_weight=0.0), reg_coef=0.1),
+    composition="NPO on D_f | — × paper loop (AdamW)", paper=MNOG, aliases=("npo",),
     summary="NPO: Σ_heads (2/β)·mean log(1 + (π_θ(y|x)/π_θ*(y|x))^β) on each forget batch, β = reg_coef, "
             "π the softmax probability of the true label, teacher θ* frozen in eval mode; AdamW.",
-    defaults={**LOOP_KEYS, "reg_coef": 0.1}, reference=REFERENCE,
-)
-def _mnog_npo(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    if h["loss_type"] != "classifier":
-        raise UnlearnlabError("mnog/npo needs a classifier (label probabilities).")
-    rule = MinNorm(project=False, retain_weight=0.0, p_retain=h["p_retain"], loss_type=h["loss_type"])
-    return loop(h, rule, forget=PaperNPO(beta=h["reg_coef"], logit_clamp=h["logit_clamp"]))
+    reference=REFERENCE)
 
 
-@register_method(
-    "mnog/scrub", family="−λ_GA·KL | J_r + λ_reg·KL × paper loop, alternating by epoch parity", paper=MNOG,
-    summary="SCRUB variant: epoch t is a max-epoch (−λ_GA·Σ_heads KL(p_teacher ‖ p_student) on B_f) iff t is "
-            "odd and t < T − T_GD, else a min-epoch (J(B_r) + λ_reg·KL on B_r); teacher θ* frozen in eval mode.",
-    defaults={**LOOP_KEYS, "forget_weight": 0.1, "reg_coef": 0.1, "num_gd_epochs": 0, "teacher_train_mode": False},
-    reference=REFERENCE,
-)
-def _mnog_scrub(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    if h["loss_type"] != "classifier":
-        raise UnlearnlabError("mnog/scrub needs a classifier (KL between softmax outputs).")
-    train_mode = h["teacher_train_mode"]
-    rule = MinNorm(project=False, alternate=True, num_gd_epochs=h["num_gd_epochs"], p_retain=h["p_retain"],
-                   loss_type=h["loss_type"], compat=("teacher_train_mode",) if train_mode else ())
-    forget = PaperDistill(kl_weight=-h["forget_weight"], ce_weight=0.0, logit_clamp=h["logit_clamp"],
-                          teacher_train_mode=train_mode)
-    retain = PaperDistill(kl_weight=h["reg_coef"], ce_weight=1.0, logit_clamp=h["logit_clamp"],
-                          teacher_train_mode=train_mode)
-    return loop(h, rule, forget=forget, retain=retain)
+def _distill(kl_key: str, sign: float, ce: float) -> Derived:
+    return classifier_only("mnog/scrub", (kl_key, "logit_clamp", "teacher_train_mode"), lambda h: PaperDistill(
+        kl_weight=sign * h[kl_key], ce_weight=ce, logit_clamp=h["logit_clamp"],
+        teacher_train_mode=h["teacher_train_mode"]))
 
 
-@register_method(
-    "mnog/salun", family="λ_GA·wrong-label CE_f | J_r × paper loop + median-threshold mask", paper=MNOG,
-    summary="SalUn variant: mask = |Σ_batches ∇J(B_f)| at θ* ≥ its lower median (train mode, buffers restored), "
-            "applied exactly (frozen entries and AdamW state bit-identical, no decay on them); loss "
-            "J(B_r) + λ_GA·Σ_heads CE(f(x_f), wrong label drawn uniformly per example per step).",
-    defaults={**LOOP_KEYS, "forget_weight": 0.1}, reference=REFERENCE,
-)
-def _mnog_salun(h: dict[str, Any], num_classes: int) -> PaperLoopUnlearner:
-    if h["loss_type"] != "classifier":
-        raise UnlearnlabError("mnog/salun needs a classifier (wrong labels).")
-    rule = MinNorm(project=False, median_mask=True, p_retain=h["p_retain"], loss_type=h["loss_type"])
-    return loop(h, rule, forget=PaperWrongLabel(weight=h["forget_weight"], logit_clamp=h["logit_clamp"]))
+register("mnog/scrub", loop(forget=_distill("forget_weight", -1.0, 0.0), retain=_distill("reg_coef", 1.0, 1.0),
+                            rule=MinNormLoop(alternate=True), forget_weight=0.1, reg_coef=0.1,
+                            teacher_train_mode=False),
+         composition="−λ_GA·KL | J_r + λ_reg·KL × paper loop, alternating by epoch parity", paper=MNOG,
+         summary="SCRUB variant: epoch t is a max-epoch (−λ_GA·Σ_heads KL(p_teacher ‖ p_student) on B_f) iff t is "
+                 "odd and t < T − T_GD, else a min-epoch (J(B_r) + λ_reg·KL on B_r); teacher θ* frozen in eval mode.",
+         reference=REFERENCE)
+
+register("mnog/salun", loop(forget=classifier_only("mnog/salun", ("forget_weight", "logit_clamp"),
+                                                   lambda h: PaperWrongLabel(h["forget_weight"], h["logit_clamp"])),
+                            modifiers=(MedianMask(),), forget_weight=0.1),
+         composition="λ_GA·wrong-label CE_f | J_r × paper loop + median-threshold mask", paper=MNOG,
+         summary="SalUn variant: mask = |Σ_batches ∇J(B_f)| at θ* ≥ its lower median (train mode, buffers "
+                 "restored), applied exactly (frozen entries and AdamW state bit-identical, no decay on them); loss "
+                 "J(B_r) + λ_GA·Σ_heads CE(f(x_f), wrong label drawn uniformly per example per step).",
+         reference=REFERENCE)

@@ -1,9 +1,13 @@
-"""The method registry: named presets with their defaults, family and source paper.
+"""The method registry: named presets with their defaults, composition and source paper.
 
-``@register_method(name, ...)`` registers a builder ``(hparams, num_classes) -> Unlearner``. ``defaults`` are
-the small-scale (CPU, digits-calibrated) hyperparameters; ``reference`` overrides them with the paper's
-CIFAR-10/ResNet-18 values (``profile="reference"``). Overrides are validated: an unknown key or a value of
-the wrong type is an error that lists the allowed keys.
+A preset is a composed :class:`~unlearnlab.methods.method.Method` (or a one-shot builder, :class:`OneShot`) with
+metadata. ``defaults`` are the small-scale (CPU, digits-calibrated) hyperparameters; ``reference`` overrides them
+with the paper's CIFAR-10/ResNet-18 values (``profile="reference"``). Overrides are validated: an unknown key or a
+value of the wrong type is an error that lists the allowed keys, and the method is built once so that a bad value
+(a mask fraction outside (0, 1], ``epochs=0``) fails before any model is trained.
+
+A name ``host+wrapper`` that is not registered is composed on the fly from a registered host and a wrapper
+(``dualoptim``, ``eupmu``, ``eupmu-fast``, ``ungrad``; :mod:`unlearnlab.methods.wrappers`).
 """
 
 from __future__ import annotations
@@ -14,40 +18,82 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unlearnlab.errors import UnlearnlabError, unknown_name
+from unlearnlab.families import TaskFamily, get_family, list_families
 from unlearnlab.methods.base import Unlearner
+from unlearnlab.methods.method import Method
 
-Builder = Callable[[dict[str, Any], int], Unlearner]
+Builder = Callable[[dict[str, Any], TaskFamily], Unlearner]
+
+
+@dataclass
+class OneShot:
+    """A method that is not a composition (retrain, IU, ...): a builder ``(params, family) -> Unlearner``."""
+
+    builder: Builder
+    defaults: dict[str, Any]
+    families: tuple[str, ...] = ("classification",)
+
+    def build(self, params: Mapping[str, Any], family: TaskFamily | str = "classification") -> Unlearner:
+        return self.builder({**self.defaults, **params}, get_family(family))
+
+    def supports(self, family: TaskFamily | str) -> bool:
+        return get_family(family).name in self.families
 
 
 @dataclass(frozen=True)
 class MethodInfo:
     name: str
-    family: str
+    composition: str
     paper: str
     summary: str
-    defaults: Mapping[str, Any]
-    builder: Builder
+    method: Method | OneShot
     reference: Mapping[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     #: forget-objective methods must lower forget accuracy (registry tests check it)
     forgets: bool = True
 
-    def resolve(self, overrides: Mapping[str, Any] | None = None, profile: str = "default") -> dict[str, Any]:
-        """Defaults ← profile values ← user overrides, type-checked against the defaults."""
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return dict(self.method.defaults)
+
+    @property
+    def families(self) -> list[str]:
+        """The task families this method runs on."""
+        return [f for f in list_families() if self.method.supports(f)]
+
+    def resolve(self, overrides: Mapping[str, Any] | None = None, profile: str = "default",
+                family: TaskFamily | str | None = None) -> dict[str, Any]:
+        """Defaults ← profile values ← user overrides, type-checked against the defaults and built once."""
         if profile not in ("default", "reference"):
             raise UnlearnlabError(f"Unknown profile {profile!r}: use 'default' (small scale) or 'reference'.")
-        params = dict(self.defaults)
+        defaults = self.defaults
+        params = dict(defaults)
         if profile == "reference":
             params.update(self.reference)
         for key, value in (overrides or {}).items():
-            if key not in self.defaults:
-                raise unknown_name(f"{self.name} hyperparameter", key, self.defaults,
-                                   f"unlearnlab methods {self.name}")
-            params[key] = _coerce(self.name, key, value, self.defaults[key])
+            if key not in defaults:
+                raise unknown_name(f"{self.name} hyperparameter", key, defaults, f"unlearnlab methods {self.name}")
+            params[key] = _coerce(self.name, key, value, defaults[key])
+        self.check(params, family)
         return params
 
-    def build(self, hparams: Mapping[str, Any], num_classes: int) -> Unlearner:
-        return self.builder(dict(hparams), num_classes)
+    def check(self, params: Mapping[str, Any], family: TaskFamily | str | None = None) -> None:
+        """Build the method with ``params`` (no model needed): every invalid value raises here."""
+        families = self.families
+        if not families:
+            raise UnlearnlabError(f"{self.name}: no registered task family defines its objectives.")
+        try:
+            self.build(params, family or families[0])
+        except UnlearnlabError as err:
+            raise UnlearnlabError(f"{self.name}: {err}") from None
+
+    def build(self, hparams: Mapping[str, Any], family: TaskFamily | str = "classification") -> Unlearner:
+        fam = get_family(family)
+        if not self.method.supports(fam):
+            raise UnlearnlabError(
+                f"Method {self.name!r} does not run on the {fam.name} family (it runs on: "
+                f"{', '.join(self.families) or 'none'}); `unlearnlab methods` lists each method's families.")
+        return self.method.build(dict(hparams), fam)
 
 
 def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
@@ -71,37 +117,54 @@ def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
 
 
 #: keyword arguments of :func:`unlearnlab.unlearn`; a preset's hyperparameters may not reuse them
-RESERVED_KEYS = frozenset({"task", "method", "forget", "retain", "seed", "profile", "inplace", "progress"})
+RESERVED_KEYS = frozenset({"task", "method", "forget", "retain", "seed", "profile", "inplace", "progress", "family",
+                           "original"})
 _REGISTRY: dict[str, MethodInfo] = {}
 _ALIASES: dict[str, str] = {}
+#: wrapper name → function (host info, wrapped name) -> MethodInfo; filled by unlearnlab.methods.wrappers
+WRAPPERS: dict[str, Callable[[MethodInfo, str], MethodInfo]] = {}
 
 
-def register_method(name: str, *, family: str, paper: str, summary: str, defaults: Mapping[str, Any],
-                    reference: Mapping[str, Any] | None = None, aliases: tuple[str, ...] = (),
-                    forgets: bool = True) -> Callable[[Builder], Builder]:
-    """Decorator registering a preset builder under ``name`` (and ``aliases``)."""
-
-    clash = RESERVED_KEYS & set(defaults)
+def register(name: str, method: Method | OneShot, *, composition: str, paper: str, summary: str,
+             reference: Mapping[str, Any] | None = None, aliases: tuple[str, ...] = (),
+             forgets: bool = True) -> MethodInfo:
+    """Register ``method`` under ``name`` (and ``aliases``); its defaults are checked by one build."""
+    clash = RESERVED_KEYS & set(method.defaults)
     if clash:
         raise ValueError(f"{name}: hyperparameter names {sorted(clash)} clash with unlearn()'s own arguments.")
+    info = MethodInfo(name, composition, paper, summary, method, dict(reference or {}), aliases, forgets)
+    _REGISTRY[name] = info
+    for alias in aliases:
+        _ALIASES[alias] = name
+    return info
+
+
+def register_method(name: str, *, composition: str, paper: str, summary: str, defaults: Mapping[str, Any],
+                    reference: Mapping[str, Any] | None = None, aliases: tuple[str, ...] = (),
+                    forgets: bool = True, families: tuple[str, ...] = ("classification",)
+                    ) -> Callable[[Builder], Builder]:
+    """Decorator registering a one-shot builder ``(params, family) -> Unlearner`` under ``name``."""
 
     def deco(builder: Builder) -> Builder:
-        info = MethodInfo(name, family, paper, summary, dict(defaults), builder, dict(reference or {}),
-                          aliases, forgets)
-        _REGISTRY[name] = info
-        for alias in aliases:
-            _ALIASES[alias] = name
+        register(name, OneShot(builder, dict(defaults), families), composition=composition, paper=paper,
+                 summary=summary, reference=reference, aliases=aliases, forgets=forgets)
         return builder
 
     return deco
 
 
 def get_method(name: str) -> MethodInfo:
-    """Look up a preset by name or alias."""
+    """Look up a preset by name or alias; ``host+wrapper`` is composed when not registered."""
     canonical = _ALIASES.get(name, name)
-    if canonical not in _REGISTRY:
-        raise unknown_name("method", name, list(_REGISTRY) + list(_ALIASES), "unlearnlab methods")
-    return _REGISTRY[canonical]
+    if canonical in _REGISTRY:
+        return _REGISTRY[canonical]
+    host, sep, wrapper = name.rpartition("+")
+    if sep and host and wrapper in WRAPPERS:
+        host_info = get_method(host)
+        composed = f"{host_info.name}+{wrapper}"
+        composed = _ALIASES.get(composed, composed)
+        return _REGISTRY[composed] if composed in _REGISTRY else WRAPPERS[wrapper](host_info, composed)
+    raise unknown_name("method", name, list(_REGISTRY) + list(_ALIASES), "unlearnlab methods")
 
 
 def list_methods(pattern: str | None = None) -> list[str]:

@@ -1,40 +1,44 @@
 """``alternate``: forget steps on L_f over D_f and retain steps on L_r over D_r, in two schedules.
 
-* :class:`Alternate` (epoch alternation, dualoptim §4 ``EpochAlternation``): per epoch a forget pass over D_f
-  (one forget step per batch), then a retain pass over D_r. RL and SalUn (baselines §4, §7), SCRUB (§8). The
-  forget pass runs only in epochs ``e < max_forget_epochs`` (SCRUB's ``max_epochs``; all by default). Without a
-  retain objective this is GA with forget steps only (dualoptim's ``ForgetOnly``). Clock: epochs.
-* :class:`Interleave` (dualoptim §4 ``Interleave(n_forget, k)``): iteration t = 0 … N−1 runs ``n_forget`` forget
-  steps when t mod k = 0, then one retain step, each side drawing from its own endless loader (reshuffled per
-  pass). SFR-on uses (1, 5): F R R R R R F R …; NegGrad+ under DualOptim uses (1, 1) with the steps weighted
+* :class:`Alternate` (epoch alternation): per epoch a forget pass over D_f (one forget step per batch), then a
+  retain pass over D_r. RL and SalUn, SCRUB. The forget pass runs only in epochs ``e < max_epochs`` (SCRUB's
+  max-phase budget; every epoch by default). Without a retain objective this is GA with forget steps only.
+  Clock: epochs.
+* :class:`Interleave` (``Interleave(n_forget, n_retain)``): iteration t = 0 … N−1 runs ``n_forget`` forget steps
+  when t mod ``n_retain`` = 0, then one retain step, each side drawing from its own endless loader (reshuffled
+  per pass). SFR-on uses (1, 5): F R R R R R F R …; NegGrad+ under DualOptim uses (1, 1) with the steps weighted
   ``forget_weight``, ``retain_weight``. Clock: iterations.
 
 Both phases may use two optimizers (DualOptim) or one shared optimizer with phase learning rates — the
-:class:`~unlearnlab.methods.rules.base.Stepper` decides.
+:class:`~unlearnlab.methods.rules.base.Stepper` decides (docs/methods.md, "DualOptim").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from unlearnlab.data.tensors import cycle
+from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.rules.base import Job, Rule
 
 
 @dataclass
 class Alternate(Rule):
-    max_forget_epochs: int | None = None
+    max_epochs: int | None = None
     name: str = "alternate"
+
+    def phased(self, forget: bool, retain: bool) -> Rule:
+        return self
 
     def run(self, job: Job) -> None:
         for epoch in range(job.epochs):
             job.set_clock(epoch, job.epochs)
-            if job.forget is not None and (self.max_forget_epochs is None or epoch < self.max_forget_epochs):
-                for x, y in job.batches("forget"):
-                    job.stepper.step(job.forget(job.model, x, y, job.ctx), "forget")
+            if job.forget is not None and (self.max_epochs is None or epoch < self.max_epochs):
+                for batch in job.batches("forget"):
+                    job.stepper.step(job.forget(job.model, batch, job.ctx), "forget")
             if job.retain is not None:
-                for x, y in job.batches("retain"):
-                    loss = job.retain(job.model, x, y, job.ctx)
+                for batch in job.batches("retain"):
+                    loss = job.retain(job.model, batch, job.ctx)
                     extra = job.penalty(epoch)
                     if extra is not None:
                         loss = loss + extra
@@ -57,22 +61,39 @@ class Interleave(Rule):
     forget_weight: float = 1.0
     retain_weight: float = 1.0
     name: str = "interleave"
+    internal: ClassVar[frozenset[str]] = frozenset({"name", "forget_weight", "retain_weight"})
+
+    def __post_init__(self) -> None:
+        if self.n_forget < 1 or self.n_retain < 1:
+            raise UnlearnlabError(f"interleave needs n_forget >= 1 and n_retain >= 1, got ({self.n_forget}, "
+                                  f"{self.n_retain}).")
+        if self.iterations is not None and self.iterations < 1:
+            raise UnlearnlabError(f"iterations must be >= 1 (or None for epochs × retain batches), got "
+                                  f"{self.iterations}.")
+
+    def phased(self, forget: bool, retain: bool) -> Rule:
+        return self
+
+    def total(self, job: Job) -> tuple[int, int]:
+        """(N, retain steps per epoch)."""
+        per_epoch = -(-len(job.data.retain) // job.batch_size)
+        return (self.iterations if self.iterations is not None else job.epochs * per_epoch), per_epoch
+
+    def forget_clock(self, job: Job) -> tuple[int, int]:
+        return self.total(job)[0], self.n_retain
 
     def run(self, job: Job) -> None:
         if job.forget is None or job.retain is None:
-            raise ValueError("interleave needs both a forget and a retain objective.")
-        per_epoch = -(-len(job.data.retain) // job.batch_size)
-        total = self.iterations if self.iterations is not None else job.epochs * per_epoch
-        forget = cycle(job.data.forget, job.forget_batch_size, job.ctx.generator("forget-loader"), job.data.augment)
-        retain = cycle(job.data.retain, job.batch_size, job.ctx.generator("retain-loader"), job.data.augment)
+            raise UnlearnlabError("interleave needs both a forget and a retain objective.")
+        total, per_epoch = self.total(job)
+        forget = job.cycle("forget")
+        retain = job.cycle("retain")
         for t in range(total):
             job.set_clock(t, total, per_epoch)
             if t % self.n_retain == 0:
                 for _ in range(self.n_forget):
-                    x, y = next(forget)
-                    job.stepper.step(self.forget_weight * job.forget(job.model, x, y, job.ctx), "forget")
-            x, y = next(retain)
-            loss = self.retain_weight * job.retain(job.model, x, y, job.ctx)
+                    job.stepper.step(self.forget_weight * job.forget(job.model, next(forget), job.ctx), "forget")
+            loss = self.retain_weight * job.retain(job.model, next(retain), job.ctx)
             extra = job.penalty(t // per_epoch)
             if extra is not None:
                 loss = loss + extra

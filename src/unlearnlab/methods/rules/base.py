@@ -1,47 +1,57 @@
-"""Shared step machinery for update rules.
+"""Shared step machinery for update rules: the :class:`Stepper` and the :class:`Job` a rule runs.
 
-:class:`Stepper` performs one optimizer step in the order fixed by specs/README.md §2.9:
-backward → mask gradients → clip → step (with exact mask restore) → per-step schedule, for a named phase
-(``"forget"``, ``"retain"`` or ``"joint"``). Each phase maps to an optimizer: the shared mode maps every phase
-to one object (one state), DualOptim maps ``"forget"`` and ``"retain"`` to two optimizers over the same
-parameters (dualoptim.md §1). The lr of a phase is ``base_lr[phase] × multiplier[phase]``; the multipliers
-come from each phase's scheduler evaluated on the rule's global clock (:meth:`Job.set_clock`, dualoptim §5:
-epochs for epoch alternation, iterations for interleaving) or, for rules that set one factor for all
-phases, from :meth:`Stepper.set_multiplier`.
+:class:`Stepper` performs one optimizer step for a named phase (``"forget"``, ``"retain"`` or ``"joint"``) in a
+fixed order: backward → the modifiers' gradient hooks in their order (gradient noise, mask, clip) → the
+modifiers' pre-step hooks (mask snapshots) → optimizer step → the post-step hooks (restore frozen entries, decay
+penalties) → counters (docs/architecture.md, "One step"). Each phase maps to an optimizer: the shared mode maps
+every phase to one object (one state), DualOptim maps ``"forget"`` and ``"retain"`` to two optimizers over the
+same parameters. The lr of a phase is ``base_lr[phase] × multiplier[phase]``; the multipliers come from each
+phase's scheduler on the rule's global clock (:meth:`Job.set_clock`) or from :meth:`Stepper.set_multiplier`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from unlearnlab.data.tensors import iterate
+from unlearnlab.components import Component
+from unlearnlab.data.tensors import Batch, Source, cycle, iterate
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.base import RunContext, UnlearnData
-from unlearnlab.methods.masks import ExactMask
-from unlearnlab.methods.objectives import Objective
+from unlearnlab.methods.base import RunContext, UnlearnData, frozen_copy
+from unlearnlab.objectives import FamilyLoss, Objective
 from unlearnlab.training import check_finite, lr_multiplier
+
+if TYPE_CHECKING:
+    from unlearnlab.methods.modifiers.base import Modifier
 
 
 class Stepper:
-    """One optimizer step for a phase, with masking, clipping and divergence tracking."""
+    """One optimizer step for a phase, with the modifiers' hooks and divergence tracking."""
 
     def __init__(self, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-                 base_lr: dict[str, float], ctx: RunContext, mask: ExactMask | None = None,
-                 clip: float | None = None):
+                 base_lr: dict[str, float], ctx: RunContext, modifiers: Sequence[Modifier] = ()):
         self.model = model
         self.optimizers = optimizers
         self.base_lr = base_lr
         self.ctx = ctx
-        self.mask = mask
-        self.clip = clip
+        self.modifiers = sorted(modifiers, key=lambda m: m.order)
         self.multipliers = dict.fromkeys(optimizers, 1.0)
         self.steps = dict.fromkeys(optimizers, 0)
         self.loss_sum = torch.zeros(())
+
+    @property
+    def mask(self) -> Any:
+        """The exact mask in force (a mask modifier's :class:`~unlearnlab.methods.masks.ExactMask`), or None."""
+        for m in self.modifiers:
+            exact = getattr(m, "exact", None)
+            if exact is not None:
+                return exact
+        return None
 
     def set_multiplier(self, multiplier: float) -> None:
         """Scale every phase's base lr by one factor (the rule's schedule)."""
@@ -51,36 +61,38 @@ class Stepper:
         """Scale each named phase's base lr by its own factor (per-optimizer schedulers)."""
         self.multipliers.update(multipliers)
 
+    def lr(self, phase: str) -> float:
+        return self.base_lr[phase] * self.multipliers[phase]
+
     def step(self, loss: torch.Tensor, phase: str) -> None:
         """Backpropagate ``loss`` into fresh gradients, then :meth:`apply` them."""
-        opt = self._optimizer(phase)
+        opt = self.optimizer(phase)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         self.apply(phase, loss.detach())
 
     def apply(self, phase: str, loss_value: torch.Tensor) -> None:
-        """Step ``phase``'s optimizer on the gradients already in ``.grad`` (mask → clip → step → restore).
+        """Step ``phase``'s optimizer on the gradients already in ``.grad`` (hooks → step → hooks).
 
         Rules that build their direction themselves (UNGrad's surgery) write ``.grad`` and call this directly.
         ``loss_value`` feeds the per-epoch divergence check.
         """
-        opt = self._optimizer(phase)
+        opt = self.optimizer(phase)
+        lr = self.lr(phase)
         for group in opt.param_groups:
-            group["lr"] = self.base_lr[phase] * self.multipliers[phase]
-        masked = self.mask is not None and self.mask.applies_to(phase)
-        if masked:
-            self.mask.mask_grads()
-        if self.clip is not None:
-            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], self.clip)
-        if masked:
-            self.mask.step(opt)
-        else:
-            opt.step()
+            group["lr"] = lr
+        for m in self.modifiers:
+            m.on_gradients(self, phase)
+        for m in self.modifiers:
+            m.before_step(self, phase, opt)
+        opt.step()
+        for m in reversed(self.modifiers):
+            m.after_step(self, phase, opt)
         self.ctx.counters.optimizer_steps += 1
         self.steps[phase] += 1
         self.loss_sum = self.loss_sum.to(loss_value.device) + loss_value
 
-    def _optimizer(self, phase: str) -> torch.optim.Optimizer:
+    def optimizer(self, phase: str) -> torch.optim.Optimizer:
         if phase not in self.optimizers:
             raise UnlearnlabError(
                 f"Phase {phase!r} has no optimizer (phases: {', '.join(self.optimizers)}); two optimizers "
@@ -104,17 +116,25 @@ class Job:
     stepper: Stepper
     forget: Objective | None
     retain: Objective | None
+    rule: Rule
     epochs: int
     batch_size: int
     forget_batch_size: int
     schedule: Callable[[int], float] = lambda epoch: 1.0
-    penalty: Callable[[int], torch.Tensor | None] = field(default=lambda epoch: None)
+    modifiers: Sequence[Modifier] = ()
     #: phase → lr schedule name (:data:`unlearnlab.training.SCHEDULES`) on the rule's global clock
     schedules: dict[str, str] = field(default_factory=dict)
     milestones: tuple[int, ...] = ()
+    _teacher: nn.Module | None = None
+
+    def teacher(self) -> nn.Module:
+        """The frozen eval copy of the model as it was before unlearning (one per run, forwards counted)."""
+        if self._teacher is None:
+            self._teacher = frozen_copy(self.model, self.ctx.counters)
+        return self._teacher
 
     def set_clock(self, tick: int, total: int, ticks_per_epoch: int = 1) -> None:
-        """Set each phase's lr multiplier from its scheduler at ``tick`` of ``total`` (dualoptim §5, global clock).
+        """Set each phase's lr multiplier from its scheduler at ``tick`` of ``total`` (global clock).
 
         ``ticks_per_epoch`` converts the clock to epochs for ``multistep`` milestones (1 on an epoch clock).
         Without per-phase schedules, every phase follows :attr:`schedule` at the current epoch.
@@ -127,18 +147,64 @@ class Job:
             for phase, name in self.schedules.items()
         })
 
-    def batches(self, which: str):
-        """One shuffled pass over D_f or D_r (own generator per side; augmentation if the task has it)."""
-        data = self.data.forget if which == "forget" else self.data.retain
-        size = self.forget_batch_size if which == "forget" else self.batch_size
-        return iterate(data, size, self.ctx.generator(f"{which}-loader"), True, self.data.augment)
+    def objective(self, side: str) -> Objective | None:
+        return self.forget if side == "forget" else self.retain
+
+    def retain_objective(self) -> Objective:
+        """The retain objective, the family's loss when the method has none (surgery rules need one)."""
+        return self.retain if self.retain is not None else FamilyLoss()
+
+    def source(self, side: str) -> Source:
+        """D_f or D_r as the side's objective wants it this epoch (e.g. relabelled once per epoch)."""
+        data = self.data.forget if side == "forget" else self.data.retain
+        objective = self.objective(side)
+        return objective.start_epoch(data, self.ctx) if objective is not None else data
+
+    def size(self, side: str) -> int:
+        return self.forget_batch_size if side == "forget" else self.batch_size
+
+    def batches(self, side: str, batch_size: int | None = None) -> Iterator[Batch]:
+        """One shuffled pass over D_f or D_r (own generator per side; the family's training transform)."""
+        return iterate(self.source(side), batch_size or self.size(side), self.ctx.generator(f"{side}-loader"),
+                       True, self.data.transform)
+
+    def cycle(self, side: str, batch_size: int | None = None, source: Source | None = None) -> Iterator[Batch]:
+        """Endless shuffled passes over ``source`` (default: the side's data as stored)."""
+        data = source if source is not None else (self.data.forget if side == "forget" else self.data.retain)
+        return cycle(data, batch_size or self.size(side), self.ctx.generator(f"{side}-loader"), self.data.transform)
+
+    def penalty(self, epoch: int) -> torch.Tensor | None:
+        """The sum of the modifiers' loss terms at ``epoch`` (ℓ1, ridge), or None."""
+        total = None
+        for m in self.modifiers:
+            term = m.penalty(self, epoch)
+            if term is not None:
+                total = term if total is None else total + term
+        return total
+
+    def before_batch(self, epoch: int, step: int, retain: Batch | None) -> None:
+        """Let modifiers act on θ before a step's losses are computed (MinNorm-OG's projection)."""
+        for m in self.modifiers:
+            m.before_batch(self, epoch, step, retain)
 
 
-class Rule(ABC):
+class Rule(Component, ABC):
     """An update rule: drives the epochs of a :class:`Job`."""
 
     name: str
+    internal: ClassVar[frozenset[str]] = frozenset({"name"})
 
     @abstractmethod
     def run(self, job: Job) -> None:
         """Run all epochs, calling ``job.stepper.step`` for every update."""
+
+    def phased(self, forget: bool, retain: bool) -> Rule:
+        """This rule with separate forget and retain phases (what two optimizers need), for a method with a forget
+        and/or a retain objective; itself if it has them."""
+        raise UnlearnlabError(f"The {self.name} rule combines forget and retain gradients in one step: it cannot "
+                              "take two optimizers (DualOptim).")
+
+    def forget_clock(self, job: Job) -> tuple[int, int]:
+        """``(N, every)``: the rule's horizon on its own clock and the clock ticks between forget steps (SFR-on's
+        α_t). Default: epochs, one forget pass per epoch."""
+        return job.epochs, 1

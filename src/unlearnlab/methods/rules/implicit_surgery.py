@@ -30,15 +30,15 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from unlearnlab.methods.objectives import Objective
+from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.rules.base import Job, Rule
-from unlearnlab.methods.rules.surgery import paired_batches, retain_objective
+from unlearnlab.methods.rules.surgery import paired_batches
+from unlearnlab.objectives import Objective
+from unlearnlab.utils import eval_mode, preserved_buffers
 
 TRANSFORMS = ("log", "identity")
 WEIGHTINGS = ("additive", "convex")
@@ -50,33 +50,9 @@ def transform(kind: str, x: torch.Tensor, offset: float, name: str) -> torch.Ten
     if kind == "identity":
         return x
     if not bool(x.detach() > offset):
-        raise ValueError(f"The log transform needs the {name} > log_offset={offset}, got {float(x):.6g}: use "
+        raise UnlearnlabError(f"The log transform needs the {name} > log_offset={offset}, got {float(x):.6g}: use "
                          "objective_transform/signal_transform='identity' or a valid lower bound log_offset.")
     return torch.log(x - offset + 1e-8)
-
-
-@contextlib.contextmanager
-def preserved_buffers(model: nn.Module) -> Iterator[None]:
-    """Every buffer (BN running statistics, counters, ...) is bit-identical after the block."""
-    saved = [(b, b.clone()) for b in model.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buf, value in saved:
-                buf.copy_(value)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the block; each module's own training flag is restored afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, flag in flags:
-            module.training = flag
 
 
 class Dual:
@@ -94,9 +70,9 @@ class Dual:
         elif optimizer == "sgd":
             self.optimizer = torch.optim.SGD([self.value], lr=lr, weight_decay=weight_decay)
         else:
-            raise ValueError(f"lambda_optimizer must be 'adam' or 'sgd', got {optimizer!r}.")
+            raise UnlearnlabError(f"lambda_optimizer must be 'adam' or 'sgd', got {optimizer!r}.")
         if projection not in ("hard", "use_only"):
-            raise ValueError(f"lambda_projection must be 'hard' or 'use_only', got {projection!r}.")
+            raise UnlearnlabError(f"lambda_projection must be 'hard' or 'use_only', got {projection!r}.")
 
     def plus(self) -> torch.Tensor:
         """λ⁺ = clamp(λ, 0, λ_max), detached: the weight used in J."""
@@ -132,7 +108,6 @@ class ImplicitSurgery(Rule):
     lr_floor: float = 1e-8
     signal_mode: str = "frozen_bn"
     fast: bool = False
-    relabel: bool = False
     name: str = "implicit_surgery"
 
     def __post_init__(self) -> None:
@@ -141,26 +116,26 @@ class ImplicitSurgery(Rule):
                                     ("weighting", self.weighting, WEIGHTINGS),
                                     ("signal_mode", self.signal_mode, SIGNAL_MODES)):
             if value not in allowed:
-                raise ValueError(f"{key} must be one of {', '.join(allowed)}; got {value!r}.")
+                raise UnlearnlabError(f"{key} must be one of {', '.join(allowed)}; got {value!r}.")
         if self.eu_error is not None:
             if self.epsilon != 0.0:
-                raise ValueError("Give epsilon or the deprecated eu_error (= −epsilon), not both.")
+                raise UnlearnlabError("Give epsilon or the deprecated eu_error (= −epsilon), not both.")
             warnings.warn("eu_error is deprecated: it is the reference's required decrease; use "
                           f"epsilon={-self.eu_error!r} (allowed increase).", DeprecationWarning, stacklevel=2)
             self.epsilon, self.eu_error = -self.eu_error, None
         self.dual: Dual | None = None
 
     def run(self, job: Job) -> None:
-        retain = retain_objective(job)
+        retain = job.retain_objective()
         self._check_log(job.forget, retain)
         self.dual = Dual(self.epsilon, self.lambda_lr, self.lambda_weight_decay, self.lambda_init, self.lambda_max,
                          self.lambda_optimizer, self.lambda_projection, next(job.model.parameters()).device)
         optimizer = job.stepper.optimizers["joint"]
         previous: tuple[torch.Tensor, float] | None = None  # fast: (φ_Δ(ℓ_r) of the last step, its lr)
-        for (x_f, y_f), (x_r, y_r) in paired_batches(job, self.relabel, self.name):
-            loss_u = self.forget_scale * job.forget(job.model, x_f, y_f, job.ctx)
-            loss_r = self.retain_scale * retain(job.model, x_r, y_r, job.ctx)
-            before = self._signal_value(job, retain, x_r, y_r) if self.signal_mode == "eval" and not self.fast \
+        for batch_f, batch_r in paired_batches(job, self.name):
+            loss_u = self.forget_scale * job.forget(job.model, batch_f, job.ctx)
+            loss_r = self.retain_scale * retain(job.model, batch_r, job.ctx)
+            before = self._signal_value(job, retain, batch_r) if self.signal_mode == "eval" and not self.fast \
                 else self._phi_signal(loss_r)
             if self.fast and previous is not None:
                 self._dual_step(before - previous[0], previous[1])
@@ -169,7 +144,7 @@ class ImplicitSurgery(Rule):
             if self.fast:
                 previous = (before, lr)
             else:
-                self._dual_step(self._signal_value(job, retain, x_r, y_r) - before, lr)
+                self._dual_step(self._signal_value(job, retain, batch_r) - before, lr)
 
     def _objective(self, loss_u: torch.Tensor, loss_r: torch.Tensor) -> torch.Tensor:
         """J = φ_J(ℓ_u) + λ⁺·φ_J(ℓ_r), divided by 1 + λ⁺ when convex."""
@@ -182,11 +157,11 @@ class ImplicitSurgery(Rule):
     def _phi_signal(self, loss_r: torch.Tensor) -> torch.Tensor:
         return transform(self.signal_transform, loss_r.detach(), self.log_offset, "retain loss (signal)")
 
-    def _signal_value(self, job: Job, retain: Objective, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _signal_value(self, job: Job, retain: Objective, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """φ_Δ(α·L_r) by a no-grad forward on the given B_r, leaving the model's buffers as they were."""
         guard = {"frozen_bn": preserved_buffers, "eval": eval_mode}.get(self.signal_mode)
         with torch.no_grad(), (guard(job.model) if guard else contextlib.nullcontext()):
-            return self._phi_signal(self.retain_scale * retain(job.model, x, y, job.ctx))
+            return self._phi_signal(self.retain_scale * retain(job.model, batch, job.ctx))
 
     def _dual_step(self, delta: torch.Tensor, lr: float) -> None:
         if self.lr_normalised:
@@ -200,7 +175,7 @@ class ImplicitSurgery(Rule):
                     "retain": "log" in (self.objective_transform, self.signal_transform)}
         for side, objective in (("forget", forget), ("retain", retain)):
             if uses_log[side] and self.log_offset >= 0 and objective.can_be_negative:
-                raise ValueError(
+                raise UnlearnlabError(
                     f"The {side} objective {type(objective).__name__} can be negative, so the log transform is "
                     "undefined for it: use objective_transform='identity' (and signal_transform='identity' for a "
                     "retain objective), or a lower bound log_offset.")

@@ -1,14 +1,17 @@
 """``joint``: one loss per step, one optimizer.
 
-Per step ``L = w_r·R(x_r, y_r) + w_f·F(x_f, y_f) [+ penalty_e]``. The driving loader is D_r when a retain
-objective exists (the forget iterator cycles, reshuffled per pass: NegGrad+'s pairing) and D_f otherwise (GA).
+Per step ``L = w_r·R(B_r) + w_f·F(B_f) [+ penalty_e]``. The driving loader is D_r when a retain objective exists
+(the forget iterator cycles, reshuffled per pass: NegGrad+'s pairing) and D_f otherwise (GA). NegGrad+ sets
+``beta`` = β: w_r = β, w_f = 1 − β.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from unlearnlab.data.tensors import cycle
+from unlearnlab.errors import UnlearnlabError
+from unlearnlab.methods.rules.alternate import Alternate, Interleave
 from unlearnlab.methods.rules.base import Job, Rule
 
 
@@ -16,26 +19,38 @@ from unlearnlab.methods.rules.base import Job, Rule
 class Joint(Rule):
     retain_weight: float = 1.0
     forget_weight: float = 1.0
+    beta: float | None = None
     name: str = "joint"
+    internal: ClassVar[frozenset[str]] = frozenset({"name", "retain_weight", "forget_weight", "beta"})
+
+    def __post_init__(self) -> None:
+        if self.beta is not None:
+            if not 0.0 <= self.beta <= 1.0:
+                raise UnlearnlabError(f"beta must lie in [0, 1] (retain weight β, forget weight 1 − β), got "
+                                      f"{self.beta}.")
+            self.retain_weight, self.forget_weight = self.beta, 1 - self.beta
+
+    def phased(self, forget: bool, retain: bool) -> Rule:
+        if forget and retain:
+            return Interleave(1, 1, forget_weight=self.forget_weight, retain_weight=self.retain_weight)
+        if forget:
+            return Alternate()
+        return super().phased(forget, retain)
 
     def run(self, job: Job) -> None:
         drive = "retain" if job.retain is not None else "forget"
+        paired = job.cycle("forget") if drive == "retain" and job.forget is not None else None
         driving = job.data.retain if drive == "retain" else job.data.forget
-        paired = None
-        if drive == "retain" and job.forget is not None:
-            paired = cycle(job.data.forget, job.forget_batch_size, job.ctx.generator("forget-loader"),
-                           job.data.augment)
-        steps_per_epoch = -(-len(driving) // (job.batch_size if drive == "retain" else job.forget_batch_size))
+        steps_per_epoch = -(-len(driving) // job.size(drive))
         for epoch in range(job.epochs):
             job.stepper.set_multiplier(job.schedule(epoch))
-            for i, (x, y) in enumerate(job.batches(drive)):
+            for i, batch in enumerate(job.batches(drive)):
                 if drive == "retain":
-                    loss = self.retain_weight * job.retain(job.model, x, y, job.ctx)
+                    loss = self.retain_weight * job.retain(job.model, batch, job.ctx)
                     if paired is not None:
-                        xf, yf = next(paired)
-                        loss = loss + self.forget_weight * job.forget(job.model, xf, yf, job.ctx)
+                        loss = loss + self.forget_weight * job.forget(job.model, next(paired), job.ctx)
                 else:
-                    loss = self.forget_weight * job.forget(job.model, x, y, job.ctx)
+                    loss = self.forget_weight * job.forget(job.model, batch, job.ctx)
                 extra = job.penalty(epoch)
                 if extra is not None:
                     loss = loss + extra

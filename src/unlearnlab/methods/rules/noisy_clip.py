@@ -19,20 +19,28 @@ run's N = E·⌈|D_r|/b⌉ steps, the counter restarting at 0, N − T steps, th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from unlearnlab.certify import accountant as acc
 from unlearnlab.certify.certificate import Certificate
+from unlearnlab.data.tensors import Batch
 from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.methods.rules.base import Job, Rule
 from unlearnlab.training import onecycle_multiplier
 from unlearnlab.utils import torch_generator
 
 VARIANTS = ("gradient_clip", "model_clip", "output_perturbation")
+_COMMON_KEYS = {"epsilon", "delta", "C0", "sigma", "frozen_params", "buffers"}
+#: the options each variant reads
+VARIANT_KEYS = {
+    "gradient_clip": _COMMON_KEYS | {"gamma", "T", "C1", "lam", "accounting"},
+    "model_clip": _COMMON_KEYS | {"gamma", "T", "C2", "sigma0", "lam"},
+    "output_perturbation": _COMMON_KEYS | {"calibration"},
+}
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -107,8 +115,8 @@ def _add_noise(params: list[torch.Tensor], sigma: float, gen: torch.Generator,
         off += n
 
 
-def noisy_phase(model: nn.Module, params: list[torch.Tensor], batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-                loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], *, variant: str, T: int,
+def noisy_phase(model: nn.Module, params: list[torch.Tensor], batches: Iterator[Batch],
+                loss_fn: Callable[[nn.Module, Batch], torch.Tensor], *, variant: str, T: int,
                 sigma: float, gamma: float, lam: float, C0: float, C1: float | None = None,
                 C2: float | None = None, sigma0: float = 0.0, generator: torch.Generator,
                 on_noise: Callable[[torch.Tensor], None] | None = None,
@@ -129,10 +137,10 @@ def noisy_phase(model: nn.Module, params: list[torch.Tensor], batches: Iterator[
         _add_noise(params, sigma0, generator, on_noise)
     losses: list[float] = []
     for t in range(T):
-        x, y = next(batches)
+        batch = next(batches)
         for p in params:
             p.grad = None
-        loss = loss_fn(model, x, y)
+        loss = loss_fn(model, batch)
         if not torch.isfinite(loss):
             raise DivergenceError(f"noisy_clip: non-finite loss at noisy step {t}; lower gamma or the clip radius.")
         loss.backward()
@@ -178,9 +186,22 @@ class NoisyClip(Rule):
     buffers: str = "reject"
     method: str = "certified"
     name: str = "noisy_clip"
-    #: filled by :meth:`run`: statistics and the certificate (``state_dict``) of the last run
-    stats: dict[str, Any] = field(default_factory=dict)
     on_noise: Callable[[torch.Tensor], None] | None = None
+    internal: ClassVar[frozenset[str]] = frozenset({"name", "method", "on_noise", "variant"})
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise UnlearnlabError(f"variant={self.variant!r}: use one of {', '.join(VARIANTS)}.")
+        #: filled by :meth:`run`: statistics and the certificate (``state_dict``) of the last run
+        self.last: dict[str, Any] = {}
+
+    def options(self) -> dict[str, Any]:
+        """The hyperparameters the variant uses (others would be silently ignored, so they are not offered)."""
+        keys = VARIANT_KEYS[self.variant]
+        return {k: v for k, v in super().options().items() if k in keys}
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.last)
 
     def plan(self, budget_steps: int) -> dict[str, Any]:
         """(T, σ, accounting outputs) before any parameter is touched; errors name the fix."""
@@ -248,15 +269,17 @@ class NoisyClip(Rule):
         plan = self.plan(N)
         T, sigma = plan["T"], plan["sigma"]
 
-        def retain_stream() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        def retain_stream() -> Iterator[Batch]:
             while True:  # shared by noisy phase and fine-tuning: the loader continues mid-epoch
                 yield from job.batches("retain")
 
         stream = retain_stream()
         gen = torch_generator(ctx.seed, "certified-noise", params[0].device)
 
-        def loss_fn(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return job.retain(m, x, y, ctx)
+        retain = job.retain_objective()
+
+        def loss_fn(m: nn.Module, batch: Batch) -> torch.Tensor:
+            return retain(m, batch, ctx)
 
         res = noisy_phase(model, params, stream, loss_fn, variant=self.variant, T=T, sigma=sigma, gamma=self.gamma,
                           lam=self.lam, C0=self.C0, C1=self.C1, C2=self.C2, sigma0=self.sigma0, generator=gen,
@@ -294,16 +317,16 @@ class NoisyClip(Rule):
         # noise-free fine-tuning on D_r: N − T steps, one-cycle counter restarting at 0 with total N
         last = float("nan")
         for k in range(N - T):
-            x, y = next(stream)
+            batch = next(stream)
             job.stepper.set_multiplier(onecycle_multiplier(k, N))
-            loss = job.retain(model, x, y, ctx)
+            loss = retain(model, batch, ctx)
             job.stepper.step(loss, "joint")
             last = float(loss.detach())
             ctx.report((T + k + 1) / N)
             if (T + k + 1) % per_epoch == 0:
                 job.stepper.end_epoch(f"{self.name} fine-tuning step {k}")
         job.stepper.end_epoch(f"{self.name} fine-tuning end")
-        self.stats = {
+        self.last = {
             "certificate": cert.state_dict(), "epsilon": cert.epsilon, "delta": cert.delta,
             "epsilon_R": cert.epsilon_R, "noisy_steps": T, "sigma": sigma, "finetune_steps": N - T,
             "noisy_losses": res.losses, "final_loss": last if N > T else (res.losses[-1] if res.losses else 0.0),

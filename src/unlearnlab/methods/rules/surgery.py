@@ -11,10 +11,10 @@ retain-loss increase per unit lr (ε = 0: one-sided PCGrad; ε < 0: a required d
 With a mask and ``mask_before_surgery`` (default) both gradients are masked before λ*, so the applied direction
 satisfies (P). Cost per step: forwards over B_f and B_r, two backward passes.
 
-Batching (specs/README §2.2, eupmu §3.2): b_f = max(1, round(b·n_f/(n_f + n_r))), b_r = b − b_f. An epoch is
-one shuffled pass over D_r in batches of b_r (⌈n_r/b_r⌉ steps) while the forget loader cycles, reshuffled per
-pass and restarted per epoch. ``relabel=True`` (RL hosts) redraws D_f's labels uniformly over all C classes
-once per epoch (generator ``random-labels``); the host's forget objective is then CE on those labels.
+Batching (docs/methods.md, "EUPMU"): b_f = max(1, round(b·n_f/(n_f + n_r))), b_r = b − b_f. An epoch is one
+shuffled pass over D_r in batches of b_r (⌈n_r/b_r⌉ steps) while the forget loader cycles, reshuffled per pass
+and restarted per epoch. A forget objective that draws its own labels (RL) is asked to relabel D_f once per epoch
+(:meth:`~unlearnlab.objectives.Objective.start_epoch`); the surgery presets build it that way.
 """
 
 from __future__ import annotations
@@ -24,44 +24,32 @@ from dataclasses import dataclass
 
 import torch
 
-from unlearnlab.data.tensors import TensorData, cycle, iterate
-from unlearnlab.methods.objectives import CrossEntropy, Objective
+from unlearnlab.data.tensors import Batch, iterate
+from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.rules.base import Job, Rule
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def split_batch(batch_size: int, n_forget: int, n_retain: int) -> tuple[int, int]:
     """(b_f, b_r) = (max(1, round(b·n_f/n)), b − b_f) with n = n_f + n_r."""
     b_f = max(1, round(batch_size * n_forget / (n_forget + n_retain)))
     if batch_size - b_f < 1:
-        raise ValueError(f"batch_size={batch_size} leaves no retain sample next to {b_f} forget samples: raise it.")
+        raise UnlearnlabError(f"batch_size={batch_size} leaves no retain sample next to {b_f} forget samples: "
+                              "raise it.")
     return b_f, batch_size - b_f
 
 
-def relabelled(forget: TensorData, num_classes: int, generator: torch.Generator) -> TensorData:
-    """D_f with labels drawn uniformly over {0..C−1} (may equal the true label)."""
-    labels = torch.randint(0, num_classes, (len(forget),), generator=generator).to(forget.y.device)
-    return TensorData(forget.x, labels, forget.index)
-
-
-def retain_objective(job: Job) -> Objective:
-    """The host's retain objective, CE_r when it has none (specs/README §2.10)."""
-    return job.retain if job.retain is not None else CrossEntropy()
-
-
-def paired_batches(job: Job, relabel: bool, name: str) -> Iterator[tuple[Batch, Batch]]:
+def paired_batches(job: Job, name: str) -> Iterator[tuple[Batch, Batch]]:
     """All ``(B_f, B_r)`` pairs of the run; sets the epoch's lr multiplier, checks divergence, reports."""
     if job.forget is None:
-        raise ValueError("Surgery rules need a forget objective.")
+        raise UnlearnlabError("Surgery rules need a forget objective.")
     data, ctx = job.data, job.ctx
     b_f, b_r = split_batch(job.batch_size, len(data.forget), len(data.retain))
     steps = -(-len(data.retain) // b_r)
     for epoch in range(job.epochs):
         job.stepper.set_multiplier(job.schedule(epoch))
-        forget = relabelled(data.forget, data.num_classes, ctx.generator("random-labels")) if relabel else data.forget
-        forget_iter = cycle(forget, b_f, ctx.generator("forget-loader"), data.augment)
-        for i, retain_batch in enumerate(iterate(data.retain, b_r, ctx.generator("retain-loader"), True, data.augment)):
+        forget_iter = job.cycle("forget", b_f, job.source("forget"))
+        retain = iterate(data.retain, b_r, ctx.generator("retain-loader"), True, data.transform)
+        for i, retain_batch in enumerate(retain):
             yield next(forget_iter), retain_batch
             ctx.report((epoch + (i + 1) / steps) / job.epochs)
         job.stepper.end_epoch(f"{name} epoch {epoch}")
@@ -89,17 +77,16 @@ class Surgery(Rule):
 
     epsilon: float = 0.0
     mask_before_surgery: bool = True
-    relabel: bool = False
     tiny: float = 1e-30
     name: str = "surgery"
 
     def run(self, job: Job) -> None:
         params = [p for p in job.model.parameters() if p.requires_grad]
         keep = self._keep(job, params)
-        retain = retain_objective(job)
-        for (x_f, y_f), (x_r, y_r) in paired_batches(job, self.relabel, self.name):
-            loss_u = job.forget(job.model, x_f, y_f, job.ctx)
-            loss_r = retain(job.model, x_r, y_r, job.ctx)
+        retain = job.retain_objective()
+        for batch_f, batch_r in paired_batches(job, self.name):
+            loss_u = job.forget(job.model, batch_f, job.ctx)
+            loss_r = retain(job.model, batch_r, job.ctx)
             g_u = flat_grad(loss_u, params, retain_graph=True)
             g_r = flat_grad(loss_r, params)
             if keep is not None:
