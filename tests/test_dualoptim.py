@@ -177,7 +177,7 @@ def test_unknown_optimizer_pair_is_refused(trained_mlp, digits_task):
         ul.unlearn(trained_mlp, digits_task, method="rl+dualoptim", optimizers="adam+rmsprop", epochs=1)
 
 
-@pytest.mark.parametrize("method", DUAL_PRESETS)
+@pytest.mark.parametrize("method", [m for m in DUAL_PRESETS if not m.endswith("-shared")])
 def test_boosted_forget_lr_lowers_forget_accuracy(method, trained_mlp, digits_task):
     acc0 = (trained_mlp(digits_task.forget.x).argmax(1) == digits_task.forget.y).float().mean().item()
     res = ul.unlearn(trained_mlp, digits_task, method=method, seed=1, epochs=2, forget_lr=3e-2)
@@ -191,3 +191,44 @@ def test_boosted_forget_lr_lowers_forget_accuracy(method, trained_mlp, digits_ta
 def test_lion_pair_runs_on_a_preset(trained_mlp, digits_task):
     res = ul.unlearn(trained_mlp, digits_task, method="salun+dualoptim", seed=1, epochs=1, optimizers="lion+lion")
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------- shared-hybrid ablation
+
+
+def test_shared_hybrid_pair_shares_one_state_and_applies_adamw_then_ema_sgd_updates():
+    from unlearnlab.optim import shared_hybrid
+
+    torch.manual_seed(0)
+    p = nn.Parameter(torch.randn(5, dtype=torch.float64))
+    forget, retain = shared_hybrid([p], forget_lr=0.1, retain_lr=0.01, forget_weight_decay=0.05,
+                                   retain_weight_decay=5e-4)
+    assert forget.state is retain.state
+    theta, m, v = p.detach().clone(), torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    g1, g2, g3 = (torch.randn(5, dtype=torch.float64) for _ in range(3))
+    # forget step 1 (AdamW, t = 1)
+    p.grad = g1.clone()
+    forget.step()
+    m, v = 0.1 * g1, 0.001 * g1 * g1
+    theta = theta * (1 - 0.1 * 0.05) - 0.1 * (m / 0.1) / ((v / 0.001).sqrt() + 1e-8)
+    assert torch.allclose(p.detach(), theta, atol=1e-12, rtol=0)
+    # retain step (EMA momentum on the same m, coupled decay), t unchanged
+    p.grad = g2.clone()
+    retain.step()
+    m = 0.9 * m + 0.1 * (g2 + 5e-4 * theta)
+    theta = theta - 0.01 * m
+    assert torch.allclose(p.detach(), theta, atol=1e-12, rtol=0)
+    assert torch.allclose(forget.state[p]["exp_avg"], m, atol=1e-12, rtol=0) and forget.state[p]["step"] == 1
+    # forget step 2 (t = 2) reads the m the retain step left
+    p.grad = g3.clone()
+    forget.step()
+    m = 0.9 * m + 0.1 * g3
+    v = 0.999 * v + 0.001 * g3 * g3
+    theta = theta * (1 - 0.1 * 0.05) - 0.1 * (m / (1 - 0.9**2)) / ((v / (1 - 0.999**2)).sqrt() + 1e-8)
+    assert torch.allclose(p.detach(), theta, atol=1e-12, rtol=0)
+
+
+def test_shared_ablation_differs_from_dualoptim_only_in_the_shared_state():
+    dual, shared = ul.get_method("dualoptim/salun").defaults, ul.get_method("dualoptim/salun-shared").defaults
+    assert {k for k in dual if dual[k] != shared[k]} == {"optimizers"}
+    assert shared["optimizers"] == "shared-hybrid"

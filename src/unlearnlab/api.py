@@ -102,7 +102,7 @@ def timed(model: nn.Module, data: Source, batch_size: int, loss: Callable[[nn.Mo
 def _method(method: str | Method | MethodInfo, hparams: dict[str, Any], profile: str,
             family: TaskFamily) -> tuple[MethodInfo, dict[str, Any]]:
     if isinstance(method, Method):
-        method = MethodInfo("composed", "composed in code", "user", "a method from unlearnlab.methods.compose",
+        method = MethodInfo(method.name, "composed in code", "user", "a method from unlearnlab.methods.compose",
                             method)
     info = method if isinstance(method, MethodInfo) else get_method(method)
     return info, info.resolve(hparams, profile, family)

@@ -25,6 +25,8 @@ class TaskFamily(ABC):
     """One modality: batches, loss, named objectives, model checks, evaluator."""
 
     name: ClassVar[str]
+    #: the batch field a model is called on (``model(batch[input_field])``), None when the model takes several
+    input_field: ClassVar[str | None] = None
     #: objective name → objective class (filled by the family module, extended by :meth:`register_objective`)
     objectives: ClassVar[dict[str, type]]
 

@@ -32,6 +32,7 @@ from unlearnlab.objectives import GENERIC_OBJECTIVES, Objective
 
 class Classification(TaskFamily):
     name = "classification"
+    input_field = "x"
     objectives: ClassVar[dict[str, Any]] = dict(GENERIC_OBJECTIVES)
 
     def loss(self, model: nn.Module, batch, reduction: str = "mean") -> torch.Tensor:

@@ -15,8 +15,8 @@ from unlearnlab.methods.base import RunContext, UnlearnData, Unlearner
 from unlearnlab.methods.method import Derived, IterativeUnlearner, Method, ObjectiveRef, compose
 from unlearnlab.methods.optimization import Optimization
 from unlearnlab.methods.registry import MethodInfo, OneShot, get_method, list_methods, register, register_method
-from unlearnlab.methods.wrappers import dualoptim_method, surgery_method
+from unlearnlab.methods.wrappers import with_dualoptim, with_eupmu, with_ungrad
 
 __all__ = ["Derived", "IterativeUnlearner", "Method", "MethodInfo", "ObjectiveRef", "OneShot", "Optimization",
-           "RunContext", "UnlearnData", "Unlearner", "compose", "dualoptim_method", "get_method", "list_methods",
-           "register", "register_method", "surgery_method"]
+           "RunContext", "UnlearnData", "Unlearner", "compose", "get_method", "list_methods", "register",
+           "register_method", "with_dualoptim", "with_eupmu", "with_ungrad"]

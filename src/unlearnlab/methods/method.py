@@ -102,6 +102,8 @@ class Method:
     relabel_per_epoch: bool = False
     #: run the rule with separate forget and retain phases even with one optimizer (DualOptim's shared ablation)
     phased: bool = False
+    #: how results name the method when it is not registered (compose(..., name=...))
+    name: str = "composed"
 
     def parts(self, params: Mapping[str, Any], family: TaskFamily | str = "classification"
               ) -> tuple[Objective | None, Objective | None, Rule, list[Modifier], Optimization]:
@@ -158,7 +160,8 @@ def collect_options(parts: Sequence[Part], family: TaskFamily) -> dict[str, Any]
 
 
 def compose(forget: Part = None, retain: Part = None, rule: Part = None, modifiers: Sequence[Part] = (),
-            optimization: Part = None, *, family: TaskFamily | str = "classification", **hparams: Any) -> Method:
+            optimization: Part = None, *, family: TaskFamily | str = "classification", name: str = "composed",
+            **hparams: Any) -> Method:
     """A :class:`Method` from its parts (see module docstring); ``hparams`` set or declare hyperparameters.
 
     Example (NPO for classification, composed outside the package, docs/extending.md)::
@@ -171,7 +174,7 @@ def compose(forget: Part = None, retain: Part = None, rule: Part = None, modifie
     fam = get_family(family)
     method = Method(forget=_as_ref(forget), retain=_as_ref(retain), rule=rule if rule is not None else Joint(),
                     modifiers=tuple(modifiers),
-                    optimization=optimization if optimization is not None else Optimization())
+                    optimization=optimization if optimization is not None else Optimization(), name=name)
     parts = [method.forget, method.retain, method.rule, *method.modifiers, method.optimization]
     options = collect_options(parts, fam)
     known = set().union(*(part_keys(p, fam) for p in parts))

@@ -5,8 +5,11 @@ forget phase at ``forget_lr`` (if given); ``"shared-<kind>"`` is the same with a
 both gradient streams); ``"<forget>+<retain>"`` (``adamw+sgd``, ``adamw+adamw``, ``lion+sgd``, …) is DualOptim:
 two optimizers over the same parameters, the forget one stepped only by forget gradients (lr ``forget_lr``, decay
 ``forget_weight_decay``, ``forget_betas``), the retain one only by retain gradients (``lr``, ``momentum``,
-``weight_decay``, ``betas``). Kinds: sgd, adam, adamw, lion. Each optimizer follows its own lr schedule
-(``forget_schedule``, default ``schedule``) on the rule's global clock.
+``weight_decay``, ``betas``). Kinds: sgd, adam, adamw, lion. ``"shared-hybrid"`` is DualOptim's shared ablation of
+the default pair: the same AdamW-style forget and SGD-style retain updates, but on **one** state (one momentum
+buffer fed by both streams, :func:`unlearnlab.optim.shared_hybrid`), so a "dual vs shared" comparison changes the
+sharing of state alone. Each optimizer follows its own lr schedule (``forget_schedule``, default ``schedule``) on
+the rule's global clock.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ from torch import nn
 
 from unlearnlab.components import Component
 from unlearnlab.errors import UnlearnlabError
+from unlearnlab.optim import shared_hybrid
 from unlearnlab.training import OPTIMIZERS, SCHEDULES, build_optimizer
+
+HYBRID = "shared-hybrid"
 
 
 def parse_optimizers(spec: str, shared_kind: str = "sgd") -> tuple[str, str, bool]:
     """``(forget kind, retain kind, shared?)`` of an ``optimizers`` value (see module docstring)."""
+    if spec == HYBRID:
+        return "adamw", "sgd", False
     if spec == "shared":
         kinds, shared = (shared_kind, shared_kind), True
     elif spec.startswith("shared-"):
@@ -101,10 +109,14 @@ class Optimization(Component):
         """Phase → optimizer: one shared object for every phase, or a forget and a retain optimizer."""
         forget_kind, retain_kind, shared = parse_optimizers(self.optimizers, self.optimizer)
         params = list(model.parameters())
+        decay = self.weight_decay if self.forget_weight_decay is None else self.forget_weight_decay
+        if self.optimizers == HYBRID:
+            forget_opt, retain_opt = shared_hybrid(params, self.forget_rate, self.lr, self.forget_betas or (0.9, 0.999),
+                                                   decay, self.weight_decay)
+            return {"forget": forget_opt, "retain": retain_opt}
         retain = build_optimizer(params, retain_kind, self.lr, self.momentum, self.weight_decay, self.betas)
         if shared:
             return {"forget": retain, "retain": retain, "joint": retain}
-        decay = self.weight_decay if self.forget_weight_decay is None else self.forget_weight_decay
         forget = build_optimizer(params, forget_kind, self.forget_rate, self.momentum, decay,
                                  self.forget_betas)
         return {"forget": forget, "retain": retain}

@@ -8,7 +8,10 @@ calibrated on digits (docs/methods.md); at reference scale it has none (the pape
 ``dualoptim/<host>`` is the paper's code: retain optimizer SGD(η_r = 0.01, momentum 0.9, wd 5e-4) whatever the
 host, forget AdamW(η_f, wd 0.05); keys left ``None`` take the value of the side's optimizer kind
 (:data:`KIND_LR`, :data:`KIND_DECAY`), e.g. ``optimizers="adamw+adamw"`` gets η_r = 1e-4, wd 0.05.
-``dualoptim/<host>-shared-adamw`` is the ablation with one AdamW state fed by both streams (same keys).
+``dualoptim/<host>-shared`` is the paper code's ablation of that pair: the same AdamW-style forget and SGD-style
+retain updates on one shared state (``optimizers="shared-hybrid"``), so it differs from ``dualoptim/<host>`` in the
+sharing alone. ``dualoptim/<host>-shared-adamw`` is a different ablation — one AdamW for both streams — that also
+changes the retain optimizer's kind, lr and decay; it is kept under a name that says so.
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ def register_host(host: str, eta_f: float, extra: dict[str, Any], extra_ref: dic
                      "optimizer over the same parameters.", reference={**REFERENCE, **extra_ref})
     if host == "ga":  # forget steps only: a shared ablation would be the same run
         return
+    register(f"dualoptim/{host}-shared", paper.replace(defaults={**paper.defaults, "optimizers": "shared-hybrid"}),
+             composition=f"{info.composition} × alternate[shared-hybrid] (one state, AdamW forget / SGD retain steps)",
+             paper=DUALOPTIM, reference={**REFERENCE, **extra_ref},
+             summary=f"Like-for-like ablation of dualoptim/{host}: the same two update rules on one shared state.")
     register(f"dualoptim/{host}-shared-adamw", paper.replace(defaults={**paper.defaults, "optimizers": "shared-adamw"}),
              composition=f"{info.composition} × alternate[shared] (one AdamW, phase lrs)", paper=DUALOPTIM,
              summary=f"Ablation of dualoptim/{host}: one AdamW state fed by forget and retain gradients.",

@@ -20,6 +20,12 @@ def _register(name: str, host: str, wrap, aliases: tuple[str, ...] = (), **defau
 
 
 _register("eupmu", "rl", eupmu, aliases=("rl+eupmu",), lr=0.01 / 3)
+#: every compatibility option of the EUPMU code on: one forward over the mixed batch, losses scaled by their batch
+#: share, the post-step signal forward updating BatchNorm statistics, λ used as max(λ, 0) but never projected
+_register("eupmu-reference", "rl", eupmu, lr=0.01 / 3, joint_forward=True, loss_scale="batch_share",
+          signal_mode="reference", lambda_projection="use_only")
+#: lr-normalised EUPMU: Δ divided by the step's lr; ε and β have no validated classification values
+_register("eupmu-normalised", "rl", eupmu, lr=0.01 / 3, lr_normalised=True, epsilon=None, lambda_lr=None)
 _register("salun+eupmu", "salun", eupmu, lr=0.01 / 3)
 _register("ga+eupmu", "ga", eupmu, epochs=10, lr=1e-3)
 _register("scrub+eupmu", "scrub", eupmu, epochs=10, lr=0.01 / 3)

@@ -21,8 +21,9 @@ from typing import Any
 
 from unlearnlab.components import Component
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.families import get_family
+from unlearnlab.families import get_family, list_families
 from unlearnlab.methods.method import Method, ObjectiveRef, part_keys
+from unlearnlab.methods.modifiers.gradients import GradientClip
 from unlearnlab.methods.registry import WRAPPERS, MethodInfo
 from unlearnlab.methods.rules import ImplicitSurgery, Surgery
 
@@ -35,53 +36,92 @@ FAST: dict[str, Any] = {"fast": True, "weighting": "convex", "objective_transfor
 EUPMU_REFERENCE: dict[str, Any] = {"epochs": 5, "lr": 1e-3, "batch_size": 256}
 #: AdamW's decoupled weight decay in DualOptim's forget optimizer
 FORGET_DECAY = 0.05
+#: UNGrad as the EUPMU code runs it: losses scaled by their batch share, the direction clipped to norm 1
+UNGRAD_REFERENCE: dict[str, Any] = {"loss_scale": "batch_share"}
+UNGRAD_CLIP = 1.0
+_REFERENCE = get_family("classification")
 
 
 def _host(info: MethodInfo, wrapper: str) -> Method:
     if not isinstance(info.method, Method):
         raise UnlearnlabError(f"{info.name} is a one-shot method: +{wrapper} wraps composed methods only.")
-    if info.method.forget is None:
-        raise UnlearnlabError(f"{info.name} has no forget objective: +{wrapper} needs one.")
-    return info.method
+    return info.method.replace(name=info.name)
 
 
 def _forget_instance(method: Method) -> Any:
+    """The host's forget objective as an instance (a named one resolved in the first family defining it)."""
     part = method.forget
     if isinstance(part, ObjectiveRef):
-        family = next((f for f in ("classification", "generation", "language_model")
-                       if _defined(f, part.name)), None)
+        family = next((f for f in list_families() if part.name in get_family(f).objectives), None)
         return part.resolve(get_family(family)) if family else None
     return part if isinstance(part, Component) else None
 
 
-def _defined(family: str, name: str) -> bool:
-    try:
-        return name in get_family(family).objectives
-    except UnlearnlabError:
-        return False
-
-
 def _without_rule_options(method: Method) -> dict[str, Any]:
-    rule_keys = part_keys(method.rule, get_family("classification"))
+    rule_keys = part_keys(method.rule, _REFERENCE)
     return {k: v for k, v in method.defaults.items() if k not in rule_keys}
 
 
-def surgery_method(host: Method, rule: Component, **overrides: Any) -> Method:
-    """``host`` with ``rule`` (a surgery rule) in place of its own, labels per epoch, the right transform."""
+def surgery_method(host: Method, rule: Component, suffix: str, clip: float | None = None,
+                   **overrides: Any) -> Method:
+    """``host`` with ``rule`` (a surgery rule) in place of its own, labels per epoch, the right transform, and a
+    gradient clip (``clip``; None: off) unless the host already clips."""
+    if host.forget is None:
+        raise UnlearnlabError(f"{host.name} has no forget objective: +{suffix} needs one.")
     forget = _forget_instance(host)
     options = rule.options()
     if forget is not None and forget.can_be_negative and "objective_transform" in options:
         options["objective_transform"] = "identity"
-    defaults = {**_without_rule_options(host), **options, **overrides}
-    return host.replace(rule=rule, relabel_per_epoch=True, defaults=defaults)
+    kept = _without_rule_options(host)
+    # a host option the new rule also has (SCRUB's forget budget max_epochs) keeps its host value
+    carried = {k: v for k, v in host.defaults.items() if k in options and k in part_keys(host.rule, _REFERENCE)}
+    modifiers = host.modifiers
+    if "clip" not in host.defaults:
+        modifiers = (*modifiers, GradientClip(clip))
+        options["clip"] = clip
+    unknown = set(overrides) - set(kept) - set(options)
+    if unknown:
+        raise UnlearnlabError(f"+{suffix}: {sorted(unknown)} are not options of {host.name} or the rule.")
+    defaults = {**kept, **options, **carried, **overrides}
+    return host.replace(rule=rule, modifiers=modifiers, relabel_per_epoch=True, defaults=defaults,
+                        name=f"{host.name}+{suffix}")
 
 
 def dualoptim_method(host: Method, **overrides: Any) -> Method:
     """``host`` with an AdamW forget optimizer next to its own (which becomes the retain optimizer)."""
+    if host.forget is None:
+        raise UnlearnlabError(f"{host.name} has no forget objective: +dualoptim needs one.")
     kind = host.defaults.get("optimizer", "sgd")
     defaults = {**host.defaults, "optimizers": f"adamw+{kind}", "forget_lr": None,
                 "forget_weight_decay": FORGET_DECAY, **overrides}
-    return host.replace(defaults=defaults, phased=True)
+    unknown = set(overrides) - set(host.defaults)
+    if unknown:
+        raise UnlearnlabError(f"+dualoptim: {sorted(unknown)} are not options of {host.name}.")
+    return host.replace(defaults=defaults, phased=True, name=f"{host.name}+dualoptim")
+
+
+def with_dualoptim(method: Method, forget_lr: float, **overrides: Any) -> Method:
+    """``method`` with DualOptim's two optimizers (its own optimizer keeps the retain steps); ``forget_lr`` is the
+    AdamW forget optimizer's lr. The result is checked by one build."""
+    wrapped = dualoptim_method(method, forget_lr=forget_lr, **overrides)
+    wrapped.build({})
+    return wrapped
+
+
+def with_eupmu(method: Method, fast: bool = False, **overrides: Any) -> Method:
+    """``method``'s objectives under EUPMU's implicit gradient surgery (``fast``: EUPMU-fast)."""
+    wrapped = surgery_method(method, ImplicitSurgery(**(FAST if fast else {"epsilon": -0.01})),
+                             "eupmu-fast" if fast else "eupmu", **overrides)
+    wrapped.build({})
+    return wrapped
+
+
+def with_ungrad(method: Method, **overrides: Any) -> Method:
+    """``method``'s objectives under UNGrad's explicit surgery, as the EUPMU code runs it (losses scaled by batch
+    share, the direction clipped to norm 1)."""
+    wrapped = surgery_method(method, Surgery(epsilon=0.0, **UNGRAD_REFERENCE), "ungrad", UNGRAD_CLIP, **overrides)
+    wrapped.build({})
+    return wrapped
 
 
 def _wrapped(info: MethodInfo, name: str, method: Method, composition: str, paper: str, summary: str,
@@ -92,7 +132,7 @@ def _wrapped(info: MethodInfo, name: str, method: Method, composition: str, pape
 
 def eupmu(info: MethodInfo, name: str, fast: bool = False, **overrides: Any) -> MethodInfo:
     method = surgery_method(_host(info, "eupmu"), ImplicitSurgery(**(FAST if fast else {"epsilon": -0.01})),
-                            **overrides)
+                            "eupmu-fast" if fast else "eupmu", **overrides)
     kind = "implicit_surgery[fast] (convex, ε = −0.06)" if fast else "implicit_surgery (ε = −0.01)"
     return _wrapped(info, name, method, kind, EUPMU,
                     f"{info.name}'s objectives with implicit gradient surgery: one backward of L_f + λ·L_r per step, "
@@ -100,7 +140,8 @@ def eupmu(info: MethodInfo, name: str, fast: bool = False, **overrides: Any) -> 
 
 
 def ungrad(info: MethodInfo, name: str, **overrides: Any) -> MethodInfo:
-    method = surgery_method(_host(info, "ungrad"), Surgery(epsilon=0.0), **overrides)
+    method = surgery_method(_host(info, "ungrad"), Surgery(epsilon=0.0, **UNGRAD_REFERENCE), "ungrad", UNGRAD_CLIP,
+                            **overrides)
     return _wrapped(info, name, method, "surgery (ε = 0)", EUPMU,
                     f"{info.name}'s objectives with explicit unilateral surgery: d = g_u + λ*·g_r, closed-form λ* "
                     "(two backward passes).", EUPMU_REFERENCE)

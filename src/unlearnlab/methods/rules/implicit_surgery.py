@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import torch
 
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.rules.base import Job, Rule
-from unlearnlab.methods.rules.surgery import paired_batches
+from unlearnlab.methods.rules.base import Job
+from unlearnlab.methods.rules.surgery import PairedSteps
 from unlearnlab.objectives import Objective
 from unlearnlab.utils import eval_mode, preserved_buffers
 
@@ -87,12 +87,12 @@ class Dual:
 
 
 @dataclass
-class ImplicitSurgery(Rule):
+class ImplicitSurgery(PairedSteps):
     """EUPMU (default) and EUPMU-fast (``fast=True``); options and defaults as eupmu.md §5."""
 
-    epsilon: float = 0.0
+    epsilon: float | None = 0.0
     eu_error: float | None = None
-    lambda_lr: float = 1.0
+    lambda_lr: float | None = 1.0
     lambda_weight_decay: float = 0.01
     lambda_init: float = 0.0
     lambda_max: float | None = None
@@ -111,6 +111,20 @@ class ImplicitSurgery(Rule):
     name: str = "implicit_surgery"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fast and self.signal_mode == "eval":
+            raise UnlearnlabError("signal_mode='eval' measures the retain loss by extra eval forwards before and after "
+                                  "the step, which EUPMU-fast (fast=True) drops: use signal_mode='frozen_bn' or "
+                                  "'reference' with fast=True.")
+        if self.lambda_lr is None or (self.epsilon is None and self.eu_error is None):
+            raise UnlearnlabError(
+                "EUPMU needs epsilon (ε) and lambda_lr (β): there is no validated pair for this setting (the "
+                "lr-normalised form has none for classification). Pass both, or search them on D_val with "
+                "`unlearnlab tune --method eupmu-normalised`.")
+        if self.lambda_optimizer not in ("adam", "sgd"):
+            raise UnlearnlabError(f"lambda_optimizer must be 'adam' or 'sgd', got {self.lambda_optimizer!r}.")
+        if self.lambda_projection not in ("hard", "use_only"):
+            raise UnlearnlabError(f"lambda_projection must be 'hard' or 'use_only', got {self.lambda_projection!r}.")
         for key, value, allowed in (("objective_transform", self.objective_transform, TRANSFORMS),
                                     ("signal_transform", self.signal_transform, TRANSFORMS),
                                     ("weighting", self.weighting, WEIGHTINGS),
@@ -118,7 +132,7 @@ class ImplicitSurgery(Rule):
             if value not in allowed:
                 raise UnlearnlabError(f"{key} must be one of {', '.join(allowed)}; got {value!r}.")
         if self.eu_error is not None:
-            if self.epsilon != 0.0:
+            if self.epsilon not in (0.0, None):
                 raise UnlearnlabError("Give epsilon or the deprecated eu_error (= −epsilon), not both.")
             warnings.warn("eu_error is deprecated: it is the reference's required decrease; use "
                           f"epsilon={-self.eu_error!r} (allowed increase).", DeprecationWarning, stacklevel=2)
@@ -132,10 +146,14 @@ class ImplicitSurgery(Rule):
                          self.lambda_optimizer, self.lambda_projection, next(job.model.parameters()).device)
         optimizer = job.stepper.optimizers["joint"]
         previous: tuple[torch.Tensor, float] | None = None  # fast: (φ_Δ(ℓ_r) of the last step, its lr)
-        for batch_f, batch_r in paired_batches(job, self.name):
-            loss_u = self.forget_scale * job.forget(job.model, batch_f, job.ctx)
-            loss_r = self.retain_scale * retain(job.model, batch_r, job.ctx)
-            before = self._signal_value(job, retain, batch_r) if self.signal_mode == "eval" and not self.fast \
+        for epoch, batch_f, batch_r in self.pairs(job):
+            loss_u, loss_r = self.losses(job, retain, batch_f, batch_r, self.forgets_in(epoch))
+            if loss_u is None:  # past the host's forget budget: a plain retain step, λ unchanged
+                job.stepper.step(loss_r, "joint")
+                previous = None
+                continue
+            loss_u, loss_r = self.forget_scale * loss_u, self.retain_scale * loss_r
+            before = self._signal_value(job, retain, batch_f, batch_r) if self.signal_mode == "eval" \
                 else self._phi_signal(loss_r)
             if self.fast and previous is not None:
                 self._dual_step(before - previous[0], previous[1])
@@ -144,7 +162,10 @@ class ImplicitSurgery(Rule):
             if self.fast:
                 previous = (before, lr)
             else:
-                self._dual_step(self._signal_value(job, retain, batch_r) - before, lr)
+                self._dual_step(self._signal_value(job, retain, batch_f, batch_r) - before, lr)
+
+    def stats(self) -> dict:
+        return {} if self.dual is None else {"lambda_final": float(self.dual.value.detach())}
 
     def _objective(self, loss_u: torch.Tensor, loss_r: torch.Tensor) -> torch.Tensor:
         """J = φ_J(ℓ_u) + λ⁺·φ_J(ℓ_r), divided by 1 + λ⁺ when convex."""
@@ -157,11 +178,14 @@ class ImplicitSurgery(Rule):
     def _phi_signal(self, loss_r: torch.Tensor) -> torch.Tensor:
         return transform(self.signal_transform, loss_r.detach(), self.log_offset, "retain loss (signal)")
 
-    def _signal_value(self, job: Job, retain: Objective, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """φ_Δ(α·L_r) by a no-grad forward on the given B_r, leaving the model's buffers as they were."""
+    def _signal_value(self, job: Job, retain: Objective, batch_f: dict[str, torch.Tensor],
+                      batch_r: dict[str, torch.Tensor]) -> torch.Tensor:
+        """φ_Δ(α·L_r) by a no-grad forward on the given B_r (on cat(B_f, B_r) with ``joint_forward``), leaving the
+        model's buffers as they were except in "reference" mode."""
         guard = {"frozen_bn": preserved_buffers, "eval": eval_mode}.get(self.signal_mode)
         with torch.no_grad(), (guard(job.model) if guard else contextlib.nullcontext()):
-            return self._phi_signal(self.retain_scale * retain(job.model, batch, job.ctx))
+            _, loss_r = self.losses(job, retain, batch_f, batch_r, forget=False)
+            return self._phi_signal(self.retain_scale * loss_r)
 
     def _dual_step(self, delta: torch.Tensor, lr: float) -> None:
         if self.lr_normalised:
