@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import unlearnlab.cli_tune  # noqa: F401  (registers `plots`)
 from unlearnlab.bench.plots import pareto_front, sensitivity_plot, tradeoff_plot, tradeoff_points, write_plots
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.cli import app

@@ -8,8 +8,6 @@
     print(ul.evaluate(result.model, task).metrics)
 """
 
-__version__ = "0.1.0"
-
 from unlearnlab import models
 from unlearnlab.api import UnlearnResult, unlearn
 from unlearnlab.data import ForgetTask, TensorData, list_datasets, load_dataset, make_task
@@ -18,9 +16,26 @@ from unlearnlab.evaluation import Evaluation, evaluate
 from unlearnlab.methods import get_method, list_methods, register_method
 from unlearnlab.metrics import list_metrics
 from unlearnlab.training import Recipe, train
+from unlearnlab.version import __version__
 
 __all__ = [
-    "DivergenceError", "Evaluation", "ForgetTask", "Recipe", "TensorData", "UnlearnResult", "UnlearnlabError",
-    "evaluate", "get_method", "list_datasets", "list_methods", "list_metrics", "load_dataset", "make_task",
-    "models", "register_method", "train", "unlearn",
+    "DivergenceError",
+    "Evaluation",
+    "ForgetTask",
+    "Recipe",
+    "TensorData",
+    "UnlearnResult",
+    "UnlearnlabError",
+    "__version__",
+    "evaluate",
+    "get_method",
+    "list_datasets",
+    "list_methods",
+    "list_metrics",
+    "load_dataset",
+    "make_task",
+    "models",
+    "register_method",
+    "train",
+    "unlearn",
 ]

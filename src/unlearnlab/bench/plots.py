@@ -31,6 +31,7 @@ import matplotlib.ticker
 from matplotlib.figure import Figure
 
 from unlearnlab.bench.report import REFERENCE, group_rows, summarize
+from unlearnlab.bench.selection import select_config
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.errors import UnlearnlabError
 
@@ -423,8 +424,6 @@ def _has_fit(row: Mapping[str, Any]) -> bool:
 
 def _select_fit_config(rows: Sequence[Mapping[str, Any]], method: str, seeds: Sequence[int]) -> list[dict]:
     """Rows of ``method``'s selected configuration (best mean sup-norm error over trials, as the table)."""
-    from unlearnlab.experiments.minnorm import select_config
-
     per: dict[str, list[float]] = {}
     by_cfg: dict[str, list[dict]] = {}
     for r in rows:
