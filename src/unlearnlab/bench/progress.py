@@ -1,9 +1,9 @@
 """Progress as plain text lines, for log files and for terminals that are not a TTY.
 
 :class:`ProgressLines` turns the ``progress(label, fraction)`` calls of training and unlearning (one per epoch)
-into lines such as ``training retrain (seed 2): 45% · 3.1 s elapsed · ETA 3.8 s``, at most one per label every
-``interval`` seconds (always the first and the last). :class:`GridClock` times a whole grid: after each cell it
-says how many cells are finished and estimates the time left from the cells run so far.
+into lines such as ``training retrain (seed 2): 45% · 3.1 s elapsed · ETA 3.8 s``: ``started`` first, then at
+most one line per label every ``interval`` seconds, and always the final one. :class:`GridClock` times a whole
+grid: after each cell it says how many cells are finished and estimates the time left from the cells run so far.
 """
 
 from __future__ import annotations
@@ -50,10 +50,15 @@ class ProgressLines:
 
     def __call__(self, label: str, fraction: float) -> None:
         now = self.clock()
+        finished = fraction >= 1.0
         started = self._labels.get(label)
         if started is None:
-            started = self._labels[label] = _Started(now, -math.inf)
-        finished = fraction >= 1.0
+            if finished:  # the end of work already reported finished (or never started): nothing new
+                return
+            started = self._labels[label] = _Started(now, now)
+            self.emit(f"{label}: started")
+            if fraction <= 0.0:
+                return
         if not finished and now - started.last < self.interval:
             return
         started.last = now

@@ -62,7 +62,7 @@ class GridStatus:
 
     #: cells of the grid (methods × seeds)
     total: int = 0
-    #: rows complete (done or diverged), including those found complete when the run started
+    #: rows complete (done or diverged) when the run started, then when it ended
     complete: int = 0
     #: status of every row of the grid at the end of the run (``done``, ``diverged``, ``failed``, ``running``)
     counts: dict[str, int] = field(default_factory=dict)
@@ -135,7 +135,7 @@ def _announce(p: Plan, store: ResultStore, cache: ModelCache, status: GridStatus
     cached = sum(1 for path in (*originals, *retrains) if cache.enabled and path.exists())
     executor, workers = resolve(config.executor, config.workers)
     where = executor + (f" × {workers}" if executor != "serial" and workers else "")
-    say(f"work: {len(rows)} cells ({len(p.methods)} methods × {len(config.seeds)} seeds), "
+    say(f"work: {len(rows)} cells ({len(p.methods)} method(s) × {len(config.seeds)} seed(s)), "
         f"{len(rows) - complete} to run · models: {len(originals)} original + {len(retrains)} retrained, "
         f"{len(originals) + len(retrains) - cached} to train ({cached} cached) · executor {where}")
     if complete or found["running"] or found["failed"]:
@@ -156,7 +156,6 @@ def _run_cells(p: Plan, store: ResultStore, cache: ModelCache, folder: RunFolder
         def arrived(block: bool) -> None:
             for row, outcome in executor.collect(block):
                 _record(store, p, row, outcome, say)
-                status.complete += outcome.complete
                 say(f"{escape(row.label)}: {outcome.status} · {clock.tick()}")
                 if cell_done is not None:
                     cell_done()
@@ -265,6 +264,15 @@ def _forget_quality_pass(store: ResultStore, p: Plan, cache: ModelCache, tick: P
         else:
             say(f"[yellow]{method}: forget quality skipped, a run {outcome.status}[/yellow] — "
                 f"{escape(str(outcome.message))}")
+
+
+def complete_rows(p: Plan) -> int:
+    """How many rows of the grid are complete (done or diverged) in its results store, e.g. after an interrupt."""
+    path = Path(p.config.out) / FILENAME
+    if not path.exists():
+        return 0
+    with ResultStore(path) as store:
+        return sum(store.is_complete(row.run_key) for row in p.rows())
 
 
 def _summarise(p: Plan, store: ResultStore, status: GridStatus, say: Log) -> None:

@@ -27,9 +27,9 @@ USAGE_ERROR = 2
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="Machine unlearning benchmark and toolkit.",
                   pretty_exceptions_enable=False)
 #: messages, progress and errors (standard error)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 #: results: tables, listings (standard output)
-out_console = Console()
+out_console = Console(soft_wrap=True)
 
 
 def fail(err: Exception) -> NoReturn:
@@ -55,8 +55,8 @@ def guard(where: str | Path = ".") -> Iterator[None]:
 
 
 def echo(text: str) -> None:
-    """Print plain ``text`` (no markup, no highlighting, never wrapped) on standard output."""
-    out_console.print(text, markup=False, highlight=False, soft_wrap=True)
+    """Print plain ``text`` on standard output as it is: no markup, no wrapping, tabs kept."""
+    typer.echo(text)
 
 
 @app.callback(invoke_without_command=True)

@@ -29,9 +29,9 @@ from unlearnlab.bench.config import (
 )
 from unlearnlab.bench.executors import resolve
 from unlearnlab.bench.experiment import run_experiment
-from unlearnlab.bench.plan import plan
+from unlearnlab.bench.plan import Plan, plan
 from unlearnlab.bench.progress import ProgressLines
-from unlearnlab.bench.runner import GridStatus, run_grid
+from unlearnlab.bench.runner import GridStatus, complete_rows, run_grid
 from unlearnlab.cli.common import app, console, echo, guard
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.protocols import Protocol, get_protocol
@@ -186,8 +186,7 @@ def run(
         cfg = cfg.updated(**overrides, dataset=dataset, model=model, forget=forget, profile=profile,
                           methods=parse_methods(methods) if methods else None, hparams=hparams, executor=executor,
                           workers=workers, ray_address=ray_address, forget_quality_n=forget_quality)
-        grid_plan = plan(cfg)
-        _run_grid(cfg, grid_plan.protocol if cfg.protocol else None, grid_plan.methods)
+        _run_grid(plan(cfg))
 
 
 def _experiment_config(spec: Protocol, quick: bool, data: dict[str, Any], grid_only: dict[str, Any],
@@ -224,19 +223,21 @@ def _run_experiment(spec: Protocol, cfg: RunConfig) -> None:
     console.print(f"Saved {cfg.out}/table.md, results.sqlite and run.log.")
 
 
-def _run_grid(cfg: RunConfig, protocol: str | None, methods: tuple[str, ...]) -> None:
+def _run_grid(grid: Plan) -> None:
+    cfg = grid.config
     engine, engine_workers = resolve(cfg.executor, cfg.workers)
     where = "" if engine == "serial" else f" · executor {engine}" + (f" × {engine_workers}" if engine_workers else "")
-    what = f"protocol {protocol} · " if protocol else ""
+    what = f"protocol {grid.protocol} · " if cfg.protocol else ""
     console.print(f"[bold]unlearnlab {__version__}[/bold] · {what}{cfg.dataset} · {cfg.model} · forget {cfg.forget} · "
-                  f"methods {', '.join(methods)} · seeds {', '.join(map(str, cfg.seeds))}{where} → {cfg.out}")
+                  f"methods {', '.join(grid.methods)} · seeds {', '.join(map(str, cfg.seeds))}{where} → {cfg.out}")
     status = GridStatus()
-    display = _Display(len(methods) * len(cfg.seeds))
+    display = _Display(len(grid.methods) * len(cfg.seeds))
     try:
         with _terminate_as_interrupt(), display:
             markdown = run_grid(cfg, display.progress, display.log, display.cell_done, status)
     except KeyboardInterrupt as stop:
-        _interrupted("SIGTERM" if isinstance(stop, Interrupted) else "SIGINT", status.complete, status.total)
+        _interrupted("SIGTERM" if isinstance(stop, Interrupted) else "SIGINT", complete_rows(grid),
+                     len(grid.rows()))
         raise typer.Exit(143 if isinstance(stop, Interrupted) else 130) from None
     echo(markdown)
     console.print(f"Saved {cfg.out}/table.md, table.csv, table.tex, results.sqlite and run.log.")
