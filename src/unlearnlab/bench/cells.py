@@ -3,7 +3,7 @@
 Every place that fills a results store goes through this module: the grid runner (its driver finishes the rows
 of cells run by an executor), the forget-quality pass, tuning trials and the paper experiments. The work itself
 is injected — a callable returning :class:`Scores` — so the module knows nothing about the model family: task
-construction, unlearning and evaluation belong to the caller (docs/architecture.md, "Cells").
+construction, unlearning and evaluation belong to the caller (docs/architecture.md, "One cell runner").
 
 Classification of an outcome:
 

@@ -77,6 +77,7 @@ class _Display:
         self._lines = ProgressLines(lambda text: console.print(text, markup=False, highlight=False))
         self._bars: Progress | None = None
         self._cells = cells
+        self._grid: Any = None
         self._current: dict[str, Any] = {}
 
     def __enter__(self) -> _Display:
@@ -84,7 +85,7 @@ class _Display:
             self._bars = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), console=console, transient=False)
             self._bars.__enter__()
-            self._grid = self._bars.add_task("grid", total=self._cells)
+            self._grid = self._bars.add_task("grid", total=self._cells) if self._cells else None
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -103,7 +104,7 @@ class _Display:
         self._bars.update(self._current[label], completed=round(100 * fraction))
 
     def cell_done(self) -> None:
-        if self._bars is not None:
+        if self._bars is not None and self._grid is not None:
             self._bars.advance(self._grid)
 
     def log(self, text: str) -> None:
