@@ -1,7 +1,7 @@
 """Running an experiment protocol: resolve its function, give it an :class:`ExperimentContext`, save its table.
 
 Experiment protocols (MinNorm-OG's studies, certified budget curves) are not grids: each is a function
-``run(ctx) -> str`` (:mod:`unlearnlab.experiments`) that fills the results store through
+``run(ctx: ExperimentContext) -> str`` (:mod:`unlearnlab.experiments`) that fills the results store through
 :mod:`unlearnlab.bench.cells` and returns its Markdown table. The output folder is held as in a grid run
 (:class:`~unlearnlab.bench.outdir.RunFolder`: lock, ``run.log``, clear write errors).
 """
@@ -9,6 +9,7 @@ Experiment protocols (MinNorm-OG's studies, certified budget curves) are not gri
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,13 +24,31 @@ from unlearnlab.bench.plots import write_plots
 from unlearnlab.bench.progress import ProgressLines
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.experiments import ExperimentContext
 from unlearnlab.protocols import get_protocol, resolve_experiment
 from unlearnlab.utils import atomic_write_text
 from unlearnlab.version import __version__
 
 Progress = Callable[[str, float], None]
 Log = Callable[[str], None]
+
+
+@dataclass
+class ExperimentContext:
+    """What an experiment function receives (re-exported by :mod:`unlearnlab.experiments`)."""
+
+    out: Path
+    quick: bool
+    seeds: tuple[int, ...]
+    store: ResultStore
+    cache: ModelCache
+    device: torch.device
+    protocol: str
+    log: Log = print
+    progress: Progress = field(default=lambda label, fraction: None)
+
+
+#: an experiment protocol's function
+Experiment = Callable[[ExperimentContext], str]
 
 
 def draw_plots(store: ResultStore, out: Path, log: Log) -> None:
