@@ -3,6 +3,7 @@ SIGTERM with the resume hint, and no worker outliving a killed ``--executor loca
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from unlearnlab.bench import runner
+from unlearnlab.bench import outdir, runner
 from unlearnlab.bench.outdir import LOCK_NAME, RunFolder
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.cli import app
@@ -90,6 +91,19 @@ def test_the_lock_of_a_dead_run_is_taken_over(tiny: Path, tmp_path: Path):
     assert "took over the lock of an earlier run that is gone (pid 4194000, started 2020-01-01T00:00:00)" in \
         " ".join(result.output.split())
     assert f"pid: {os.getpid()}" in (out / LOCK_NAME).read_text()
+
+
+def test_a_file_system_without_locks_runs_unlocked_and_says_so(tiny: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch):
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(outdir.fcntl, "flock", no_locks)
+    out = tmp_path / "out"
+    result = invoke("run", "--config", tiny, "--methods", "ft", "--seeds", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert f"{out} is not locked: its file system does not support locks" in " ".join(result.output.split())
+    assert "is not locked" in (out / "run.log").read_text()
 
 
 @pytest.mark.parametrize(("signum", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"),

@@ -84,6 +84,8 @@ def run_experiment(config: RunConfig, progress: Progress | None = None, log: Log
             folder.log(text)
 
         lines = ProgressLines(folder.log)
+        for note in folder.notes():
+            say(note)
 
         def tick(what: str, fraction: float) -> None:
             lines(what, fraction)

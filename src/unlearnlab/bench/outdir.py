@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import IO
 
 from rich.errors import MarkupError
+from rich.markup import escape
 from rich.text import Text
 
 from unlearnlab.bench.store import FILENAME, database_error
@@ -31,7 +32,7 @@ from unlearnlab.errors import UnlearnlabError
 
 try:  # POSIX; elsewhere the folder is not locked (the log says so)
     import fcntl
-except ImportError:  # pragma: no cover - Windows
+except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".unlearnlab.lock"
@@ -39,6 +40,8 @@ LOG_NAME = "run.log"
 #: errno values of a folder that cannot be written, and of a full disk
 READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 FULL = (errno.ENOSPC, errno.EDQUOT)
+#: errno values of a file system without flock (some network file systems)
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 def write_error(err: OSError, where: Path) -> UnlearnlabError | None:
@@ -71,6 +74,8 @@ class RunFolder:
         self.command = command
         #: a lock file of a run that died, found and taken over on entry (its ``pid``, ``host``, ``started``)
         self.took_over: dict[str, str] = {}
+        #: why the folder could not be locked (no flock on this platform or file system); empty when locked
+        self.unlocked = ""
         self._kept = False
         self._before: set[str] | None = None
         self._created = False
@@ -103,6 +108,17 @@ class RunFolder:
             if translated is not exc:
                 raise translated from None
 
+    def notes(self) -> list[str]:
+        """What a run should tell about its folder: a dead run's lock taken over, or no lock at all."""
+        notes = []
+        if self.unlocked:
+            notes.append(f"[yellow]{escape(str(self.path))} is not locked: {escape(self.unlocked)}[/yellow]; do not "
+                         "start a second run on it before this one ends")
+        if self.took_over:
+            notes.append(f"took over the lock of an earlier run that is gone (pid {self.took_over.get('pid', '?')}, "
+                         f"started {self.took_over.get('started', '?')})")
+        return notes
+
     def keep(self) -> None:
         """Results exist from now on: a later failure leaves the folder as it is (the run resumes)."""
         self._kept = True
@@ -126,18 +142,12 @@ class RunFolder:
         path = self.path / LOCK_NAME
         previous = _holder(path) if path.exists() else {}
         handle = open(path, "a+", encoding="utf-8")
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                holder = _holder(path)
-                raise UnlearnlabError(
-                    f"{self.path} is in use by another unlearnlab run (pid {holder.get('pid', '?')} on "
-                    f"{holder.get('host', '?')}, started {holder.get('started', '?')}): wait for it to finish, "
-                    "or choose another --out. Two runs on one folder would compute the same cells twice.") \
-                    from None
-        self.took_over = previous
+        try:
+            self._flock(handle, path)
+        except BaseException:
+            handle.close()
+            raise
+        self.took_over = {} if self.unlocked else previous
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid: {os.getpid()}\nhost: {socket.gethostname()}\n"
@@ -146,6 +156,24 @@ class RunFolder:
         handle.flush()
         self._lock = handle
 
+    def _flock(self, handle: IO[str], path: Path) -> None:
+        """Lock ``handle`` (refusing a folder another run holds), or note why the folder stays unlocked."""
+        if fcntl is None:
+            self.unlocked = "this platform has no flock()"
+            return
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(path)
+            raise UnlearnlabError(
+                f"{self.path} is in use by another unlearnlab run (pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')}, started {holder.get('started', '?')}): wait for it to finish, or "
+                "choose another --out. Two runs on one folder would compute the same cells twice.") from None
+        except OSError as err:
+            if err.errno not in NO_LOCKS:
+                raise
+            self.unlocked = f"its file system does not support locks ({os.strerror(err.errno)})"
+
     def _release(self, failed: bool) -> None:
         if self._log is not None:
             self._log.close()
@@ -153,7 +181,7 @@ class RunFolder:
         if failed and not self._kept and self._before is not None:
             self._restore()
         if self._lock is not None:
-            if fcntl is not None:
+            if fcntl is not None and not self.unlocked:
                 fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None

@@ -102,9 +102,8 @@ def run_grid(config: RunConfig, progress: Progress | None = None, log: Log = pri
             if progress is not None:
                 progress(label, fraction)
 
-        if folder.took_over:
-            say(f"took over the lock of an earlier run that is gone (pid {folder.took_over.get('pid', '?')}, "
-                f"started {folder.took_over.get('started', '?')})")
+        for note in folder.notes():
+            say(note)
         cache = model_cache(p)
         clock = _announce(p, store, cache, status, say)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(
