@@ -164,7 +164,7 @@ def _certified_rows(tmp_path: Path) -> Path:
 
 
 def test_certified_budget_points_select_by_val(tmp_path: Path):
-    from unlearnlab.bench.plots import certified_budget_plot, certified_budget_points
+    from unlearnlab.bench.experiment_plots import certified_budget_plot, certified_budget_points
 
     out = _certified_rows(tmp_path)
     with ResultStore(out) as store:

@@ -1,7 +1,7 @@
 """Summaries of a configuration's values over trials, and the rule that selects the best configuration.
 
 Used by the MinNorm-OG experiment tables (:mod:`unlearnlab.experiments.minnorm`) and their figures
-(:mod:`unlearnlab.bench.plots`), so a figure always shows the configuration its table selected
+(:mod:`unlearnlab.bench.experiment_plots`), so a figure always shows the configuration its table selected
 (docs/minnorm_experiments.md).
 """
 

@@ -347,7 +347,7 @@ def poisoning(ctx: ExperimentContext, setting: SineSetting | None = None) -> str
     (max |f − sin| on 1,000 grid points of [−5π, 5π]), ``retain_mse``, ``forget_mse`` (after unlearning),
     ``original_sup_norm_error``, ``seconds``; row stats add ``fit`` (the predictions on :data:`FIT_POINTS` grid
     points, :func:`grid_predictions`) and, on the first row run per trial, ``poisoned_data`` (retain and poisoned
-    points, the poisoned model's fit) for :func:`unlearnlab.bench.plots.poisoning_fit_plot`.
+    points, the poisoned model's fit) for :func:`unlearnlab.bench.experiment_plots.poisoning_fit_plot`.
     Table: per T and method, the configuration with the best mean over
     trials, its **median** and central range (⌊n/4⌋ discarded at each end), as paper Table 1/5.
     """
