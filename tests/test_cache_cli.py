@@ -17,7 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 import unlearnlab as ul
-from unlearnlab.bench import runner
+from unlearnlab.bench import trained
 from unlearnlab.bench.cache import ModelCache, default_cache_dir, load_checkpoint, save_checkpoint
 from unlearnlab.bench.config import DEFAULT_METHODS
 from unlearnlab.bench.store import ResultStore
@@ -244,7 +244,7 @@ def test_run_caches_the_original_and_the_retrains(grid, tmp_path: Path, monkeypa
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model was trained again")
 
-    monkeypatch.setattr(runner, "train", no_training)
+    monkeypatch.setattr(trained, "train", no_training)
     result = invoke("run", "--config", grid.config, "--methods", "retrain", "--seeds", "1,2", "--out", tmp_path / "o")
     assert result.exit_code == 0, result.output
 
@@ -342,7 +342,8 @@ def test_method_errors_become_row_statuses_and_the_grid_goes_on(grid, tmp_path: 
     _break(monkeypatch, "rl", DivergenceError("loss became nan"))
     out = tmp_path / "out"
     result = invoke("run", "--config", grid.config, "--methods", "ft,rl,retrain,ga", "--seeds", "1", "--out", out)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a failed cell: non-zero, but not a usage error
+    assert "1 cell(s) failed" in result.output and "Traceback" not in result.output
     status = {r["method"]: r for r in rows(out)}
     assert status["ft"]["status"] == "failed"
     assert "boom from ft" in status["ft"]["error"]
@@ -355,7 +356,9 @@ def test_method_errors_become_row_statuses_and_the_grid_goes_on(grid, tmp_path: 
     monkeypatch.undo()  # the failed row is retried on the next run, the diverged one is final
     monkeypatch.setenv("UNLEARNLAB_CACHE", str(grid.cache))
     diverged_at = status["rl"]["finished"]
-    invoke("run", "--config", grid.config, "--methods", "ft,rl,retrain,ga", "--seeds", "1", "--out", out)
+    retried = invoke("run", "--config", grid.config, "--methods", "ft,rl,retrain,ga", "--seeds", "1", "--out", out)
+    assert retried.exit_code == 0, retried.output
+    assert "skipping 3 complete rows (2 done, 1 diverged); re-running 0 interrupted and 1 failed" in retried.output
     again = {r["method"]: r for r in rows(out)}
     assert again["ft"]["status"] == "done"
     assert again["rl"]["status"] == "diverged"

@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from unlearnlab.bench import executors, runner
+from unlearnlab.bench import executors, plan, runner
+from unlearnlab.bench.classification import ClassificationCell
 from unlearnlab.bench.config import RunConfig, from_dict
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.cli import app
@@ -45,17 +46,17 @@ def signature(out: str | Path) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory) -> SimpleNamespace:
-    """The tiny grid run in-process (today's behaviour), recording the spec of every cell."""
+    """The tiny grid run in-process (today's behaviour), recording the work of every cell."""
     root = tmp_path_factory.mktemp("executors")
-    specs: list[executors.CellSpec] = []
-    real = executors.run_cell
+    specs: list[ClassificationCell] = []
+    real = executors.execute
 
-    def spy(spec, *args, **kwargs):
-        specs.append(spec)
-        return real(spec, *args, **kwargs)
+    def spy(work, *args, **kwargs):
+        specs.append(work)
+        return real(work, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(executors, "run_cell", spy)
+        mp.setattr(executors, "execute", spy)
         cfg = config(root, "serial", executor="serial")
         runner.run_grid(cfg, log=lambda text: None)
     return SimpleNamespace(root=root, out=Path(cfg.out), specs=specs)
@@ -70,7 +71,7 @@ def test_serial_grid_is_complete(serial):
 
 def test_workers_get_a_small_spec_without_the_store_or_the_output_folder(serial):
     assert len(serial.specs) == CELLS
-    names = {f.name for f in dataclasses.fields(executors.CellSpec)}
+    names = {f.name for f in dataclasses.fields(ClassificationCell)}
     assert not names & {"out", "store", "store_path", "db", "results"}
     for spec in serial.specs:
         blob = pickle.dumps(spec)
@@ -78,7 +79,7 @@ def test_workers_get_a_small_spec_without_the_store_or_the_output_folder(serial)
         text = repr(spec)
         assert str(serial.out) not in text and "results.sqlite" not in text
         assert Path(spec.original).parent == Path(spec.retrain).parent == serial.root / "cache"
-        assert spec.device == "cpu" and spec.threads == 1
+        assert spec.device == "cpu"
     assert len({s.original for s in serial.specs}) == 1  # one original per data split
     assert len({s.retrain for s in serial.specs}) == len(SEEDS)  # one retrain per seed
 
@@ -166,7 +167,7 @@ def test_plain_config_yaml_is_unchanged_by_the_new_keys():
 def test_ray_executor_without_ray_fails_before_writing(tmp_path: Path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if not installed
     with pytest.raises(UnlearnlabError, match=r"pip install 'unlearnlab\[ray\]'"):
-        runner.plan(config(tmp_path, "out", executor="ray"))
+        plan.plan(config(tmp_path, "out", executor="ray"))
     result = CliRunner().invoke(app, ["run", "--executor", "ray", "--out", str(tmp_path / "cli")],
                                 env={"COLUMNS": "250"})
     assert result.exit_code == 2 and "unlearnlab[ray]" in result.output

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 import unlearnlab as ul
+from unlearnlab.bench.cache import ModelCache
+from unlearnlab.bench.config import RunConfig
 from unlearnlab.bench.forget_quality import (
     DEFAULT_N_MODELS,
     HISTOGRAM_BUCKETS,
@@ -22,6 +24,7 @@ from unlearnlab.bench.forget_quality import (
     forget_quality,
     retrain_factory,
 )
+from unlearnlab.bench.plan import plan
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.metrics.forget_score import eps_bar
 
@@ -131,10 +134,8 @@ def test_bad_arguments(digits_task, original, retrain_fn):
 
 
 def test_retrain_factory_serves_the_runner_cache(tmp_path: Path, digits_task):
-    """retrain_factory → runner.trained_model: seed s is trained once, then loaded from the content-addressed cache."""
-    from unlearnlab.bench.cache import ModelCache
-    from unlearnlab.bench.config import RunConfig
-    from unlearnlab.bench.runner import plan
+    """retrain_factory → trained.retrained_model: seed s is trained once, then loaded from the content-addressed
+    cache."""
 
     config = RunConfig(methods=("retrain",), seeds=(1,), recipe={"epochs": 2, "batch_size": 128}, device="cpu",
                        cache_dir=str(tmp_path), out=str(tmp_path / "out"))

@@ -321,8 +321,9 @@ def test_missing_files_error_without_network(
     with pytest.raises(F.DatasetNotFoundError) as info:
         F.load_standard(name, tmp_path)
     message = str(info.value)
-    assert "download=False" in message and str(tmp_path) in message
-    assert "pass root=" in message and F.DATA_ENV in message and "download=True" in message
+    assert "downloads are off" in message and str(tmp_path) in message
+    assert "--root FOLDER" in message and "root=FOLDER" in message and F.DATA_ENV in message
+    assert f"ul.load_dataset('{name}', download=True)" in message and "command line never downloads" in message
     expected = {
         "mnist": f"{tmp_path}/MNIST/raw/{{train-images-idx3-ubyte[.gz]",
         "cifar10": f"{tmp_path}/cifar-10-batches-bin/{{data_batch_1.bin",

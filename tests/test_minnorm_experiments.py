@@ -212,7 +212,8 @@ def test_poisoning_end_to_end_and_resume(tmp_path):
         assert len(d["retain_x"]) == 50 and d["forget_y"] == [1.5] * 5
         assert d["forget_x"] == pytest.approx(trial.forget.x.flatten().tolist(), abs=1e-5)
         assert len(d["original_fit"]["y"]) == M.FIT_POINTS
-    from unlearnlab.bench.plots import poisoning_fits, write_plots
+    from unlearnlab.bench.experiment_plots import poisoning_fits
+    from unlearnlab.bench.plots import write_plots
 
     fits = poisoning_fits(rows)[3]
     assert set(fits["fits"]) == {"mnog/retrain", "minnorm-og", "mnog/gd"} and fits["data"] is not None

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import unlearnlab.cli_tune  # noqa: F401  (registers `plots`)
 from unlearnlab.bench.plots import pareto_front, sensitivity_plot, tradeoff_plot, tradeoff_points, write_plots
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.cli import app
@@ -165,7 +164,7 @@ def _certified_rows(tmp_path: Path) -> Path:
 
 
 def test_certified_budget_points_select_by_val(tmp_path: Path):
-    from unlearnlab.bench.plots import certified_budget_plot, certified_budget_points
+    from unlearnlab.bench.experiment_plots import certified_budget_plot, certified_budget_points
 
     out = _certified_rows(tmp_path)
     with ResultStore(out) as store:

@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from unlearnlab import protocols as P
-from unlearnlab.bench import runner
+from unlearnlab.bench import plan as runner
 from unlearnlab.bench.config import RunConfig
 from unlearnlab.bench.store import ResultStore, config_hash, run_key
 from unlearnlab.cli import app

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 optuna = pytest.importorskip("optuna")
 
-import unlearnlab.cli_tune  # noqa: E402,F401  (registers `tune` and `plots` on the app)
+from unlearnlab.bench import classification  # noqa: E402
 from unlearnlab.bench import tune as tune_mod  # noqa: E402
 from unlearnlab.bench.config import load_config  # noqa: E402
-from unlearnlab.bench.runner import plan  # noqa: E402
+from unlearnlab.bench.plan import plan  # noqa: E402
 from unlearnlab.cli import app  # noqa: E402
 from unlearnlab.errors import UnlearnlabError  # noqa: E402
 from unlearnlab.methods import list_methods  # noqa: E402
@@ -25,9 +25,9 @@ FAST = {"recipe": {"epochs": 5}}  # a 5-epoch original/retrain keeps each test t
 
 @pytest.fixture
 def spy(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
-    """Record the task every evaluate()/unlearn() call of the tuner receives."""
+    """Record the task every evaluate()/unlearn() call of the tuner (and of the trial work) receives."""
     seen: dict[str, list] = {"evaluate": [], "unlearn": []}
-    real_eval, real_unlearn = tune_mod.evaluate, tune_mod.unlearn
+    real_eval, real_unlearn = tune_mod.evaluate, classification.unlearn
 
     def evaluate(model, task, *args, **kwargs):
         seen["evaluate"].append(task)
@@ -38,7 +38,8 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
         return real_unlearn(model, task, **kwargs)
 
     monkeypatch.setattr(tune_mod, "evaluate", evaluate)
-    monkeypatch.setattr(tune_mod, "unlearn", unlearn)
+    monkeypatch.setattr(classification, "evaluate", evaluate)
+    monkeypatch.setattr(classification, "unlearn", unlearn)
     return seen
 
 

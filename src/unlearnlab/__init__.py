@@ -8,8 +8,6 @@
     print(ul.evaluate(result.model, task).metrics)
 """
 
-__version__ = "0.1.0"
-
 from unlearnlab import families, methods, models
 from unlearnlab.api import UnlearnResult, train, unlearn
 from unlearnlab.data import ForgetTask, StreamData, TensorData, list_datasets, load_dataset, make_task
@@ -18,9 +16,10 @@ from unlearnlab.evaluation import Evaluation, evaluate
 from unlearnlab.methods import compose, get_method, list_methods, register_method
 from unlearnlab.metrics import list_metrics
 from unlearnlab.training import Recipe
+from unlearnlab.version import __version__
 
 __all__ = [
     "DivergenceError", "Evaluation", "ForgetTask", "Recipe", "StreamData", "TensorData", "UnlearnResult",
-    "UnlearnlabError", "compose", "evaluate", "families", "get_method", "list_datasets", "list_methods", "list_metrics",
-    "load_dataset", "make_task", "methods", "models", "register_method", "train", "unlearn",
+    "UnlearnlabError", "__version__", "compose", "evaluate", "families", "get_method", "list_datasets", "list_methods",
+    "list_metrics", "load_dataset", "make_task", "methods", "models", "register_method", "train", "unlearn",
 ]

@@ -1,6 +1,6 @@
 """Named protocols: everything a reported number depends on, pinned under one name and version.
 
-A *grid* protocol pins the dataset and its split rule (evaluation spec §1, ``val_seed`` = 1), the model, the
+A *grid* protocol pins the dataset and its split rule (``val_seed`` = 1, docs/protocols.md), the model, the
 forget spec, the original and retrain recipes, the methods and their hyperparameter profile, the seeds, the
 primary MIA and the aggregation (std ddof, which gap variants are shown). ``unlearnlab run --protocol NAME``
 turns it into a :class:`~unlearnlab.bench.config.RunConfig`; every result row stores ``"<name> v<version>"``
@@ -12,28 +12,34 @@ allow-list of modules (never ``eval``), implementing ``run(ctx: ExperimentContex
 
 Each protocol has a ``quick`` size (small data, model, epochs and seeds; minutes on 2 CPU cores) next to its
 full size (the paper's settings; GPUs and the real datasets). Any change of a pinned field is a new name or a
-new version (specs/README.md §2.6). See docs/protocols.md.
+new version. See docs/protocols.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field, InstanceOf, field_validator, model_validator
+
+from unlearnlab.bench.config import DEFAULT_METHODS, RunConfig, Validated
+from unlearnlab.data import list_datasets
+from unlearnlab.data.forget import ForgetSpec
 from unlearnlab.errors import UnlearnlabError, unknown_name
+from unlearnlab.evaluation import PRIMARY_MIAS
+from unlearnlab.methods import get_method
+from unlearnlab.models import list_models
 from unlearnlab.training import Recipe
 
 SALUN_MIA = "mia_efficacy_svc_conf"
 DUALOPTIM_MIA = "mia_lr_entropy_member_rate"
 
-#: gap variants a protocol may show (specs/README.md §2.11); "avg_gap_matched" is the table's Avg.Gap column
+#: gap variants a protocol may show (docs/metrics.md); "avg_gap_matched" is the table's Avg.Gap column
 GAP_VARIANTS = ("avg_gap_matched", "avg_gap_means", "gap_means_ua_ra_ta", "mean_metric_std")
 
-#: compatibility flags of specs/README.md §2.14 (``std_ddof=0`` is the only one a grid protocol honours itself)
+#: compatibility flags (docs/protocols.md; ``std_ddof=0`` is the only one a grid protocol honours itself)
 COMPAT_FLAGS = (
     "compat_val_seed_follows_run_seed", "batching=mixed", "saliency_augment", "teacher_train_mode", "decay_masked",
     "prune_shadow=False", "mask_before_surgery=False", "lambda_projection=use_only", "signal_mode=reference",
@@ -45,28 +51,34 @@ GRID_COMPAT = ("std_ddof=0",)
 EXPERIMENT_MODULES = frozenset({"unlearnlab.experiments.minnorm", "unlearnlab.experiments.certified_budget"})
 
 
-@dataclass(frozen=True)
-class QuickSize:
+class QuickSize(Validated):
     """The ``--quick`` size of a grid protocol: fields that differ from the full size (``None``: same)."""
+
+    what: ClassVar[str] = "quick-size field"
 
     dataset: str | None = None
     model: str | None = None
     forget: str | None = None
     methods: tuple[str, ...] | None = None
     seeds: tuple[int, ...] | None = None
-    recipe: Recipe | None = None
-    retrain_recipe: Recipe | None = None
+    recipe: InstanceOf[Recipe] | None = None
+    retrain_recipe: InstanceOf[Recipe] | None = None
     profile: str | None = None
-    forget_quality_n: int | None = None
+    forget_quality_n: int | None = Field(None, ge=2)
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """One named protocol (evaluation spec §7). Grid protocols set ``dataset`` … ``recipe``; experiment
-    protocols set ``experiment`` (``"module:function"``) and ``seeds``."""
+class Protocol(Validated):
+    """One named protocol (docs/protocols.md). Grid protocols set ``dataset`` … ``recipe``; experiment
+    protocols set ``experiment`` (``"module:function"``) and ``seeds``.
+
+    Field types and the closed vocabularies (gap variants, compat flags) are checked when a protocol is built;
+    :func:`validate` adds the checks that need the registries (dataset, model and method names).
+    """
+
+    what: ClassVar[str] = "protocol field"
 
     name: str
-    version: int
+    version: int = Field(ge=1)
     description: str
     paper: str
     # ---- grid protocols
@@ -74,20 +86,20 @@ class Protocol:
     model: str | None = None
     forget: str | None = None
     #: original-model recipe; ``None`` = :meth:`Recipe.default` of the task (what a plain ``unlearnlab run`` uses)
-    recipe: Recipe | None = None
+    recipe: InstanceOf[Recipe] | None = None
     #: retrain recipe; ``None`` = the original recipe on D_r
-    retrain_recipe: Recipe | None = None
+    retrain_recipe: InstanceOf[Recipe] | None = None
     methods: tuple[str, ...] = ()
     profile: str = "default"
     primary_mia: str = SALUN_MIA
-    val_seed: int = 1
+    val_seed: int = Field(1, ge=1)
     # ---- aggregation
     seeds: tuple[int, ...] = ()
     std_ddof: int = 1
     gap_variants: tuple[str, ...] = ("avg_gap_matched",)
     compat: tuple[str, ...] = ()
     #: N per family of the NeurIPS 2023 forget score on the first seed (bench/forget_quality.py); None = off
-    forget_quality_n: int | None = None
+    forget_quality_n: int | None = Field(None, ge=2)
     quick: QuickSize | None = None
     # ---- experiment protocols
     experiment: str | None = None
@@ -95,6 +107,28 @@ class Protocol:
     aliases: tuple[str, ...] = ()
     #: ``"<c>"`` for a family such as ``digits-class<c>`` (instantiate with :func:`get_protocol`)
     family_param: str | None = None
+
+    @field_validator("gap_variants")
+    @classmethod
+    def _gaps(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if set(value) - set(GAP_VARIANTS) or "avg_gap_matched" not in value:
+            raise UnlearnlabError(f"gap variants must include avg_gap_matched and come from {GAP_VARIANTS}, got "
+                                  f"{value}.")
+        return value
+
+    @field_validator("compat")
+    @classmethod
+    def _compat(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [c for c in value if c not in COMPAT_FLAGS]
+        if bad:
+            raise UnlearnlabError(f"unknown compat flag(s) {bad}; known: {', '.join(COMPAT_FLAGS)}.")
+        return value
+
+    @model_validator(mode="after")
+    def _ddof(self) -> Protocol:
+        if self.std_ddof not in (0, 1) or (self.std_ddof == 0) != ("std_ddof=0" in self.compat):
+            raise UnlearnlabError(f"protocol {self.name!r}: std_ddof is 1, or 0 with the compat flag 'std_ddof=0'.")
+        return self
 
     @property
     def is_experiment(self) -> bool:
@@ -108,13 +142,11 @@ class Protocol:
         """The protocol at its full size, or with the :class:`QuickSize` fields applied."""
         if not quick or self.quick is None:
             return self
-        changes = {f.name: getattr(self.quick, f.name) for f in dataclasses.fields(QuickSize)}
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        changes = {name: getattr(self.quick, name) for name in QuickSize.model_fields}
+        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
 
-    def run_config(self, quick: bool = False, **overrides: Any) -> Any:
+    def run_config(self, quick: bool = False, **overrides: Any) -> RunConfig:
         """The :class:`~unlearnlab.bench.config.RunConfig` of a grid protocol (``overrides`` applied on top)."""
-        from unlearnlab.bench.config import RunConfig, from_dict
-
         if self.is_experiment:
             raise UnlearnlabError(f"Protocol {self.name!r} is an experiment, not a grid: it has no RunConfig.")
         p = self.sized(quick)
@@ -125,7 +157,7 @@ class Protocol:
             retrain_recipe=p.retrain_recipe.to_dict() if p.retrain_recipe is not None else {},
             protocol=self.name, quick=quick, forget_quality_n=p.forget_quality_n,
         )
-        return from_dict({**base.to_dict(), **overrides}) if overrides else base
+        return base.updated(**overrides) if overrides else base
 
     def pinned(self, quick: bool = False) -> dict[str, Any]:
         """Config keys a run of this protocol may not change (changing any of them is another protocol)."""
@@ -157,9 +189,9 @@ def _seed_text(seeds: tuple[int, ...]) -> str:
 
 #: SalUn/OPTML original: SGD 0.1, momentum 0.9, wd 5e-4, batch 256, 182 epochs, MultiStep(91, 136), crop + flip
 CIFAR_ORIGINAL = Recipe(lr=0.1, epochs=182, batch_size=256, schedule="multistep", milestones=(91, 136), augment=True)
-#: Unlearn-Sparse README ``--unlearn retrain``: 160 epochs, lr 0.1, MultiStep(91, 136) (baselines spec §1)
+#: Unlearn-Sparse README ``--unlearn retrain``: 160 epochs, lr 0.1, MultiStep(91, 136) (docs/methods.md)
 CIFAR_RETRAIN = CIFAR_ORIGINAL.replace(epochs=160)
-#: the small-scale recipe (baselines spec §0): what a plain ``unlearnlab run`` trains digits with
+#: the small-scale recipe (docs/methods.md): what a plain ``unlearnlab run`` trains digits with
 DIGITS_RECIPE = Recipe()
 #: quick sizes: the small recipe, fewer epochs
 QUICK_RECIPE = Recipe(epochs=30)
@@ -222,8 +254,6 @@ def _dualoptim() -> Protocol:
 
 
 def _digits(forget: str, name: str) -> Protocol:
-    from unlearnlab.bench.config import DEFAULT_METHODS
-
     what = "random 10% (130 of 1,302)" if forget.startswith("random") else "class c (test drops class c)"
     return Protocol(
         name=name, version=1, paper="unlearnlab embedded default",
@@ -322,9 +352,9 @@ def get_protocol(name: str) -> Protocol:
         c = match["c"]
         quick = family.quick
         if quick is not None and quick.forget is not None:
-            quick = dataclasses.replace(quick, forget=quick.forget.replace("<c>", c))
-        return dataclasses.replace(family, name=target, forget=family.forget.replace("<c>", c),
-                                   family_param=None, quick=quick, aliases=())
+            quick = quick.model_copy(update={"forget": quick.forget.replace("<c>", c)})
+        return family.model_copy(update={"name": target, "forget": str(family.forget).replace("<c>", c),
+                                         "family_param": None, "quick": quick, "aliases": ()})
     raise unknown_name("protocol", name, known_names(), "unlearnlab protocols")
 
 
@@ -344,20 +374,12 @@ def protocol_of_label(label: str) -> Protocol | None:
 
 
 def validate(protocol: Protocol, quick: bool = False) -> None:
-    """Check every name and value of ``protocol`` without loading data (full and quick sizes)."""
-    from unlearnlab.data import list_datasets
-    from unlearnlab.data.forget import ForgetSpec
-    from unlearnlab.evaluation import PRIMARY_MIAS
-    from unlearnlab.methods import get_method
-    from unlearnlab.models import list_models
-
+    """Check the names of ``protocol`` against the registries, without loading data (full or quick size);
+    types and closed vocabularies were checked when it was built."""
     if protocol.family_param is not None:
         protocol = get_protocol(protocol.name.replace("<c>", "0"))
     p = protocol.sized(quick)
     where = f"protocol {protocol.name!r}{' (quick)' if quick else ''}"
-    bad_compat = [c for c in p.compat if c not in COMPAT_FLAGS]
-    if bad_compat:
-        raise UnlearnlabError(f"{where}: unknown compat flag(s) {bad_compat}; known: {', '.join(COMPAT_FLAGS)}.")
     if not p.seeds or min(p.seeds) < 1:
         raise UnlearnlabError(f"{where}: seeds must be integers >= 1, got {p.seeds}.")
     if p.is_experiment:
@@ -378,14 +400,6 @@ def validate(protocol: Protocol, quick: bool = False) -> None:
             raise UnlearnlabError(f"{where}: use the canonical method name {info.name!r}, not {method!r}.")
         if method != "retrain":
             info.resolve(None, p.profile)
-    for recipe in (p.recipe, p.retrain_recipe):
-        if recipe is not None:
-            Recipe.from_dict(recipe.to_dict())
-    unknown_gaps = set(p.gap_variants) - set(GAP_VARIANTS)
-    if unknown_gaps or "avg_gap_matched" not in p.gap_variants:
-        raise UnlearnlabError(f"{where}: gap variants must include avg_gap_matched and come from {GAP_VARIANTS}.")
-    if p.std_ddof not in (0, 1) or (p.std_ddof == 0) != ("std_ddof=0" in p.compat):
-        raise UnlearnlabError(f"{where}: std_ddof is 1, or 0 with the compat flag 'std_ddof=0'.")
     unsupported = [c for c in p.compat if c not in GRID_COMPAT]
     if unsupported:
         raise UnlearnlabError(f"{where}: the grid runner does not implement compat flag(s) {unsupported}.")

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from unlearnlab.version import __version__
+
 
 def default_device() -> torch.device:
     """CUDA when present, else CPU (overridable with ``UNLEARNLAB_DEVICE``)."""
@@ -74,8 +76,26 @@ def train_mode(model: nn.Module) -> contextlib.AbstractContextManager[None]:
     return module_mode(model, True)
 
 
+def umask() -> int:
+    """The process's file-creation mask (read from /proc on Linux; else set and restored at once)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (0666 minus the umask), not the
+    private 0600 of a temporary file: tables, configs and the shared model cache are meant to be read by others.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -83,6 +103,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -98,8 +119,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def environment() -> dict[str, str]:
     """What a result row records about where it was produced."""
-    from unlearnlab import __version__
-
     dev = default_device()
     info = {
         "unlearnlab": __version__,

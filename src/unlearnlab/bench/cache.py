@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from unlearnlab import __version__
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.utils import atomic_write_bytes
+from unlearnlab.version import __version__
 
 CACHE_VERSION = 1
 

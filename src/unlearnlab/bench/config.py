@@ -1,20 +1,27 @@
-"""The benchmark configuration: a typed object, loaded from YAML and overridden by CLI flags.
+"""The benchmark configuration: a validated pydantic model, loaded from YAML and overridden by CLI flags.
 
-Unknown keys and bad values fail with a message that names the key and what is allowed. Nothing in a config
-is evaluated as code.
+:class:`RunConfig` is the one description of a grid that ``unlearnlab run``, ``unlearnlab tune`` and the Python
+API (:func:`unlearnlab.bench.runner.run_grid`) share. Every key is typed; an unknown key or a bad value raises
+:class:`~unlearnlab.errors.UnlearnlabError` naming the key and what is allowed (closest known names for a
+misspelt key). Values that need the registries (method names, their hyperparameters, dataset files) are checked
+when the grid is planned (:func:`unlearnlab.bench.plan.plan`), still before anything is written. Nothing in a
+config is evaluated as code: YAML is read with a safe loader.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import torch
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from unlearnlab.data.forget import ForgetSpec
 from unlearnlab.errors import UnlearnlabError, unknown_name
+from unlearnlab.evaluation import PRIMARY_MIAS
+from unlearnlab.training import Recipe
 
 
 class _Loader(yaml.SafeLoader):
@@ -26,65 +33,24 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader: nothing is evaluated as code
+def parse_yaml(text: str, what: str) -> Any:
+    """``text`` read as YAML with a safe loader; a syntax error or a ``!!python`` tag names ``what`` and fails."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: nothing is evaluated as code
+    except yaml.YAMLError as err:
+        detail = " ".join(str(err).split())
+        raise UnlearnlabError(f"{what} is not valid YAML ({detail}). Quote text values, e.g. key: 'a b'.") from None
 
 
 DEFAULT_METHODS = (
     "retrain", "ft", "ga", "rl", "neggrad-plus", "l1-sparse", "salun", "scrub", "eupmu", "salun+dualoptim",
 )
-
-
-@dataclass
-class RunConfig:
-    """One benchmark grid: dataset × forget spec × methods × seeds on one model."""
-
-    dataset: str = "digits"
-    model: str = "mlp"
-    forget: str = "random:0.1"
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    seeds: tuple[int, ...] = (1, 2, 3)
-    out: str = "runs/default"
-    root: str | None = None
-    cache: bool = True
-    cache_dir: str | None = None
-    device: str | None = None
-    profile: str = "default"
-    primary_mia: str = "mia_efficacy_svc_conf"
-    recipe: dict[str, Any] = field(default_factory=dict)
-    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
-    threads: int | None = None
-    #: recipe of the retrained models (keys as ``recipe``); empty: the original recipe on D_r
-    retrain_recipe: dict[str, Any] = field(default_factory=dict)
-    #: a named protocol (:mod:`unlearnlab.protocols`) that pins dataset, model, forget, recipes and primary MIA
-    protocol: str | None = None
-    #: the protocol's ``--quick`` size
-    quick: bool = False
-    #: where grid cells run: ``serial`` (in this process), ``local`` (process pool) or ``ray``; ``None``: serial
-    #: with one worker, else local (:mod:`unlearnlab.bench.executors`)
-    executor: str | None = None
-    #: concurrent cells (local: pool size, default min(2, CPUs); ray: tasks in flight, default the cluster's)
-    workers: int | None = None
-    #: Ray cluster address (``ray.init(address=...)``); ``None``: ``$RAY_ADDRESS``, else a local instance
-    ray_address: str | None = None
-    #: the NeurIPS 2023 forget score with N unlearned vs N retrained models on the first seed; ``None``: off
-    forget_quality_n: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["methods"], d["seeds"] = list(self.methods), list(self.seeds)
-        for key in _OPTIONAL:  # left out at their defaults: a plain run's config.yaml is unchanged
-            if d[key] == _OPTIONAL[key]:
-                del d[key]
-        return d
-
-    def updated(self, **changes: Any) -> RunConfig:
-        """A copy with the non-``None`` ``changes`` applied (CLI flags override config keys)."""
-        return from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+EXECUTORS = ("serial", "local", "ray")
+PROFILES = ("default", "reference")
 
 
 def parse_seeds(text: str | list | tuple) -> tuple[int, ...]:
-    """``"1,2,3"``, ``"1-5"`` or a list → a tuple of seeds ≥ 1."""
+    """``"1,2,3"``, ``"1-5"`` or a list → a tuple of distinct seeds ≥ 1."""
     if isinstance(text, (list, tuple)):
         items = [str(x) for x in text]
     else:
@@ -105,91 +71,197 @@ def parse_seeds(text: str | list | tuple) -> tuple[int, ...]:
 
 
 def parse_methods(text: str | list | tuple) -> tuple[str, ...]:
+    """``"retrain,ft"`` or a list → a tuple of distinct method names (checked against the registry later)."""
     items = text if isinstance(text, (list, tuple)) else str(text).split(",")
-    methods = tuple(dict.fromkeys(m.strip() for m in items if str(m).strip()))
+    methods = tuple(dict.fromkeys(str(m).strip() for m in items if str(m).strip()))
     if not methods:
         raise UnlearnlabError("methods: name at least one method (see `unlearnlab methods`).")
     return methods
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+def check_device(name: str) -> str:
+    """``name`` when torch reads it as a device (``cpu``, ``cuda``, ``cuda:1``, ``mps``); else a clear error."""
+    try:
+        torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UnlearnlabError(f"device {name!r} is not a device name: use cpu, cuda, cuda:N (the N-th GPU) or "
+                              "mps.") from None
+    return name
+
+
+class Validated(BaseModel):
+    """A frozen, strict pydantic model whose construction errors are :class:`UnlearnlabError` messages that
+    name the key (``<what> 'key'``) and what it accepts; an unknown key suggests the closest known ones."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    #: how messages call a key of this model
+    what: ClassVar[str] = "key"
+
+    def __init__(self, **data: Any) -> None:
+        for key in data:
+            if key not in type(self).model_fields:
+                raise unknown_name(self.what, key, type(self).model_fields)
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise validation_error(err, type(self)) from None
+
+
+_RECIPE_KEYS = ("recipe", "retrain_recipe")
+
+
+class RunConfig(Validated):
+    """One benchmark grid: dataset × forget spec × methods × seeds on one model, and where it runs."""
+
+    what: ClassVar[str] = "config key"
+
+    dataset: str = Field("digits", description="dataset name (`unlearnlab datasets`)")
+    model: str = Field("mlp", description="model name (`unlearnlab models`)")
+    forget: str = Field("random:0.1", description="random:0.1 (fraction) | random:130 (count) | class:3 | "
+                                                  "indices:FILE.npy")
+    methods: tuple[str, ...] = Field(DEFAULT_METHODS, description="methods; retrain always runs first")
+    seeds: tuple[int, ...] = Field((1, 2, 3), description="seeds >= 1 ('1,2,3' or '1-5')")
+    out: str = Field("runs/default", description="output folder")
+    root: str | None = Field(None, description="folder holding the dataset files")
+    cache: bool = Field(True, description="reuse cached original and retrained models")
+    cache_dir: str | None = Field(None, description="model cache folder (default $UNLEARNLAB_CACHE)")
+    device: str | None = Field(None, description="cpu, cuda, cuda:N (default: CUDA when present)")
+    profile: str = Field("default", description="hyperparameter profile: default | reference")
+    primary_mia: str = Field("mia_efficacy_svc_conf", description="the MIA of the table's MIA column")
+    recipe: dict[str, Any] = Field(default_factory=dict, description="original-model recipe keys")
+    hparams: dict[str, dict[str, Any]] = Field(default_factory=dict, description="{method: {key: value}}")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads")
+    retrain_recipe: dict[str, Any] = Field(default_factory=dict, description="retrain recipe keys (default: "
+                                                                               "the original recipe)")
+    protocol: str | None = Field(None, description="a named protocol (`unlearnlab protocols`)")
+    quick: bool = Field(False, description="the protocol's --quick size")
+    executor: str | None = Field(None, description="serial | local | ray (default: serial, local with "
+                                                   "workers > 1)")
+    workers: int | None = Field(None, ge=1, description="concurrent cells")
+    ray_address: str | None = Field(None, description="Ray cluster address")
+    forget_quality_n: int | None = Field(None, ge=2, description="N of the NeurIPS'23 forget score (>= 2)")
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, value: Any) -> tuple[int, ...]:
+        return parse_seeds(value)
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods(cls, value: Any) -> tuple[str, ...]:
+        return parse_methods(value)
+
+    @field_validator("forget")
+    @classmethod
+    def _forget(cls, value: str) -> str:
+        ForgetSpec.parse(value)
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str | None) -> str | None:
+        return None if value is None else check_device(value)
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: str) -> str:
+        if value not in PROFILES:
+            raise UnlearnlabError(f"Unknown profile {value!r}: use 'default' (small scale) or 'reference'.")
+        return value
+
+    @field_validator("primary_mia")
+    @classmethod
+    def _mia(cls, value: str) -> str:
+        if value not in PRIMARY_MIAS:
+            raise UnlearnlabError(f"primary_mia {value!r}: use one of {', '.join(PRIMARY_MIAS)}.")
+        return value
+
+    @field_validator("executor")
+    @classmethod
+    def _executor(cls, value: str | None) -> str | None:
+        if value is not None and value not in EXECUTORS:
+            raise unknown_name("executor", value, EXECUTORS)
+        return value
+
+    @field_validator(*_RECIPE_KEYS, mode="before")
+    @classmethod
+    def _recipe(cls, value: Any) -> Any:
+        value = {} if value is None else value
+        if isinstance(value, dict):
+            Recipe.from_dict(value)  # unknown keys and bad types, with the recipe's own message
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-ready values; the optional keys are left out at their defaults (a plain run's
+        ``config.yaml`` stays as it was before they existed)."""
+        d = self.model_dump()
+        d["methods"], d["seeds"] = list(self.methods), list(self.seeds)
+        for key, default in _OPTIONAL.items():
+            if d[key] == default:
+                del d[key]
+        return d
+
+    def updated(self, **changes: Any) -> RunConfig:
+        """A validated copy with the non-``None`` ``changes`` applied (CLI flags override config keys)."""
+        return RunConfig(**{**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
+
+
 _OPTIONAL: dict[str, Any] = {"retrain_recipe": {}, "protocol": None, "quick": False, "executor": None,
                              "workers": None, "ray_address": None, "forget_quality_n": None}
-EXECUTORS = ("serial", "local", "ray")
+_EXPECTED = {"string_type": "a string", "bool_type": "true or false", "int_type": "an integer",
+             "float_type": "a number", "dict_type": "a mapping", "tuple_type": "a list", "list_type": "a list"}
 
 
-def from_dict(data: dict[str, Any]) -> RunConfig:
-    """Validate a mapping into a :class:`RunConfig`."""
+def validation_error(err: ValidationError, model: type[Validated]) -> UnlearnlabError:
+    """The first problem of a pydantic ``err`` as one message that names the key and what it accepts."""
+    first = err.errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, UnlearnlabError):  # our own validators already wrote the message
+        return cause
+    key = ".".join(str(part) for part in first["loc"])
+    field = model.model_fields.get(str(first["loc"][0]))
+    bound = next((m.ge for m in (field.metadata if field else []) if hasattr(m, "ge")), None)
+    if bound is not None and first["type"] in ("greater_than_equal", "int_type", "int_parsing"):
+        expected = f"an integer >= {bound}"
+    else:
+        expected = _EXPECTED.get(first["type"], first["msg"].removeprefix("Input should be ").lower())
+    return UnlearnlabError(f"{model.what} {key!r} must be {expected}, got {first.get('input')!r}.")
+
+
+def from_dict(data: Any) -> RunConfig:
+    """Validate a mapping (e.g. a parsed YAML file) into a :class:`RunConfig`."""
     if not isinstance(data, dict):
         raise UnlearnlabError(f"A config must be a mapping of keys to values, got {type(data).__name__}.")
-    for key in data:
-        if key not in _FIELDS:
-            raise unknown_name("config key", key, _FIELDS)
-    values = dict(data)
-    if "seeds" in values:
-        values["seeds"] = parse_seeds(values["seeds"])
-    if "methods" in values:
-        values["methods"] = parse_methods(values["methods"])
-    for key in ("recipe", "hparams", "retrain_recipe"):
-        if key in values and not isinstance(values[key] or {}, dict):
-            raise UnlearnlabError(f"config key {key!r} must be a mapping, got {values[key]!r}.")
-        values[key] = dict(values.get(key) or {})
-    for key in ("cache", "quick"):
-        if key in values and not isinstance(values[key], bool):
-            raise UnlearnlabError(f"config key {key!r} must be true or false, got {values[key]!r}.")
-    for key in ("dataset", "model", "forget", "out", "profile", "primary_mia"):
-        if key in values and not isinstance(values[key], str):
-            raise UnlearnlabError(f"config key {key!r} must be a string, got {values[key]!r}.")
-    if values.get("protocol") is not None and not isinstance(values["protocol"], str):
-        raise UnlearnlabError(f"config key 'protocol' must be a protocol name, got {values['protocol']!r}.")
-    if values.get("executor") is not None and values["executor"] not in EXECUTORS:
-        raise unknown_name("executor", str(values["executor"]), EXECUTORS)
-    workers = values.get("workers")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise UnlearnlabError(f"config key 'workers' must be an integer >= 1, got {workers!r}.")
-    fq = values.get("forget_quality_n")
-    if fq is not None and (isinstance(fq, bool) or not isinstance(fq, int) or fq < 2):
-        raise UnlearnlabError(f"config key 'forget_quality_n' must be an integer >= 2 (models per family), got {fq!r}.")
-    if values.get("ray_address") is not None and not isinstance(values["ray_address"], str):
-        raise UnlearnlabError(f"config key 'ray_address' must be a string, got {values['ray_address']!r}.")
-    return RunConfig(**values)
+    return RunConfig(**{str(k): v for k, v in data.items()})
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Read a YAML config with ``yaml.safe_load`` and validate it."""
+    """Read a YAML config with a safe loader and validate it."""
     return from_dict(load_config_dict(path))
 
 
 def load_config_dict(path: str | Path) -> dict[str, Any]:
-    """The raw mapping of a YAML config file (keys validated, values not yet)."""
+    """The mapping of a YAML config file, its keys checked (values are checked by :func:`from_dict`)."""
     path = Path(path)
-    if not path.exists():
-        raise UnlearnlabError(f"Config file {path} does not exist.")
+    if not path.is_file():
+        raise UnlearnlabError(f"Config file {path} does not exist (or is not a file).")
     try:
-        data = _yaml(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UnlearnlabError(f"Config file {path} is not valid YAML: {err}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UnlearnlabError(f"Config file {path} cannot be read as UTF-8 text ({err}).") from None
+    data = parse_yaml(text, f"Config file {path}") or {}
     if not isinstance(data, dict):
         raise UnlearnlabError(f"A config must be a mapping of keys to values, got {type(data).__name__}.")
     for key in data:
-        if key not in _FIELDS:
-            raise unknown_name("config key", key, _FIELDS)
+        if key not in RunConfig.model_fields:
+            raise unknown_name("config key", str(key), RunConfig.model_fields)
     return data
 
 
-def protocol_config(name: str, quick: bool = False, data: dict[str, Any] | None = None) -> RunConfig:
-    """The protocol's config with the keys of ``data`` (e.g. a config file) on top; pinned keys are checked
-    by :func:`unlearnlab.bench.runner.plan`."""
-    from unlearnlab.protocols import get_protocol
-
-    return get_protocol(name).run_config(quick, **{k: v for k, v in (data or {}).items()
-                                                   if k not in ("protocol", "quick")})
-
-
 def parse_assignment(text: str) -> tuple[str, str, Any]:
-    """``method.key=value`` (value parsed as YAML scalar) → (method, key, value)."""
+    """``method.key=value`` (value read as a YAML scalar) → (method, key, value)."""
     lhs, sep, rhs = text.partition("=")
     method, dot, key = lhs.partition(".")
-    if not sep or not dot or not method or not key:
+    if not sep or not dot or not method.strip() or not key.strip():
         raise UnlearnlabError(f"--set {text!r}: use METHOD.KEY=VALUE, e.g. --set salun.lr=0.02.")
-    return method.strip(), key.strip(), _yaml(rhs)
+    return method.strip(), key.strip(), parse_yaml(rhs, f"--set {text!r}: the value")

@@ -1,176 +1,103 @@
 """Where the cells of a benchmark grid run: in this process, in a local process pool, or as Ray tasks.
 
-A cell's work is :func:`run_cell`, a pure function of a small picklable :class:`CellSpec` (method, seed,
-hyperparameters, the paths of the cached original and retrained checkpoints, the device): it rebuilds the task,
-loads both models with ``weights_only=True``, unlearns, scores and returns a plain result dict. It never sees the
-results store nor the output folder: the driver (:func:`unlearnlab.bench.runner.run_grid`) starts each row
-before dispatch and finishes it when the result arrives, so SQLite has one writer whatever the executor, and an
-interrupted run resumes exactly as a serial one.
+An executor receives a cell as its result :class:`~unlearnlab.bench.cells.Row` (kept by the driver) and its
+*work*: a small picklable callable (:class:`CellWork`, e.g. :class:`~unlearnlab.bench.classification.
+ClassificationCell`) returning :class:`~unlearnlab.bench.cells.Scores`. A worker runs :func:`execute`, which
+classifies the outcome with :func:`unlearnlab.bench.cells.attempt`; the driver
+(:func:`unlearnlab.bench.runner.run_grid`) starts each row before dispatch and finishes it when the outcome
+arrives, so SQLite has one writer whatever the executor, and an interrupted run resumes exactly as a serial one.
+Executors know nothing about the task family: what a cell computes is its work's business.
 
 Executors (``--executor``):
 
 * ``serial`` runs each cell in the calling process when it is submitted (per-cell progress bars);
 * ``local`` runs cells in a ``concurrent.futures.ProcessPoolExecutor`` (``spawn``), one torch thread per worker
-  unless ``threads`` says otherwise;
+  unless ``threads`` says otherwise. Each worker watches its parent and exits when the driver is gone (killed
+  with SIGKILL or SIGTERM), so no worker outlives its run;
 * ``ray`` runs each cell as a Ray task with ``num_cpus=1`` and ``num_gpus=1`` on CUDA, on the cluster at
-  ``ray_address`` / ``$RAY_ADDRESS`` or on a local instance. The checkpoints travel through Ray's object store,
-  so remote nodes need the package and the dataset files (``root``), not the driver's model cache.
+  ``ray_address`` / ``$RAY_ADDRESS`` or on a local instance. The files a work reads (``work.files()``, e.g.
+  cached checkpoints) travel through Ray's object store, so remote nodes need the package and the dataset files
+  (``root``), not the driver's model cache.
 
-Same spec, same code, same thread count: CPU metrics are bit-identical whatever the executor.
+Same work, same code, same thread count: CPU metrics are bit-identical whatever the executor.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
+import importlib.util
 import logging
+import multiprocessing
 import os
-import traceback
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from unlearnlab.errors import DivergenceError, UnlearnlabError
+from unlearnlab.bench.cells import Outcome, Row, Scores, attempt, failure
+from unlearnlab.bench.config import EXECUTORS
+from unlearnlab.errors import UnlearnlabError, unknown_name
 
 Progress = Callable[[str, float], None]
-Result = dict[str, Any]
+Tick = Callable[[float], None]
+#: seconds between a pool worker's checks that its driver is still alive
+PARENT_CHECK_SECONDS = 1.0
 
-#: the retrain checkpoint's metadata carried into the ``retrain`` row's stats
-RETRAIN_META_KEYS = ("seconds", "forward_samples", "backward_samples", "optimizer_steps", "device")
 
+class CellWork(Protocol):
+    """The picklable work of one cell. ``device`` is where it computes (Ray may move it to its GPU)."""
 
-@dataclass(frozen=True)
-class CellSpec:
-    """Everything one grid cell needs, and nothing that lets it write results (no store, no output folder)."""
-
-    run_key: str
-    method: str
-    seed: int
-    hparams: dict[str, Any]
-    dataset: str
-    model: str
-    forget: str
-    root: str | None
     device: str
-    primary_mia: str
-    #: the split the driver planned for this seed; a worker whose data differ refuses to run
-    split_hash: str
-    #: cached checkpoints (paths on the driver; Ray ships their bytes)
-    original: str
-    retrain: str
-    #: seconds, counters and device of the retrained model's training (the ``retrain`` row's RTE)
-    retrain_meta: dict[str, Any] = field(default_factory=dict)
-    #: metrics of the retrained model, the per-seed gap's reference (computed once by the driver)
-    reference: dict[str, float] = field(default_factory=dict)
-    reference_definitions: dict[str, str] = field(default_factory=dict)
-    #: torch CPU threads in a worker process (not applied by the serial executor)
-    threads: int = 1
 
-    @property
-    def label(self) -> str:
-        return f"{self.method} (seed {self.seed})"
+    def files(self) -> tuple[str, ...]:
+        """Paths of the files the work reads (shipped as bytes by executors without a shared disk)."""
+        ...
+
+    def __call__(self, files: Mapping[str, bytes] | None = None, progress: Tick | None = None,
+                 shared: Any = None) -> Scores:
+        """Compute the cell; ``files`` maps a path of :meth:`files` to its bytes (else read from disk);
+        ``shared`` is an in-process object of the driver the work may reuse (serial executor only)."""
+        ...
 
 
-@lru_cache(maxsize=1)
-def _task(dataset: str, forget: str, seed: int, device: str, root: str | None) -> Any:
-    """The task of a seed, kept for the next cell of the same seed (cells never mutate a task)."""
-    from unlearnlab.data.forget import make_task
-
-    return make_task(dataset, forget, seed, device=device, root=root)
-
-
-def _load(spec: CellSpec, task: Any, kind: str, checkpoints: Mapping[str, bytes] | None) -> torch.nn.Module:
-    from unlearnlab.bench.cache import load_checkpoint
-    from unlearnlab.models import create
-
-    path = spec.original if kind == "original" else spec.retrain
-    model = create(spec.model, task, seed=spec.seed, device=spec.device)
-    source = io.BytesIO(checkpoints[path]) if checkpoints and path in checkpoints else path
-    load_checkpoint(source, model)  # weights_only=True; refuses another architecture
-    return model.to(spec.device).eval()
-
-
-def run_cell(spec: CellSpec, checkpoints: Mapping[str, bytes] | None = None,
-             progress: Progress | None = None, task: Any = None) -> Result:
-    """Run one cell; returns ``{run_key, status, metrics, definitions, stats, error, message, artifact}``.
-
-    ``status`` is ``done``, ``diverged`` or ``failed`` (a method error is the row's status, never an exception);
-    ``artifact`` holds a certified model's weights and certificate, for the driver to save. ``checkpoints`` maps
-    a checkpoint path of the spec to its bytes (Ray); missing paths are read from disk. ``task``: the driver's
-    task of this seed (serial executor; saves building it twice), used only when its split hash matches.
-    """
-    from unlearnlab.api import unlearn
-    from unlearnlab.evaluation import Evaluation, evaluate
-
-    result: Result = {"run_key": spec.run_key, "status": "failed", "metrics": {}, "definitions": {}, "stats": {},
-                      "error": None, "message": None, "artifact": None}
+def execute(work: CellWork, files: Mapping[str, bytes] | None = None, progress: Tick | None = None,
+            shared: Any = None) -> Outcome:
+    """Run ``work`` and classify its outcome (what every executor runs, in whatever process)."""
     if progress is not None:
-        progress(spec.label, 0.0)
-    try:
-        if task is None or getattr(task, "split_hash", None) != spec.split_hash:
-            task = _task(spec.dataset, spec.forget, spec.seed, spec.device, spec.root)
-        if task.split_hash != spec.split_hash:
-            raise UnlearnlabError(f"This worker's {spec.dataset} split ({task.split_hash}) differs from the "
-                                  f"driver's ({spec.split_hash}): give every node the same dataset files.")
-        if spec.method == "retrain":
-            model = _load(spec, task, "retrain", checkpoints)
-            meta = spec.retrain_meta
-            seconds = meta["seconds"]
-            counters = {k: meta.get(k) for k in ("forward_samples", "backward_samples", "optimizer_steps")}
-            extra: dict[str, Any] = {"cached_retrain_device": meta.get("device")}
-            reference = None
-        else:
-            original = _load(spec, task, "original", checkpoints)
-            tick = None if progress is None else (lambda f: progress(spec.label, f))
-            res = unlearn(original, task, method=spec.method, seed=spec.seed, progress=tick, **spec.hparams)
-            model, seconds, counters, extra = res.model, res.seconds, res.counters.as_dict(), res.stats
-            if res.certificate is not None:  # the driver saves the certified model next to its certificate
-                result["artifact"] = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                      "certificate": res.certificate}
-            reference = Evaluation(dict(spec.reference), dict(spec.reference_definitions))
-        scores = evaluate(model, task, reference, spec.primary_mia)
-        result.update(status="done", metrics=scores.metrics, definitions=scores.definitions,
-                      stats={"rte_minutes": seconds / 60.0, "seconds": seconds, **counters, **extra})
-    except DivergenceError as err:
-        result.update(status="diverged", error=str(err), message=str(err))
-    except Exception as err:  # a method error is the row's status; the grid goes on
-        result.update(status="failed", error="".join(traceback.format_exception(err))[-4000:],
-                      message=f"{type(err).__name__}: {err}")
+        progress(0.0)
+    outcome = attempt(lambda: work(files, progress, shared))
     if progress is not None:
-        progress(spec.label, 1.0)
-    return result
+        progress(1.0)
+    return outcome
 
 
-def _crashed(spec: CellSpec, err: BaseException) -> Result:
-    """The result of a cell whose worker died (killed, out of memory, lost node): a failed row, retried later."""
-    return {"run_key": spec.run_key, "status": "failed", "metrics": {}, "definitions": {}, "stats": {},
-            "error": "".join(traceback.format_exception(err))[-4000:],
-            "message": f"worker lost — {type(err).__name__}: {err}", "artifact": None}
+def _crashed(err: BaseException) -> Outcome:
+    """The outcome of a cell whose worker died (killed, out of memory, lost node): failed, retried later."""
+    return failure(err, prefix="worker lost — ")
 
 
 # ------------------------------------------------------------------------------------------------ executors
 
 
 class Executor(ABC):
-    """Submit cells, then collect ``(spec, result)`` pairs as they finish. A context manager: leaving it on an
+    """Submit cells, then collect ``(row, outcome)`` pairs as they finish. A context manager: leaving it on an
     exception cancels queued cells and stops running ones (their rows stay ``running`` and are re-run)."""
 
     name = "executor"
 
     @abstractmethod
-    def submit(self, spec: CellSpec, progress: Progress | None = None, task: Any = None) -> None:
-        """Queue (or, serial, run) a cell; ``progress`` and ``task`` are used only in this process."""
+    def submit(self, row: Row, work: CellWork, progress: Progress | None = None, shared: Any = None) -> None:
+        """Queue (or, serial, run) a cell; ``progress`` and ``shared`` are used only in this process."""
 
     @abstractmethod
-    def collect(self, block: bool) -> Iterator[tuple[CellSpec, Result]]:
+    def collect(self, block: bool) -> Iterator[tuple[Row, Outcome]]:
         """Finished cells; with ``block``, every submitted cell (waiting for each), else those ready now."""
 
     def close(self, cancel: bool = False) -> None:  # noqa: B027  (default: nothing to release)
@@ -184,26 +111,32 @@ class Executor(ABC):
 
 
 class SerialExecutor(Executor):
-    """Each cell runs in this process when submitted (today's behaviour; no pickling, per-cell progress)."""
+    """Each cell runs in this process when submitted (no pickling, per-cell progress)."""
 
     name = "serial"
 
     def __init__(self) -> None:
-        self._done: list[tuple[CellSpec, Result]] = []
+        self._done: list[tuple[Row, Outcome]] = []
 
-    def submit(self, spec: CellSpec, progress: Progress | None = None, task: Any = None) -> None:
-        self._done.append((spec, run_cell(spec, progress=progress, task=task)))
+    def submit(self, row: Row, work: CellWork, progress: Progress | None = None, shared: Any = None) -> None:
+        tick = None if progress is None else (lambda fraction: progress(row.label, fraction))
+        self._done.append((row, execute(work, progress=tick, shared=shared)))
 
-    def collect(self, block: bool) -> Iterator[tuple[CellSpec, Result]]:
+    def collect(self, block: bool) -> Iterator[tuple[Row, Outcome]]:
         while self._done:
             yield self._done.pop(0)
 
-    def close(self, cancel: bool = False) -> None:
-        _task.cache_clear()
+
+def _watch_parent(parent: int) -> None:
+    """Exit this worker as soon as its parent (the driver) is gone, whatever killed it."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
+    threading.Thread(target=_watch_parent, args=(parent,), name="unlearnlab-parent-watch", daemon=True).start()
 
 
 class LocalExecutor(Executor):
@@ -212,22 +145,20 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, workers: int, threads: int = 1) -> None:
-        import multiprocessing
-
         self.workers = workers
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker, initargs=(threads,))
-        self._pending: dict[Future, CellSpec] = {}
+                                         initializer=_init_worker, initargs=(threads, os.getpid()))
+        self._pending: dict[Future, Row] = {}
 
-    def submit(self, spec: CellSpec, progress: Progress | None = None, task: Any = None) -> None:
+    def submit(self, row: Row, work: CellWork, progress: Progress | None = None, shared: Any = None) -> None:
         try:
-            self._pending[self._pool.submit(run_cell, spec)] = spec
+            self._pending[self._pool.submit(execute, work)] = row
         except BrokenProcessPool as err:
             raise UnlearnlabError(f"The local process pool broke ({err}); cells left 'running' are re-run by the "
                                   "next `unlearnlab run`. Try --executor serial to see the error in-process.") \
                 from err
 
-    def collect(self, block: bool) -> Iterator[tuple[CellSpec, Result]]:
+    def collect(self, block: bool) -> Iterator[tuple[Row, Outcome]]:
         while self._pending:
             ready = [f for f in self._pending if f.done()]
             if not ready:
@@ -235,11 +166,11 @@ class LocalExecutor(Executor):
                     return
                 ready = list(wait_futures(list(self._pending), return_when=FIRST_COMPLETED).done)
             for future in sorted(ready, key=lambda f: list(self._pending).index(f)):  # submission order
-                spec = self._pending.pop(future)
+                row = self._pending.pop(future)
                 try:
-                    yield spec, future.result()
+                    yield row, future.result()
                 except Exception as err:  # BrokenProcessPool: the worker died
-                    yield spec, _crashed(spec, err)
+                    yield row, _crashed(err)
 
     def close(self, cancel: bool = False) -> None:
         if cancel:
@@ -251,10 +182,10 @@ class LocalExecutor(Executor):
         self._pool.shutdown(wait=True, cancel_futures=cancel)
 
 
-def _ray_cell(spec: CellSpec, original: bytes, retrain: bytes) -> Result:
-    """The Ray task: the checkpoints arrive as bytes from the object store (no shared file system needed)."""
-    torch.set_num_threads(max(1, spec.threads))
-    return run_cell(spec, {spec.original: original, spec.retrain: retrain})
+def _ray_cell(work: CellWork, threads: int, paths: tuple[str, ...], *blobs: bytes) -> Outcome:
+    """The Ray task: the work's files arrive as bytes from the object store (no shared file system needed)."""
+    torch.set_num_threads(max(1, threads))
+    return execute(work, dict(zip(paths, blobs, strict=True)))
 
 
 class RayExecutor(Executor):
@@ -262,12 +193,12 @@ class RayExecutor(Executor):
 
     Connects to ``address`` (else ``$RAY_ADDRESS``, else starts a local instance with ``workers`` CPUs, default
     all); a Ray already initialised by the caller is used as is and left running. ``workers`` caps the cells in
-    flight.
+    flight; each task uses ``threads`` torch threads.
     """
 
     name = "ray"
 
-    def __init__(self, workers: int | None, device: str, address: str | None = None) -> None:
+    def __init__(self, workers: int | None, device: str, address: str | None = None, threads: int = 1) -> None:
         ray = _import_ray()
         self._ray = ray
         self._owner = not ray.is_initialized()
@@ -283,9 +214,10 @@ class RayExecutor(Executor):
         self._remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(_ray_cell)
         self._device = "cuda" if gpus else device  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
         self._limit = workers
+        self._threads = threads
         self._blobs: dict[str, Any] = {}
-        self._queue: list[CellSpec] = []
-        self._running: dict[Any, CellSpec] = {}
+        self._queue: list[tuple[Row, CellWork]] = []
+        self._running: dict[Any, Row] = {}
 
     def _blob(self, path: str) -> Any:
         if path not in self._blobs:
@@ -294,30 +226,31 @@ class RayExecutor(Executor):
 
     def _dispatch(self) -> None:
         while self._queue and (self._limit is None or len(self._running) < self._limit):
-            spec = self._queue.pop(0)
-            if spec.device != self._device:
-                spec = dataclasses.replace(spec, device=self._device)
-            ref = self._remote.remote(spec, self._blob(spec.original), self._blob(spec.retrain))
-            self._running[ref] = spec
+            row, work = self._queue.pop(0)
+            if work.device != self._device:
+                work = dataclasses.replace(work, device=self._device)  # type: ignore[type-var]
+            paths = tuple(work.files())
+            ref = self._remote.remote(work, self._threads, paths, *(self._blob(p) for p in paths))
+            self._running[ref] = row
 
-    def submit(self, spec: CellSpec, progress: Progress | None = None, task: Any = None) -> None:
-        self._queue.append(spec)
+    def submit(self, row: Row, work: CellWork, progress: Progress | None = None, shared: Any = None) -> None:
+        self._queue.append((row, work))
         self._dispatch()
 
-    def collect(self, block: bool) -> Iterator[tuple[CellSpec, Result]]:
+    def collect(self, block: bool) -> Iterator[tuple[Row, Outcome]]:
         ray = self._ray
         while self._running:
             ready, _ = ray.wait(list(self._running), num_returns=1, timeout=None if block else 0)
             if not ready:
                 return
             for ref in ready:
-                spec = self._running.pop(ref)
+                row = self._running.pop(ref)
                 try:
-                    result = ray.get(ref)
+                    outcome = ray.get(ref)
                 except Exception as err:  # a crashed worker or a lost node
-                    result = _crashed(spec, err)
+                    outcome = _crashed(err)
                 self._dispatch()
-                yield spec, result
+                yield row, outcome
 
     def close(self, cancel: bool = False) -> None:
         if cancel:
@@ -359,15 +292,10 @@ def resolve(executor: str | None, workers: int | None) -> tuple[str, int | None]
 def check(executor: str | None, workers: int | None) -> None:
     """Raise before anything is written when the executor cannot run (unknown name, Ray not installed)."""
     name, _ = resolve(executor, workers)
-    if name not in ("serial", "local", "ray"):
-        from unlearnlab.errors import unknown_name
-
-        raise unknown_name("executor", name, ("serial", "local", "ray"))
-    if name == "ray":
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            _import_ray()
+    if name not in EXECUTORS:
+        raise unknown_name("executor", name, EXECUTORS)
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        _import_ray()
 
 
 def make_executor(executor: str | None, workers: int | None, device: str, threads: int | None = None,
@@ -379,4 +307,4 @@ def make_executor(executor: str | None, workers: int | None, device: str, thread
         return SerialExecutor()
     if name == "local":
         return LocalExecutor(int(workers or 1), threads or 1)
-    return RayExecutor(workers, device, ray_address)
+    return RayExecutor(workers, device, ray_address, threads or 1)

@@ -1,4 +1,4 @@
-"""Forget quality: the NeurIPS 2023 per-example ε forget score of one method on one task (evaluation §3.4).
+"""Forget quality: the NeurIPS 2023 per-example ε forget score of one method on one task (docs/metrics.md).
 
 :func:`forget_quality` builds the two model families the official score compares, on ONE forget set:
 
@@ -31,6 +31,10 @@ import torch
 from torch import nn
 
 from unlearnlab.api import unlearn
+from unlearnlab.bench.cache import ModelCache
+from unlearnlab.bench.cells import check_finite
+from unlearnlab.bench.plan import Plan
+from unlearnlab.bench.trained import retrained_model
 from unlearnlab.data.forget import ForgetTask
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.metrics.accuracy import accuracy
@@ -123,7 +127,8 @@ def forget_quality(
     modified), or a callable ``seed -> nn.Module`` returning the unlearned model of seed s (then ``original``
     and ``hparams`` are not used and ``hparams`` must be empty). ``retrain_fn(seed)`` returns the model retrained
     from scratch on D_r with that seed; it is called exactly once per seed, for the same N seeds, and its models
-    are only read. A :class:`~unlearnlab.errors.DivergenceError` of any unlearning run propagates.
+    are only read. A :class:`~unlearnlab.errors.DivergenceError` of any unlearning run (also an unlearned model
+left with non-finite weights) propagates.
 
     Returns a JSON-serialisable dict: ``definition`` (``"forget_score_eps"``), ``F``, ``eps_bar``,
     ``n_models``, ``final_score``, ``eps_mean``, ``eps_median``, ``eps_max``, ``eps_cap_fraction`` (share of
@@ -163,6 +168,7 @@ def forget_quality(
             model, method_name, resolved = res.model, res.method, res.hparams
         else:
             model = method(seed)
+        check_finite(model, f"{method_name} (seed {seed})")
         s, ra, ta = _model_scores(model, task)
         unlearned_scores.append(s)
         ra_u.append(ra)
@@ -216,21 +222,17 @@ def forget_quality(
     return _jsonable(result)
 
 
-def retrain_factory(cache: Any, plan: Any, task: ForgetTask, progress: Progress | None = None
+def retrain_factory(cache: ModelCache, plan: Plan, task: ForgetTask, progress: Progress | None = None
                     ) -> Callable[[int], nn.Module]:
     """``retrain_fn`` for :func:`forget_quality` served by the benchmark's content-addressed model cache.
 
-    ``retrain_fn(seed)`` is the runner's retrained model (kind ``"retrain"``, ``plan``'s retrain recipe, fresh
-    init with ``seed``) on ``task``'s split (identity ``data = task.split_hash``), so seed s of the grid's own
-    task is the very checkpoint the grid scores against, and the other seeds are trained once and cached. Uses
-    :func:`unlearnlab.bench.runner.trained_model` (imported when called: the runner imports this module).
+    ``retrain_fn(seed)`` is the runner's retrained model (``plan``'s retrain recipe, fresh init with ``seed``)
+    on ``task``'s split, so seed s of the grid's own task is the very checkpoint the grid scores against, and
+    the other seeds are trained once and cached.
     """
-    from unlearnlab.bench.runner import trained_model
-
-    report = progress or (lambda label, fraction: None)
 
     def retrain_fn(seed: int) -> nn.Module:
-        model, _ = trained_model(cache, "retrain", task, plan, int(seed), task.split_hash, report)
+        model, _ = retrained_model(cache, task, plan, int(seed), progress)
         return model
 
     return retrain_fn

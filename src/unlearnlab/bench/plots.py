@@ -10,11 +10,8 @@ Figures are built with :class:`matplotlib.figure.Figure` (rendered by the Agg/PD
   Retrain as the reference star and the Pareto front drawn through the non-dominated methods.
 * :func:`eps_histogram_plot`: the per-example ε histograms of the NeurIPS 2023 forget score (rows with
   ``stats["forget_quality"]``, ``unlearnlab run --forget-quality N``), one panel per method, ε̄ marked.
-* :func:`certified_budget_plot`: test accuracy against the epoch budget E of the ``certified-budget`` experiment,
-  one panel per certified ε, the val-selected configuration per (method, ε, E), Retrain as the reference line.
-* :func:`poisoning_fit_plot`: MinNorm-OG's sine poisoning experiment, one panel per T: sin x, the training points
-  (poisoned ones in red) and the fits of Retrain, MinNorm-OG and GD of the median trial.
-* :func:`write_plots`: every applicable figure of a ``results.sqlite`` (groups without the data are skipped).
+* :func:`write_plots`: every applicable figure of a ``results.sqlite`` (groups without the data are skipped),
+  including the experiment protocols' figures of :mod:`unlearnlab.bench.experiment_plots`.
 """
 
 from __future__ import annotations
@@ -30,27 +27,21 @@ import matplotlib
 import matplotlib.ticker
 from matplotlib.figure import Figure
 
+from unlearnlab.bench.experiment_plots import (
+    certified_budget_plot,
+    certified_budget_points,
+    has_fit,
+    is_certified_budget,
+    poisoning_fit_plot,
+    poisoning_fits,
+)
+from unlearnlab.bench.figures import digest, save_figure, slug
 from unlearnlab.bench.report import REFERENCE, group_rows, summarize
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.errors import UnlearnlabError
 
-FORMATS = ("png", "pdf")
 _LABELS = {"value": "Avg.Gap (selection split)", "ua": "UA (%)", "ra": "RA (%)", "ta": "TA (%)", "mia": "MIA (%)",
            "ua_gap": "UA gap to Retrain (|UA − UA_retrain|, %)", "gap": "Avg.Gap"}
-
-
-def _save(fig: Any, path: str | Path) -> list[Path]:
-    """Save ``fig`` as ``path``.png and ``path``.pdf (a given .png/.pdf suffix is replaced); close it."""
-    base = Path(path)
-    if base.suffix.lower() in (".png", ".pdf"):
-        base = base.with_suffix("")
-    base.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in FORMATS:
-        target = base.parent / f"{base.name}.{fmt}"
-        fig.savefig(target, dpi=150, bbox_inches="tight")
-        paths.append(target)
-    return paths
 
 
 def _trial_value(trial: Mapping[str, Any], metric: str) -> float | None:
@@ -115,7 +106,7 @@ def sensitivity_plot(trials: Sequence[Mapping[str, Any]], param: str, metric: st
     ax.set_title(title or f"Sensitivity: {_LABELS.get(metric, metric)} vs {param}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def pareto_front(points: Sequence[tuple[float, float]], minimize: tuple[bool, bool] = (True, False)) -> list[int]:
@@ -208,7 +199,7 @@ def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, y: str = 
     ax.set_title(title or f"Unlearning–utility trade-off · {protocol}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1.0), loc="upper left")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _err(std: float) -> float | None:
@@ -219,14 +210,6 @@ def _group_name(rows: Sequence[Mapping[str, Any]]) -> str:
     protocol = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(rows[0]["protocol"])).strip("_")
     digest = hashlib.sha256(str(rows[0]["task_key"]).encode()).hexdigest()[:8]
     return f"tradeoff-{protocol}-{digest}"
-
-
-def _slug(text: Any) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_")
-
-
-def _digest(text: Any) -> str:
-    return hashlib.sha256(str(text).encode()).hexdigest()[:8]
 
 
 def _method_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
@@ -313,220 +296,7 @@ def eps_histogram_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, titl
         axes[j // ncols][j % ncols].set_visible(False)
     protocol = rows[0]["protocol"]
     fig.suptitle(title or f"Per-example ε (forget score) · {protocol}", fontsize=10)
-    return _save(fig, path)
-
-
-# --------------------------------------------------------------------------------------- certified budget curves
-CERTIFIED_PROTOCOL = "certified-budget"
-
-
-def _is_certified_budget(row: Mapping[str, Any]) -> bool:
-    cfg = row.get("config") or {}
-    return str(row["task_key"]).startswith(CERTIFIED_PROTOCOL + " v") and "epochs" in cfg and "epsilon" in cfg
-
-
-def certified_budget_points(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, float | None], list[dict]]:
-    """(method, ε) → points sorted by E: ``{"E", "test", "test_ci", "val", "n", "hparams"}``.
-
-    Selection as the experiment's table (certified.md §9.5): per (method, ε, E) the hyperparameter group with
-    all seed pairs done (the most pairs seen among the rows; fewer when none has them all) and the highest mean
-    validation accuracy; test accuracy is its mean ± 1.96·std/√n (ddof 0). Retrain has ε = None.
-    """
-    done = [r for r in rows if r["status"] == "done" and _is_certified_budget(r)
-            and "test_acc" in r["metrics"] and "val_acc" in r["metrics"]]
-    groups: dict[tuple, list[dict]] = {}
-    for r in done:
-        cfg = r["config"]
-        key = (cfg["method"], cfg["epsilon"], int(cfg["epochs"]), str(sorted((cfg.get("hparams") or {}).items())))
-        groups.setdefault(key, []).append(r)
-    pairs = len({(r["config"].get("split_seed"), r["config"].get("global_seed")) for r in done})
-    best: dict[tuple, list[dict]] = {}
-    for (method, eps, budget, _), rs in groups.items():
-        n_full = max(len(g) for k, g in groups.items() if k[:3] == (method, eps, budget))
-        if len(rs) < min(pairs, n_full):
-            continue
-        mean_val = sum(r["metrics"]["val_acc"] for r in rs) / len(rs)
-        cur = best.get((method, eps, budget))
-        if cur is None or mean_val > sum(r["metrics"]["val_acc"] for r in cur) / len(cur):
-            best[(method, eps, budget)] = rs
-    out: dict[tuple[str, float | None], list[dict]] = {}
-    for (method, eps, budget), rs in sorted(best.items(), key=lambda kv: kv[0][2]):
-        tests = [float(r["metrics"]["test_acc"]) for r in rs]
-        mean = sum(tests) / len(tests)
-        std = math.sqrt(sum((t - mean) ** 2 for t in tests) / len(tests))
-        out.setdefault((method, eps), []).append({
-            "E": budget, "test": mean, "test_ci": 1.96 * std / math.sqrt(len(tests)),
-            "val": sum(r["metrics"]["val_acc"] for r in rs) / len(rs), "n": len(rs),
-            "hparams": rs[0]["config"].get("hparams") or {}})
-    return out
-
-
-def certified_budget_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str | None = None
-                          ) -> list[Path]:
-    """Test accuracy vs epoch budget E of one ``certified-budget`` variant: one panel per certified ε.
-
-    Each panel: one line per certified method (val-selected configuration per E, 95 % CI error bars) and
-    Retrain with the same budget (exact, ε = 0) as the black dashed reference line, repeated in every panel.
-    The x axis is logarithmic when the budgets span more than a decade. Returns the PNG and PDF paths.
-    """
-    points = certified_budget_points(rows)
-    epsilons = sorted({eps for _, eps in points if eps is not None})
-    if not epsilons:
-        raise UnlearnlabError("No finished certified-budget run with a certified ε to plot.")
-    methods = list(dict.fromkeys(m for m, eps in points if eps is not None))
-    budgets = sorted({p["E"] for ps in points.values() for p in ps})
-    fig = Figure(figsize=(3.6 * len(epsilons) + 1.6, 3.6), layout="constrained")
-    axes = fig.subplots(1, len(epsilons), squeeze=False, sharey=True)[0]
-    cmap = matplotlib.colormaps["tab10"]
-    for ax, eps in zip(axes, epsilons):
-        ref = points.get((REFERENCE, None), [])
-        if ref:
-            ax.errorbar([p["E"] for p in ref], [p["test"] for p in ref], yerr=[p["test_ci"] for p in ref],
-                        color="k", ls="--", marker="*", ms=8, capsize=2, lw=1.2, label="retrain (exact, same E)")
-        for i, method in enumerate(methods):
-            ps = points.get((method, eps), [])
-            if ps:
-                ax.errorbar([p["E"] for p in ps], [p["test"] for p in ps], yerr=[p["test_ci"] for p in ps],
-                            color=cmap(i % 10), marker="o", ms=5, capsize=2, lw=1.2, label=method)
-        if budgets and budgets[0] > 0 and budgets[-1] / budgets[0] > 10:
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xticks(budgets, [str(b) for b in budgets])
-        ax.set_title(f"ε = {eps:g}", fontsize=10)
-        ax.set_xlabel("epoch budget E over D_r")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1:]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    axes[-1].legend(handles, labels, fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1.0), loc="upper left")
-    protocol = next(iter(rows))["protocol"] if rows else CERTIFIED_PROTOCOL
-    fig.suptitle(title or f"Certified unlearning: test accuracy vs budget · {protocol}", fontsize=10)
-    return _save(fig, path)
-
-
-# --------------------------------------------------------------------------------------- poisoning fits (MinNorm-OG)
-#: methods drawn in the poisoning-fit figure, with their labels and colours
-FIT_METHODS = {"mnog/retrain": ("Retrain", "k"), "minnorm-og": ("MinNorm-OG", "tab:blue"),
-               "mnog/gd": ("GD", "tab:orange")}
-#: the method whose median trial is shown (all fits of a panel come from one trial)
-FIT_MEDIAN_OF = "minnorm-og"
-
-
-def _has_fit(row: Mapping[str, Any]) -> bool:
-    fit = (row.get("stats") or {}).get("fit")
-    return row["status"] in ("done", "diverged") and isinstance(fit, Mapping) and bool(fit.get("y"))
-
-
-def _select_fit_config(rows: Sequence[Mapping[str, Any]], method: str, seeds: Sequence[int]) -> list[dict]:
-    """Rows of ``method``'s selected configuration (best mean sup-norm error over trials, as the table)."""
-    from unlearnlab.experiments.minnorm import select_config
-
-    per: dict[str, list[float]] = {}
-    by_cfg: dict[str, list[dict]] = {}
-    for r in rows:
-        if r["method"] != method or r["seed"] not in seeds:
-            continue
-        v = r["metrics"].get("sup_norm_error")
-        per.setdefault(r["config_hash"], []).append(math.inf if v is None else float(v))
-        by_cfg.setdefault(r["config_hash"], []).append(r)
-    per = {k: v for k, v in per.items() if len(v) == len(seeds)} or per
-    best = select_config(per)
-    return by_cfg.get(best, []) if best is not None else []
-
-
-def poisoning_fits(rows: Sequence[Mapping[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Per T: ``{"seed", "data", "original", "fits": {method: (x, y, sup_norm_error)}}`` of the median trial.
-
-    The median trial is the one whose sup-norm error, for :data:`FIT_MEDIAN_OF`'s selected configuration, is the
-    (lower) median over trials; the other methods' fits (their own selected configurations) are from the same
-    trial. The trial's points come from ``stats["poisoned_data"]`` of any row of that seed. T without fits are
-    left out.
-    """
-    all_rows = list(rows)
-    data_by_seed = {}
-    for r in all_rows:
-        d = (r.get("stats") or {}).get("poisoned_data")
-        if isinstance(d, Mapping) and r["seed"] not in data_by_seed:
-            data_by_seed[r["seed"]] = d
-    by_t: dict[int, list[dict]] = {}
-    for r in all_rows:
-        if _has_fit(r) and "epochs" in (r.get("config") or {}):
-            by_t.setdefault(int(r["config"]["epochs"]), []).append(r)
-    out: dict[int, dict[str, Any]] = {}
-    for t, rs in sorted(by_t.items()):
-        seeds = sorted({r["seed"] for r in rs})
-        selected = {m: _select_fit_config(rs, m, seeds) for m in FIT_METHODS}
-        anchor = selected.get(FIT_MEDIAN_OF) or next((v for v in selected.values() if v), [])
-        if not anchor:
-            continue
-        ranked = sorted(anchor, key=lambda r: (_fit_error(r), r["seed"]))
-        seed = ranked[(len(ranked) - 1) // 2]["seed"]
-        fits = {}
-        for m, sel in selected.items():
-            row = next((r for r in sel if r["seed"] == seed), None)
-            if row is not None:
-                fit = row["stats"]["fit"]
-                fits[m] = (_fit_x(fit), [math.nan if v is None else float(v) for v in fit["y"]], _fit_error(row))
-        data = data_by_seed.get(seed)
-        out[t] = {"seed": seed, "data": data, "fits": fits, "n_trials": len(seeds),
-                  "original": (data or {}).get("original_fit")}
-    return out
-
-
-def _fit_error(row: Mapping[str, Any]) -> float:
-    v = row["metrics"].get("sup_norm_error")
-    return math.inf if v is None else float(v)
-
-
-def _fit_x(fit: Mapping[str, Any]) -> list[float]:
-    low, high = (float(v) for v in fit["x_range"])
-    n = len(fit["y"])
-    return [low + (high - low) * i / (n - 1) for i in range(n)] if n > 1 else [low]
-
-
-def poisoning_fit_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str | None = None) -> list[Path]:
-    """MinNorm-OG poisoning fits: one panel per T with sin x, the retain points, the poisoned points (red x),
-    the poisoned model (grey) and the fits of Retrain, MinNorm-OG and GD for the median trial (sup-norm error in
-    the legend). Needs rows whose stats carry ``fit`` (``minnorm.poisoning`` writes it). Returns paths."""
-    per_t = poisoning_fits(rows)
-    if not per_t:
-        raise UnlearnlabError("No poisoning row carries stats['fit'] (the model's predictions on the grid).")
-    ts = list(per_t)
-    fig = Figure(figsize=(7.4, 2.9 * len(ts) + 0.5), layout="constrained")
-    axes = fig.subplots(len(ts), 1, squeeze=False)[:, 0]
-    for ax, t in zip(axes, ts):
-        entry = per_t[t]
-        xs = next(iter(entry["fits"].values()))[0] if entry["fits"] else [-5 * math.pi, 5 * math.pi]
-        dense = [xs[0] + (xs[-1] - xs[0]) * i / 999 for i in range(1000)]
-        ax.plot(dense, [math.sin(x) for x in dense], color="0.55", lw=2.2, alpha=0.6, label="sin x")
-        original = entry["original"]
-        if isinstance(original, Mapping) and original.get("y"):
-            ax.plot(_fit_x(original), original["y"], color="0.4", lw=0.9, ls=":", label="poisoned model")
-        for m, (x, y, err) in entry["fits"].items():
-            label, color = FIT_METHODS[m]
-            ax.plot(x, y, color=color, lw=1.3, label=f"{label} (sup err {err:.2f})")
-        data = entry["data"]
-        if isinstance(data, Mapping):
-            if data.get("retain_x"):
-                ax.scatter(data["retain_x"], data["retain_y"], s=12, color="tab:green", zorder=3,
-                           label="retain points")
-            if data.get("forget_x"):
-                ax.scatter(data["forget_x"], data["forget_y"], s=40, marker="x", color="tab:red", zorder=4,
-                           label="poisoned points")
-        ax.set_title(f"T = {t} · median trial (seed {entry['seed']}, {entry['n_trials']} trials)", fontsize=9)
-        ax.set_ylim(-3.0, 3.0)
-        ax.set_xlim(xs[0], xs[-1])
-        ax.grid(alpha=0.3)
-        ax.set_ylabel("f(x)")
-        ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1.0), loc="upper left")
-    axes[-1].set_xlabel("x")
-    protocol = rows[0]["protocol"] if rows else ""
-    fig.suptitle(title or f"Data poisoning fits · {protocol}", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------------------- all figures
@@ -556,21 +326,21 @@ def write_plots(store: ResultStore, out_dir: str | Path) -> list[Path]:
         if _tradeoff_ready(group):
             paths.extend(tradeoff_plot(group, plots / _group_name(group), title=f"Trade-off · {where}"))
         if any(_has_forget_quality(r) for r in group):
-            paths.extend(eps_histogram_plot(group, plots / f"eps-hist-{_slug(head['protocol'])}-"
-                                            f"{_digest(head['task_key'])}", title=f"Per-example ε · {where}"))
+            paths.extend(eps_histogram_plot(group, plots / f"eps-hist-{slug(head['protocol'])}-"
+                                            f"{digest(head['task_key'])}", title=f"Per-example ε · {where}"))
     certified: dict[str, list[dict]] = {}
     poisoning: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        if _is_certified_budget(r):
+        if is_certified_budget(r):
             certified.setdefault(r["protocol"], []).append(r)
-        if _has_fit(r) or "poisoned_data" in (r.get("stats") or {}):
+        if has_fit(r) or "poisoned_data" in (r.get("stats") or {}):
             setting = str(r["task_key"]).rsplit("/T", 1)[0]  # mnog-sine…/width…/steps… (all T of one setting)
             poisoning.setdefault((r["protocol"], setting), []).append(r)
     for protocol, rs in certified.items():
         if any(eps is not None for _, eps in certified_budget_points(rs)):
-            paths.extend(certified_budget_plot(rs, plots / f"certified-budget-{_slug(protocol)}"))
+            paths.extend(certified_budget_plot(rs, plots / f"certified-budget-{slug(protocol)}"))
     for (protocol, setting), rs in poisoning.items():
         if poisoning_fits(rs):
-            paths.extend(poisoning_fit_plot(rs, plots / f"poisoning-fits-{_slug(protocol)}-{_digest(setting)}",
+            paths.extend(poisoning_fit_plot(rs, plots / f"poisoning-fits-{slug(protocol)}-{digest(setting)}",
                                             title=f"Data poisoning fits · {protocol} · {setting}"))
     return paths

@@ -92,6 +92,18 @@ def run_key(task_key: str, method: str, config_hash: str, seed: int) -> str:
     return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
 
 
+def database_error(err: sqlite3.Error, path: Path) -> UnlearnlabError:
+    """A clear error for an SQLite failure on the results database at ``path``: a full disk, or a file that
+    is not (or no longer) an SQLite database."""
+    text = str(err)
+    if "full" in text:
+        return UnlearnlabError(f"No space left on the device while writing {path} ({text}): free some space and "
+                               "re-run the same command; the run resumes.")
+    return UnlearnlabError(
+        f"{path} is not a readable unlearnlab results database ({text}). Move it away (e.g. `mv {path} "
+        f"{path}.bad`) and re-run the same command: the rows it held are computed again.")
+
+
 def _decode(row: sqlite3.Row) -> dict[str, Any]:
     """A ``runs`` row as a dict whose ``*_json`` columns are decoded under their short names."""
     out = dict(row)
@@ -112,8 +124,13 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(_SCHEMA)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute("SELECT run_key, status FROM runs LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as err:
+            self._conn.close()
+            raise database_error(err, self.path) from None
 
     def __enter__(self) -> Self:
         return self

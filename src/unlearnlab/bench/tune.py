@@ -1,4 +1,4 @@
-"""Hyperparameter search with Optuna, selecting on D_val against the retrained reference (specs/README.md §2.4).
+"""Hyperparameter search with Optuna, selecting on D_val against the retrained reference (docs/tuning.md).
 
 One trial = one hyperparameter point, run on every seed s of ``seeds``: the method unlearns the cached original
 model (``unlearnlab run``'s cache entries, shared with it) and is scored against the retrained model R_s of the
@@ -26,6 +26,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +34,19 @@ import numpy as np
 import torch
 import yaml
 
-from unlearnlab import __version__
-from unlearnlab.api import unlearn
-from unlearnlab.bench.cache import ModelCache, default_cache_dir
-from unlearnlab.bench.config import RunConfig, _yaml, parse_seeds
-from unlearnlab.bench.runner import Plan, plan, trained_model
+from unlearnlab.bench.cells import attempt
+from unlearnlab.bench.classification import unlearn_and_score
+from unlearnlab.bench.config import RunConfig, parse_seeds, parse_yaml
+from unlearnlab.bench.plan import Plan, plan
+from unlearnlab.bench.plots import sensitivity_plot
+from unlearnlab.bench.trained import model_cache, original_model, retrained_model
 from unlearnlab.data.forget import ForgetTask, make_task
-from unlearnlab.errors import DivergenceError, UnlearnlabError, unknown_name
+from unlearnlab.errors import UnlearnlabError, unknown_name
 from unlearnlab.evaluation import evaluate
 from unlearnlab.methods import get_method
 from unlearnlab.methods.registry import MethodInfo
 from unlearnlab.utils import atomic_write_text
+from unlearnlab.version import __version__
 
 SELECT_ON = ("val", "test")
 #: metric means recorded per trial (on the selection split), besides the objective
@@ -107,12 +110,13 @@ def default_space(method: str) -> Space:
 def load_space(path: str | Path) -> Space:
     """Read a space from YAML: ``{key: {low: …, high: …, log: true}}`` or ``{key: [choice, …]}``."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise UnlearnlabError(f"Space file {path} does not exist.")
     try:
-        data = _yaml(path.read_text())
-    except yaml.YAMLError as err:
-        raise UnlearnlabError(f"Space file {path} is not valid YAML: {err}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UnlearnlabError(f"Space file {path} cannot be read as UTF-8 text ({err}).") from None
+    data = parse_yaml(text, f"Space file {path}")
     if not isinstance(data, dict) or not data:
         raise UnlearnlabError(f"Space file {path} must map hyperparameters to ranges, e.g. "
                               "'lr: {low: 1.0e-4, high: 1.0e-1, log: true}' or 'beta: [0.95, 0.99]'.")
@@ -348,14 +352,13 @@ class _Objective:
             p, cfg = self.p, self.p.config
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)
-            cache = ModelCache(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(), cfg.cache)
-            quiet = lambda label, fraction: None  # noqa: E731
+            cache = model_cache(p)
             original, refs = None, {}
             for seed in self.seeds:
                 task = make_task(cfg.dataset, cfg.forget, seed, device=p.device, root=cfg.root)
                 if original is None:
-                    original, _ = trained_model(cache, "original", task, p, 1, task.data_hash, quiet)
-                retrained, _ = trained_model(cache, "retrain", task, p, seed, task.split_hash, quiet)
+                    original, _ = original_model(cache, task, p)
+                retrained, _ = retrained_model(cache, task, p, seed)
                 selection = validation_task(task) if self.select_on == "val" else task
                 refs[seed] = (selection, evaluate(retrained, selection, primary_mia=cfg.primary_mia))
             self._setup = (original, refs)
@@ -370,16 +373,15 @@ class _Objective:
         start = time.perf_counter()
         for seed in self.seeds:
             selection, reference = refs[seed]
-            try:
-                res = unlearn(original, selection, method=self.method, seed=seed, **self.fixed, **searched)
-            except DivergenceError as err:
-                trial.set_user_attr("diverged", f"seed {seed}: {err}"[:500])
-                self.log(f"trial {trial.number}: {_fmt_params(searched)} diverged (seed {seed})")
-                return float("inf")
-            scores = evaluate(res.model, selection, reference, self.p.config.primary_mia)
-            gaps.append(float(scores["gap"]))
+            outcome = attempt(partial(unlearn_and_score, original, selection, self.method, seed,
+                                      {**self.fixed, **searched}, reference, self.p.config.primary_mia))
+            if outcome.status != "done":  # diverged: the worst value; failed: Optuna records a FAIL (NaN)
+                trial.set_user_attr(outcome.status, f"seed {seed}: {outcome.message}"[:500])
+                self.log(f"trial {trial.number}: {_fmt_params(searched)} {outcome.status} (seed {seed})")
+                return float("inf") if outcome.status == "diverged" else float("nan")
+            gaps.append(float(outcome.metrics["gap"]))
             for k in TRIAL_METRICS:
-                means[k].append(float(scores[k]))
+                means[k].append(float(outcome.metrics[k]))
         value = float(np.mean(gaps))
         trial.set_user_attr("gap_std", float(np.std(gaps, ddof=1)) if len(gaps) > 1 else None)
         trial.set_user_attr("seed_gaps", gaps)
@@ -400,7 +402,7 @@ def trial_records(study: Any) -> list[dict[str, Any]]:
             "number": t.number, "state": t.state.name, "value": float(value),
             "params": dict(attrs.get("hparams", t.params)),
             **{k: attrs.get(k) for k in (*TRIAL_METRICS, "gap_std", "seconds")},
-            "diverged": attrs.get("diverged"),
+            "diverged": attrs.get("diverged"), "failed": attrs.get("failed"),
         })
     return records
 
@@ -418,11 +420,12 @@ def trials_csv(trials: Sequence[Mapping[str, Any]], split: str = "val") -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     head = ["number", "state", "avg_gap", "avg_gap_std", *(f"{k}_{split}" for k in TRIAL_METRICS), "seconds",
-            "diverged"]
+            "diverged", "failed"]
     writer.writerow(head + keys)
     for t in trials:
         writer.writerow([t["number"], t["state"], _num(t["value"]), _num(t.get("gap_std")),
                          *(_num(t.get(k)) for k in TRIAL_METRICS), _num(t.get("seconds")), t.get("diverged") or "",
+                         t.get("failed") or "",
                          *(_num(t["params"].get(k)) for k in keys)])
     return buf.getvalue()
 
@@ -453,8 +456,6 @@ def _write_outputs(result: TuneResult, config: RunConfig, out: Path, space: Spac
                   "hparams": {result.method: _plain(result.hparams)}}
     atomic_write_text(files["best"], "\n".join(head) + "\n" + yaml.safe_dump(run_config, sort_keys=False))
     if plots:
-        from unlearnlab.bench.plots import sensitivity_plot
-
         for key in result.best_params:
             paths = sensitivity_plot(result.trials, key, "value", out / f"sensitivity-{_slug(key)}",
                                      title=f"{result.method}: Avg.Gap on D_{result.select_on} vs {key} "

@@ -124,6 +124,3 @@ def _load_digits(root: Path | None = None, download: bool = False) -> ImageDatas
         train_index=train,
         test_index=test,
     )
-
-
-from unlearnlab.data import formats as _formats  # noqa: E402,F401  (registers the standard datasets)

@@ -4,7 +4,8 @@ Split rules (evaluation.md §1, specs/README.md §2.3–2.5):
 
 * validation: per class in order, ``floor(0.1·n_c)`` positions of the training pool drawn with one
   ``numpy.random.RandomState(val_seed)``; train = the rest of the pool in ascending order;
-* ``random:F`` (``0 < F < 1``) or ``random:N`` (a count): forget positions =
+* ``random:F`` (a fraction, written with a decimal point, ``0 < F < 1``), ``random:N`` (a count N >= 2) or
+  ``random:count=N`` (any count; ``random:1`` is refused as ambiguous): forget positions =
   ``RandomState(seed − 1).choice(n_train, n_f, replace=False)`` with ``n_f = round(F·n_train)``; D_f keeps
   train order, D_r is the rest in train order;
 * ``class:K[,K...]``: D_f = every training image of those classes; the test set drops them;
@@ -49,26 +50,12 @@ class ForgetSpec:
     @classmethod
     def parse(cls, text: str) -> ForgetSpec:
         kind, sep, arg = text.partition(":")
-        fix = "Use 'random:0.1' (fraction or count), 'class:3' (or 'class:3,5') or 'indices:FILE.npy'."
+        fix = ("Use 'random:0.1' (a fraction), 'random:130' (a count; 'random:count=1' for one sample), 'class:3' "
+               "(or 'class:3,5') or 'indices:FILE.npy'.")
         if not sep or not arg:
             raise UnlearnlabError(f"Forget spec {text!r} has no argument. {fix}")
         if kind == "random":
-            try:
-                value = float(arg)
-            except ValueError:
-                raise UnlearnlabError(f"Forget fraction {arg!r} is not a number. {fix}") from None
-            try:  # a count only when written as an integer: "random:2.0" is a (bad) fraction, not 2 samples
-                count = int(arg)
-            except ValueError:
-                count = None
-            if count is not None and count >= 1:
-                return cls("random", count=count)
-            if not 0 < value < 1:
-                raise UnlearnlabError(
-                    f"Forget fraction {value} is outside (0, 1): give a fraction such as 0.1, or a whole "
-                    "count of samples such as 130."
-                )
-            return cls("random", fraction=value)
+            return cls._random(text, arg, fix)
         if kind == "class":
             try:
                 classes = tuple(sorted({int(c) for c in arg.split(",")}))
@@ -79,11 +66,44 @@ class ForgetSpec:
             return cls("indices", path=arg)
         raise UnlearnlabError(f"Unknown forget kind {kind!r} in {text!r}. {fix}")
 
+    @classmethod
+    def _random(cls, text: str, arg: str, fix: str) -> ForgetSpec:
+        """``random:0.1`` (a fraction: written with a decimal point, in (0, 1)), ``random:130`` (a count of at
+        least 2) or ``random:count=N`` (any count, also 1); ``random:1`` is ambiguous and refused."""
+        if arg.startswith("count="):
+            try:
+                count = int(arg.removeprefix("count="))
+            except ValueError:
+                raise UnlearnlabError(f"Forget count {arg!r} is not an integer. {fix}") from None
+            if count < 1:
+                raise UnlearnlabError(f"Forget count {count} must be at least 1. {fix}")
+            return cls("random", count=count)
+        try:
+            value = float(arg)
+        except ValueError:
+            raise UnlearnlabError(f"Forget fraction {arg!r} is not a number. {fix}") from None
+        if arg.strip().lstrip("+").isdigit():  # written as an integer: a count
+            if int(arg) == 1:
+                raise UnlearnlabError(
+                    f"Forget spec {text!r} is ambiguous: one sample, or 100 % of the training set? Write "
+                    "'random:count=1' to forget one random sample, or a fraction with a decimal point below 1 "
+                    "(e.g. 'random:0.1' for 10 %).")
+            if int(arg) >= 2:
+                return cls("random", count=int(arg))
+        if not 0 < value < 1:
+            raise UnlearnlabError(
+                f"Forget fraction {value} is outside (0, 1): give a fraction such as 0.1, or a whole "
+                "count of samples such as 130 (or random:count=1 for a single sample)."
+            )
+        return cls("random", fraction=value)
+
     def __str__(self) -> str:
         if self.kind == "given":
             return "given"
         if self.kind == "random":
-            return f"random:{self.fraction if self.fraction is not None else self.count}"
+            if self.fraction is not None:
+                return f"random:{self.fraction}"
+            return f"random:{self.count}" if self.count != 1 else "random:count=1"
         if self.kind == "class":
             return "class:" + ",".join(map(str, self.classes))
         return f"indices:{self.path}"
@@ -191,20 +211,24 @@ def _forget_positions(spec: ForgetSpec, y_train: np.ndarray, num_classes: int, s
 
 def _load_indices(path: Path, n: int) -> np.ndarray:
     """The 1-D integer array in ``path`` (``.npy``), each in [0, n), no duplicates."""
-    if not path.exists():
+    if not path.is_file():
         raise UnlearnlabError(f"Forget index file {path} does not exist: save one with numpy.save(path, idx).")
-    if path.suffix != ".npy":
+    if path.suffix not in (".npy", ".npz"):
         raise UnlearnlabError(f"Forget index file {path} is not a .npy file: save the indices with "
                               "numpy.save('forget.npy', idx).")
     try:
         idx = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise UnlearnlabError(f"Forget index file {path} cannot be read as a NumPy array ({err}): save it with "
-                              "numpy.save(path, idx).") from None
+    except (OSError, ValueError, EOFError) as err:
+        raise UnlearnlabError(f"Forget index file {path} is not a readable NumPy .npy file ({err}): save the "
+                              "indices with numpy.save(path, numpy.array([...]))).") from None
+    if not isinstance(idx, np.ndarray):  # an .npz archive
+        idx.close()
+        raise UnlearnlabError(f"Forget index file {path} is an .npz archive: save one array with numpy.save(path, "
+                              "idx) (a .npy file).")
     if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
         raise UnlearnlabError(
-            f"{path} holds a {idx.dtype} array of shape {idx.shape}: it must be a 1-D integer array of "
-            "positions in the training list."
+            f"{path} holds a {idx.dtype} array of shape {idx.shape}: it must be a 1-D integer array of the "
+            "dataset's training-sample numbers."
         )
     if len(idx) == 0:
         raise UnlearnlabError(f"{path} is empty: the forget set needs at least one index.")
@@ -221,6 +245,41 @@ def _load_indices(path: Path, n: int) -> np.ndarray:
             "(e.g. numpy.unique)."
         )
     return np.sort(idx.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Split:
+    """The positions of one split (train-list positions for D_f and D_r) and its data and split hashes."""
+
+    train: np.ndarray
+    val: np.ndarray
+    forget: np.ndarray
+    retain: np.ndarray
+    test: np.ndarray
+    data_hash: str
+    split_hash: str
+
+
+def plan_split(ds: ImageDataset, spec: ForgetSpec, seed: int, val_seed: int = 1) -> Split:
+    """The split of ``ds`` for ``spec`` and ``seed`` (module docstring), without building any tensor."""
+    if int(seed) < 1:
+        raise UnlearnlabError(f"Seeds are integers >= 1 (got {seed}); seed s samples with RandomState(s - 1).")
+    y_pool = ds.y_train.numpy()
+    val_pos = stratified_pick(y_pool, VAL_FRACTION, np.random.RandomState(val_seed))
+    train_pos = np.setdiff1d(np.arange(len(y_pool)), val_pos)
+    train_src = ds.train_index if ds.train_index is not None else np.arange(len(y_pool))
+    forget_pos = _forget_positions(spec, y_pool[train_pos], ds.num_classes, seed, train_src[train_pos],
+                                   train_src[val_pos])
+    retain_pos = np.setdiff1d(np.arange(len(train_pos)), forget_pos)
+    test_src = ds.test_index if ds.test_index is not None else np.arange(len(ds.y_test))
+    test_keep = np.arange(len(ds.y_test))
+    if spec.kind == "class":
+        test_keep = np.flatnonzero(~np.isin(ds.y_test.numpy(), spec.classes))
+
+    header = f"unlearnlab-split v{SPLIT_VERSION}|{ds.name}|val_seed={val_seed}"
+    data_hash = _hash(header, train_src[train_pos], train_src[val_pos], test_src)
+    split_hash = _hash(f"{header}|{spec}", train_src[train_pos], train_src[val_pos], test_src[test_keep], forget_pos)
+    return Split(train_pos, val_pos, forget_pos, retain_pos, test_keep, data_hash, split_hash)
 
 
 def make_task(
@@ -248,30 +307,11 @@ def make_task(
                                 name=dataset if isinstance(dataset, str) else "user", device=device)
     if dataset is None:
         raise UnlearnlabError("make_task() needs a dataset name (e.g. 'digits'), or forget=, retain=, test= data.")
-    if int(seed) < 1:
-        raise UnlearnlabError(f"Seeds are integers >= 1 (got {seed}); seed s samples with RandomState(s - 1).")
     ds = dataset if isinstance(dataset, ImageDataset) else load_dataset(dataset, root)
     spec = forget if isinstance(forget, ForgetSpec) else ForgetSpec.parse(forget)
     device = torch.device(device) if device is not None else default_device()
-
-    y_pool = ds.y_train.numpy()
-    val_pos = stratified_pick(y_pool, VAL_FRACTION, np.random.RandomState(val_seed))
-    train_pos = np.setdiff1d(np.arange(len(y_pool)), val_pos)
-    y_train = y_pool[train_pos]
-    train_src = ds.train_index if ds.train_index is not None else np.arange(len(y_pool))
-    forget_pos = _forget_positions(spec, y_train, ds.num_classes, seed, train_src[train_pos], train_src[val_pos])
-    retain_pos = np.setdiff1d(np.arange(len(train_pos)), forget_pos)
-
-    test_src = ds.test_index if ds.test_index is not None else np.arange(len(ds.y_test))
-    test_keep = np.arange(len(ds.y_test))
-    if spec.kind == "class":
-        test_keep = np.flatnonzero(~np.isin(ds.y_test.numpy(), spec.classes))
-
-    header = f"unlearnlab-split v{SPLIT_VERSION}|{ds.name}|val_seed={val_seed}"
-    data_hash = _hash(header, train_src[train_pos], train_src[val_pos], test_src)
-    split_hash = _hash(f"{header}|{spec}", train_src[train_pos], train_src[val_pos], test_src[test_keep], forget_pos)
-
-    train = TensorData.of(ds.x_train[train_pos], ds.y_train[train_pos], np.arange(len(train_pos))).to(device)
+    parts = plan_split(ds, spec, seed, val_seed)
+    train = TensorData.of(ds.x_train[parts.train], ds.y_train[parts.train], np.arange(len(parts.train))).to(device)
     return ForgetTask(
         dataset=ds.name,
         forget_spec=spec,
@@ -283,13 +323,13 @@ def make_task(
         std=ds.std,
         augment=ds.augment,
         train=train,
-        forget=train.subset(forget_pos),
-        retain=train.subset(retain_pos),
-        val=TensorData.of(ds.x_train[val_pos], ds.y_train[val_pos]).to(device),
-        test=TensorData.of(ds.x_test[test_keep], ds.y_test[test_keep]).to(device),
-        forget_positions=forget_pos,
-        split_hash=split_hash,
-        data_hash=data_hash,
+        forget=train.subset(parts.forget),
+        retain=train.subset(parts.retain),
+        val=TensorData.of(ds.x_train[parts.val], ds.y_train[parts.val]).to(device),
+        test=TensorData.of(ds.x_test[parts.test], ds.y_test[parts.test]).to(device),
+        forget_positions=parts.forget,
+        split_hash=parts.split_hash,
+        data_hash=parts.data_hash,
         forgotten_classes=spec.classes,
     )
 

@@ -463,8 +463,11 @@ def _not_found(source: Source, root: Path | None, reason: str) -> DatasetNotFoun
                 "Expected one complete set, e.g.:",
                 *_expected_paths(source, base),
                 (
-                    f"Fix: pass root=<the folder holding these files, or its parent>, set {DATA_ENV}=<that "
-                    f"folder> (default {DEFAULT_DATA_DIR}), or download=True to fetch them."
+                    f"Fix: point to the folder holding these files, or its parent (command line: --root FOLDER; "
+                    f"Python: root=FOLDER), or set {DATA_ENV}=<that folder> (default {DEFAULT_DATA_DIR}). To "
+                    "fetch the official files once, on a machine with internet: python -c \"import unlearnlab "
+                    f"as ul; ul.load_dataset('{source.name}', download=True)\" (the command line never "
+                    "downloads)."
                 ),
             ]
         )
@@ -559,7 +562,7 @@ def load_standard(name: str, root: str | Path | None = None, download_missing: b
     found = locate(source, root)
     if found is None:
         if not download_missing:
-            raise _not_found(source, root, "download=False")
+            raise _not_found(source, root, "not downloaded: downloads are off")
         download(source, root)
         found = locate(source, root)
         if found is None:

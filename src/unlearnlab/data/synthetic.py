@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from unlearnlab.data.datasets import load_dataset
 from unlearnlab.data.tensors import TensorData
 from unlearnlab.utils import numpy_rng
 
@@ -125,8 +126,6 @@ def tint(lum: torch.Tensor, colours: torch.Tensor | int) -> torch.Tensor:
 
 def _pool(dataset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """(pool luma, pool labels, test luma, test labels, classes). digits: pool = all 1,442 non-test images."""
-    from unlearnlab.data.datasets import load_dataset
-
     ds = load_dataset(dataset)
     return luma(ds.x_train), ds.y_train, luma(ds.x_test), ds.y_test, ds.num_classes
 

@@ -7,29 +7,6 @@ An experiment is a function ``run(ctx: ExperimentContext) -> str`` that computes
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from unlearnlab.bench.experiment import Experiment, ExperimentContext
 
-import torch
-
-from unlearnlab.bench.cache import ModelCache
-from unlearnlab.bench.store import ResultStore
-
-
-@dataclass
-class ExperimentContext:
-    """What an experiment run receives."""
-
-    out: Path
-    quick: bool
-    seeds: tuple[int, ...]
-    store: ResultStore
-    cache: ModelCache
-    device: torch.device
-    protocol: str
-    log: Callable[[str], None] = print
-    progress: Callable[[str, float], None] = field(default=lambda label, fraction: None)
-
-
-Experiment = Callable[[ExperimentContext], str]
+__all__ = ["Experiment", "ExperimentContext"]

@@ -24,7 +24,6 @@ the datasets on disk (:func:`unlearnlab.load_dataset`).
 from __future__ import annotations
 
 import math
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,10 @@ import torch
 from torch import nn
 
 from unlearnlab.api import unlearn
+from unlearnlab.bench import cells as bench_cells
 from unlearnlab.bench.cache import save_checkpoint
-from unlearnlab.bench.store import config_hash, run_key
+from unlearnlab.bench.cells import Row, Scores, check_finite
+from unlearnlab.bench.store import config_hash
 from unlearnlab.data.datasets import ImageDataset, load_dataset
 from unlearnlab.data.forget import ForgetSpec, ForgetTask, _hash, make_task
 from unlearnlab.data.tensors import TensorData
@@ -244,16 +245,14 @@ def _method_kwargs(v: Variant, c: Cell) -> dict[str, Any]:
 
 def run_cell(ctx: ExperimentContext, v: Variant, c: Cell, task: ForgetTask, original: nn.Module,
              task_key: str, env: dict[str, Any]) -> bool:
-    """Run one cell unless its row is complete; returns True when it ran now."""
+    """Run one cell unless its row is complete (:mod:`unlearnlab.bench.cells`); returns True when it ran now."""
     config = _config(v, c)
-    key = run_key(task_key, c.method, config_hash(config), c.global_seed)
-    if ctx.store.is_complete(key):
-        return False
-    ctx.store.start(task_key=task_key, protocol=f"{v.name} v{VERSION}", method=c.method, seed=c.global_seed,
-                    config=config, split_hash=task.split_hash, env=env)
-    try:
+    row = Row(task_key, f"{v.name} v{VERSION}", c.method, c.global_seed, config, task.split_hash, name=c.label)
+
+    def work() -> Scores:
         res = unlearn(original, task, method=c.method, seed=c.global_seed,
                       progress=lambda f: ctx.progress(c.label, f), **_method_kwargs(v, c))
+        check_finite(res.model, c.label)
         scores = evaluate(res.model, task)
         val = accuracy(predict_probs(res.model, task.val.x.to(ctx.device)).numpy(), task.val.y.cpu().numpy())
         metrics = {"test_acc": scores["ta"], "val_acc": val, "ua": scores["ua"], "ra": scores["ra"],
@@ -264,7 +263,7 @@ def run_cell(ctx: ExperimentContext, v: Variant, c: Cell, task: ForgetTask, orig
                                  **{k: val for k, val in res.stats.items() if k != "noisy_losses"}}
         cert = res.certificate
         if cert is not None:
-            model_path = Path(ctx.out) / "models" / f"{v.name}" / f"{key}.pt"
+            model_path = Path(ctx.out) / "models" / f"{v.name}" / f"{row.run_key}.pt"
             save_checkpoint(model_path, res.model, {"config": config, "split_hash": task.split_hash,
                                                      "model": v.model})
             cert.save(model_path)
@@ -276,14 +275,9 @@ def run_cell(ctx: ExperimentContext, v: Variant, c: Cell, task: ForgetTask, orig
                        "ua": "100 − accuracy on D_f (%)", "ra": "accuracy on D_r (%)",
                        "cert_epsilon": "certificate's certified epsilon (None: exact retrain)",
                        "cert_delta": "certificate's delta"}
-        ctx.store.finish(key, "done", metrics, definitions, stats)
-    except DivergenceError as err:
-        ctx.store.finish(key, "diverged", {}, {}, {}, error=str(err))
-        ctx.log(f"{c.label}: diverged — {err}")
-    except Exception as err:  # e.g. T > budget: the row's status; the grid goes on
-        ctx.store.finish(key, "failed", {}, {}, {}, error="".join(traceback.format_exception(err))[-4000:])
-        ctx.log(f"{c.label}: failed — {type(err).__name__}: {err}")
-    return True
+        return Scores(metrics, definitions, stats)
+
+    return bench_cells.run_cell(ctx.store, row, work, ctx.log, env) is not None
 
 
 # ------------------------------------------------------------------------------------------------- table

@@ -48,12 +48,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unlearnlab.bench.cells import Row, Scores, run_cell
+from unlearnlab.bench.selection import central_range, mean_se, median, select_config
 from unlearnlab.bench.store import config_hash, run_key
 from unlearnlab.data.synthetic import ColouredData, SineData, collapse_data, erase_data, sine_grid, sine_poisoning
 from unlearnlab.data.tensors import TensorData
 from unlearnlab.experiments import ExperimentContext
 from unlearnlab.methods.base import RunContext, UnlearnData
 from unlearnlab.methods.registry import get_method
+from unlearnlab.models.registry import create
 from unlearnlab.utils import atomic_write_text, component_seed, torch_generator
 
 LABELS = {
@@ -100,46 +103,6 @@ def grid_predictions(model: nn.Module, n: int = FIT_POINTS) -> dict[str, Any]:
 
 def _points(data: TensorData) -> tuple[list[float], list[float]]:
     return ([round(float(v), 5) for v in data.x.flatten().cpu()], [round(float(v), 5) for v in data.y.flatten().cpu()])
-
-
-def central_range(values: Sequence[float]) -> tuple[float, float]:
-    """(v_(k+1), v_(n−k)) of the sorted values, k = ⌊n/4⌋ discarded at each end (n = 10: 3rd and 8th; n = 5: 2nd
-    and 4th)."""
-    v = sorted(values)
-    if not v:
-        return (math.nan, math.nan)
-    k = len(v) // 4
-    return (v[k], v[len(v) - 1 - k])
-
-
-def median(values: Sequence[float]) -> float:
-    return float(np.median(np.asarray(values, dtype=np.float64))) if len(values) else math.nan
-
-
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error (ddof 1; 0 for one value)."""
-    a = np.asarray(values, dtype=np.float64)
-    if a.size == 0:
-        return (math.nan, math.nan)
-    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(a.size)) if a.size > 1 else 0.0
-
-
-def select_config(per_config: Mapping[str, Sequence[float]], lower_is_better: bool = True) -> str | None:
-    """The configuration with the best mean over trials; ties → the smallest central range (§6.1, §6.3).
-
-    Non-finite values count as the worst possible value.
-    """
-    best, best_key = None, None
-    for key, vals in per_config.items():
-        worst = math.inf if lower_is_better else -math.inf
-        v = [x if x is not None and math.isfinite(x) else worst for x in vals]
-        m = float(np.mean(v)) if v else worst
-        lo, hi = central_range(v)
-        width = hi - lo if math.isfinite(hi - lo) else math.inf
-        score = (m if lower_is_better else -m, width)
-        if best is None or score < best:
-            best, best_key = score, key
-    return best_key
 
 
 def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
@@ -243,20 +206,11 @@ def finite_model(model: nn.Module) -> bool:
 
 
 def record(ctx: ExperimentContext, cell: Cell, split_hash: str, work: Callable[[], tuple[dict, dict, dict]]) -> None:
-    """Start the row, run ``work() -> (metrics, definitions, stats)``, finish it (``diverged`` if a metric is
-    non-finite, ``failed`` with the message on an exception, which is logged and not raised)."""
-    key = ctx.store.start(task_key=cell.task_key, protocol=ctx.protocol, method=cell.method, seed=cell.seed,
-                          config=cell.config, split_hash=split_hash)
-    try:
-        metrics, definitions, stats = work()
-    except Exception as err:
-        ctx.log(f"{cell.method} seed {cell.seed} {cell.task_key}: failed: {err}")
-        ctx.store.finish(key, "failed", {}, {}, {}, error=f"{type(err).__name__}: {err}")
-        return
-    bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
-    status = "diverged" if bad else "done"
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
-    ctx.store.finish(key, status, clean, definitions, stats)
+    """Run ``work() -> (metrics, definitions, stats)`` as the cell's result row (:mod:`unlearnlab.bench.cells`:
+    ``diverged`` on a divergence or a non-finite metric, ``failed`` on another exception; logged, not raised)."""
+    row = Row(cell.task_key, ctx.protocol, cell.method, cell.seed, cell.config, split_hash,
+              name=f"{cell.method} seed {cell.seed} {cell.task_key}")
+    run_cell(ctx.store, row, lambda: Scores(*work()), ctx.log)
 
 
 def complete_rows(ctx: ExperimentContext, task_key: str) -> dict[str, dict[str, Any]]:
@@ -381,8 +335,6 @@ def train_poisoned(model: nn.Module, data: SineData, steps: int, lr: float = 1e-
 
 
 def _sine_model(setting: SineSetting, seed: int, device: torch.device) -> nn.Module:
-    from unlearnlab.models.registry import create
-
     return create("sine_mlp", input_shape=(1,), num_classes=1, width=setting.width,
                   seed=init_seed(seed, "mnog-sine-init"), device=device)
 
@@ -395,7 +347,7 @@ def poisoning(ctx: ExperimentContext, setting: SineSetting | None = None) -> str
     (max |f − sin| on 1,000 grid points of [−5π, 5π]), ``retain_mse``, ``forget_mse`` (after unlearning),
     ``original_sup_norm_error``, ``seconds``; row stats add ``fit`` (the predictions on :data:`FIT_POINTS` grid
     points, :func:`grid_predictions`) and, on the first row run per trial, ``poisoned_data`` (retain and poisoned
-    points, the poisoned model's fit) for :func:`unlearnlab.bench.plots.poisoning_fit_plot`.
+    points, the poisoned model's fit) for :func:`unlearnlab.bench.experiment_plots.poisoning_fit_plot`.
     Table: per T and method, the configuration with the best mean over
     trials, its **median** and central range (⌊n/4⌋ discarded at each end), as paper Table 1/5.
     """
@@ -654,8 +606,6 @@ def collapse_setting(quick: bool) -> ImageSetting:
 
 
 def _image_model(s: ImageSetting, data: ColouredData, seed: int, component: str, device) -> nn.Module:
-    from unlearnlab.models.registry import create
-
     kw = dict(s.model_kwargs)
     if len(data.heads) > 1:
         kw["heads"] = data.heads

@@ -110,6 +110,3 @@ def check_output_size(model: nn.Module, input_shape: Sequence[int], num_classes:
             f"The model outputs shape {tuple(out.shape)} for one input but the task has {num_classes} classes: "
             f"give the model a final layer with {num_classes} outputs."
         )
-
-
-from unlearnlab.models import zoo as _zoo  # noqa: E402,F401  (registers the built-in models)

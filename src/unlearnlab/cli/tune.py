@@ -1,20 +1,21 @@
-"""``unlearnlab tune`` (Optuna search on D_val) and ``unlearnlab plots`` (trade-off figures of a run folder).
-
-Registered on :data:`unlearnlab.cli.app` when imported (``cli.py`` imports this module at its end).
-"""
+"""``unlearnlab tune``: Optuna search of a method's hyperparameters, selected on D_val (docs/tuning.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
-from unlearnlab.bench.config import _yaml, parse_seeds
-from unlearnlab.cli import _fail, app, console, out_console
+from unlearnlab.bench.config import parse_seeds, parse_yaml
+from unlearnlab.bench.tune import load_space
+from unlearnlab.bench.tune import tune as run_tune
+from unlearnlab.cli.common import app, console, echo, guard
 from unlearnlab.errors import UnlearnlabError
 
 
+@app.command("tune")
 def tune(
     method: Annotated[str, typer.Option(help="Method to tune (see `unlearnlab methods`).")],
     dataset: Annotated[str, typer.Option(help="Dataset name (see `unlearnlab datasets`).")] = "digits",
@@ -41,58 +42,29 @@ def tune(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, … (default: CUDA when present).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the original/retrain recipe's epochs.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain original/retrained models.")] = False,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (>= 1).", min=1)] = None,
 ) -> None:
     """Search a method's hyperparameters (Optuna TPE) for the lowest Avg.Gap to Retrain on D_val; resumable."""
-    import torch
-
-    from unlearnlab.bench.tune import load_space
-    from unlearnlab.bench.tune import tune as run_tune
-
     if threads:
         torch.set_num_threads(threads)
-    try:
+    with guard(out):
         fixed = {}
         for item in set_ or []:
             lhs, sep, rhs = item.partition("=")
             if not sep or not lhs.strip():
                 raise UnlearnlabError(f"--set {item!r}: use KEY=VALUE, e.g. --set epochs=5.")
-            fixed[lhs.strip()] = _yaml(rhs)
+            fixed[lhs.strip()] = parse_yaml(rhs, f"--set {item!r}: the value")
         result = run_tune(
             dataset, model, forget, method, parse_seeds(seeds), trials, out=out, storage=storage,
             study_name=study_name, space=load_space(space) if space else None, hparams=fixed,
             select_on=select_on, sampler_seed=sampler_seed, profile=profile, root=root, device=device,
             recipe={"epochs": epochs} if epochs else None, cache=not no_cache, log=console.print,
         )
-    except UnlearnlabError as err:
-        _fail(err)
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
-    out_console.print(f"{result.method}: {params} (Avg.Gap on D_{result.select_on} {result.best_value:.3f}, "
-                      f"{len(result.trials)} trials)", markup=False, highlight=False)
+    echo(f"{result.method}: {params} (Avg.Gap on D_{result.select_on} {result.best_value:.3f}, "
+         f"{len(result.trials)} trials)")
     if result.compat:
         console.print(f"[yellow]compat: {', '.join(result.compat)} — selected on the test split.[/yellow]")
     console.print(f"Saved {out}/trials.csv, best.yaml (run it: unlearnlab run -c {out}/best.yaml), tune.md and "
                   "sensitivity plots.")
 
-
-def plots(run_dir: Annotated[Path, typer.Argument(help="The --out folder of `unlearnlab run`.")],
-          out: Annotated[Path | None, typer.Option(help="Folder for the figures (default: RUN_DIR).")] = None) -> None:
-    """Draw the unlearning–utility trade-off (UA gap vs TA, Pareto front) per protocol, as PNG and PDF."""
-    from unlearnlab.bench.plots import write_plots
-    from unlearnlab.bench.store import FILENAME, ResultStore
-
-    if not (run_dir / FILENAME).exists():
-        _fail(UnlearnlabError(f"No {FILENAME} in {run_dir}: point to the --out folder of `unlearnlab run`."))
-    try:
-        with ResultStore(run_dir) as store:
-            paths = write_plots(store, out or run_dir)
-    except UnlearnlabError as err:
-        _fail(err)
-    if not paths:
-        console.print("No group with a finished Retrain and another method: nothing to plot.")
-    for path in paths:
-        out_console.print(str(path), markup=False, highlight=False)
-
-
-app.command("tune")(tune)
-app.command("plots")(plots)

@@ -1,0 +1,117 @@
+"""The work of a classification grid cell: unlearn the cached original, check it, score it against R_s.
+
+:class:`ClassificationCell` is the small picklable description an executor ships to a worker (method, seed,
+hyperparameters, the paths of the cached original and retrained checkpoints, the retrained model's metrics);
+calling it rebuilds the task, loads both models with ``weights_only=True``, unlearns and scores, and returns
+:class:`~unlearnlab.bench.cells.Scores`. It never sees the results store nor the output folder: the driver
+writes the rows (:mod:`unlearnlab.bench.cells`). :func:`unlearn_and_score` is the same unlearn → check →
+evaluate step for callers that hold the models already (tuning trials).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from torch import nn
+
+from unlearnlab.api import unlearn
+from unlearnlab.bench.cache import load_checkpoint
+from unlearnlab.bench.cells import Scores, check_finite
+from unlearnlab.data.forget import ForgetTask, make_task
+from unlearnlab.errors import UnlearnlabError
+from unlearnlab.evaluation import Evaluation, evaluate
+from unlearnlab.models import create
+
+Tick = Callable[[float], None]
+
+#: the retrain checkpoint's metadata carried into the ``retrain`` row's stats
+RETRAIN_META_KEYS = ("seconds", "forward_samples", "backward_samples", "optimizer_steps", "device")
+
+
+def unlearn_and_score(original: nn.Module, task: ForgetTask, method: str, seed: int, hparams: Mapping[str, Any],
+                      reference: Evaluation, primary_mia: str, progress: Tick | None = None) -> Scores:
+    """Run ``method`` on a copy of ``original``, refuse a non-finite result (a divergence), score it against
+    ``reference`` (the retrained model's evaluation on the same task). A certified method's model and
+    certificate come back as the artifact."""
+    res = unlearn(original, task, method=method, seed=seed, progress=progress, **dict(hparams))
+    check_finite(res.model, f"{method} (seed {seed})")
+    scores = evaluate(res.model, task, reference, primary_mia)
+    artifact = None
+    if res.certificate is not None:  # the driver saves the certified model next to its certificate
+        artifact = {"state_dict": {k: v.detach().cpu() for k, v in res.model.state_dict().items()},
+                    "certificate": res.certificate}
+    stats = {"rte_minutes": res.seconds / 60.0, "seconds": res.seconds, **res.counters.as_dict(), **res.stats}
+    return Scores(scores.metrics, scores.definitions, stats, artifact)
+
+
+@lru_cache(maxsize=1)
+def _task(dataset: str, forget: str, seed: int, device: str, root: str | None) -> ForgetTask:
+    """The task of a seed, kept for the next cell of the same seed (cells never mutate a task)."""
+    return make_task(dataset, forget, seed, device=device, root=root)
+
+
+def clear_task_cache() -> None:
+    """Forget the task kept by :func:`_task` (its tensors may be large)."""
+    _task.cache_clear()
+
+
+@dataclass(frozen=True)
+class ClassificationCell:
+    """Everything one classification cell needs, and nothing that lets it write results."""
+
+    method: str
+    seed: int
+    hparams: dict[str, Any]
+    dataset: str
+    model: str
+    forget: str
+    root: str | None
+    device: str
+    primary_mia: str
+    #: the split the driver planned for this seed; a worker whose data differ refuses to run
+    split_hash: str
+    #: cached checkpoints (paths on the driver; the Ray executor ships their bytes)
+    original: str
+    retrain: str
+    #: seconds, counters and device of the retrained model's training (the ``retrain`` row's RTE)
+    retrain_meta: dict[str, Any] = field(default_factory=dict)
+    #: metrics of the retrained model, the per-seed gap's reference (computed once by the driver)
+    reference: dict[str, float] = field(default_factory=dict)
+    reference_definitions: dict[str, str] = field(default_factory=dict)
+
+    def files(self) -> tuple[str, ...]:
+        """The checkpoint files this cell reads."""
+        return (self.original, self.retrain)
+
+    def _load(self, task: ForgetTask, path: str, files: Mapping[str, bytes] | None) -> nn.Module:
+        model = create(self.model, task, seed=self.seed, device=self.device)
+        source = io.BytesIO(files[path]) if files and path in files else path
+        load_checkpoint(source, model)  # weights_only=True; refuses another architecture
+        return model.to(self.device).eval()
+
+    def __call__(self, files: Mapping[str, bytes] | None = None, progress: Tick | None = None,
+                 shared: Any = None) -> Scores:
+        """Score the cell. ``files`` maps a checkpoint path to its bytes (Ray; missing paths are read from
+        disk); ``shared`` is the driver's task of this seed (serial executor), used when its split matches."""
+        task = shared if getattr(shared, "split_hash", None) == self.split_hash else None
+        if task is None:
+            task = _task(self.dataset, self.forget, self.seed, self.device, self.root)
+        if task.split_hash != self.split_hash:
+            raise UnlearnlabError(f"This worker's {self.dataset} split ({task.split_hash}) differs from the "
+                                  f"driver's ({self.split_hash}): give every node the same dataset files.")
+        if self.method != "retrain":
+            original = self._load(task, self.original, files)
+            reference = Evaluation(dict(self.reference), dict(self.reference_definitions))
+            return unlearn_and_score(original, task, self.method, self.seed, self.hparams, reference,
+                                     self.primary_mia, progress)
+        model = self._load(task, self.retrain, files)
+        meta = self.retrain_meta
+        scores = evaluate(model, task, None, self.primary_mia)
+        counters = {k: meta.get(k) for k in ("forward_samples", "backward_samples", "optimizer_steps")}
+        stats = {"rte_minutes": meta["seconds"] / 60.0, "seconds": meta["seconds"], **counters,
+                 "cached_retrain_device": meta.get("device")}
+        return Scores(scores.metrics, scores.definitions, stats)

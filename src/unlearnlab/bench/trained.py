@@ -1,0 +1,78 @@
+"""The original and retrained models of a planned grid, trained once and served from the model cache.
+
+One original per data split (trained on D with seed 1) and one retrained model per seed (fresh init with that
+seed, trained on D_r), each keyed by (kind, dataset, model, recipe, data or split hash, seed) in the
+content-addressed :class:`~unlearnlab.bench.cache.ModelCache`. The grid runner, tuning and the forget-quality
+score all take their models from here, so they share cache entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from unlearnlab.bench.cache import ModelCache, default_cache_dir
+from unlearnlab.bench.plan import Plan
+from unlearnlab.data.forget import ForgetTask
+from unlearnlab.models import create
+from unlearnlab.training import train
+
+Progress = Callable[[str, float], None]
+#: the seed of every original model (one per data split)
+ORIGINAL_SEED = 1
+
+
+def model_cache(p: Plan) -> ModelCache:
+    """The plan's model cache (``cache_dir`` or the default; ``cache: false`` retrains)."""
+    config = p.config
+    return ModelCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), config.cache)
+
+
+def identity(kind: str, p: Plan, seed: int, data_hash: str) -> dict[str, Any]:
+    """The cache identity of an original (``kind="original"``, ``data_hash`` = the task's data hash) or a
+    retrained model (``kind="retrain"``, ``data_hash`` = the task's split hash)."""
+    return {"kind": kind, "dataset": p.config.dataset, "model": p.config.model,
+            "recipe": p.recipe_of(kind).to_dict(), "data": data_hash, "seed": seed}
+
+
+def original_identity(p: Plan, task: ForgetTask) -> dict[str, Any]:
+    return identity("original", p, ORIGINAL_SEED, task.data_hash)
+
+
+def retrain_identity(p: Plan, task: ForgetTask, seed: int) -> dict[str, Any]:
+    return identity("retrain", p, seed, task.split_hash)
+
+
+def trained_model(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed: int,
+                  progress: Progress | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The original (``kind="original"``, trained on D) or retrained (``kind="retrain"``, on D_r) model of
+    ``seed``, in eval mode, with its checkpoint metadata (training seconds, counters, device)."""
+    recipe = p.recipe_of(kind)
+    key = original_identity(p, task) if kind == "original" else retrain_identity(p, task, seed)
+    model = create(p.config.model, task, seed=seed, device=p.device)
+    data = task.train if kind == "original" else task.retain
+    label = f"training {kind} (seed {seed})"
+
+    def fit(m: nn.Module) -> dict[str, Any]:
+        tick = None if progress is None else (lambda done, total: progress(label, done / total))
+        stats = train(m, data, recipe, seed=seed, progress=tick)
+        return {"seconds": stats.seconds, "device": str(p.device), **stats.counters.as_dict()}
+
+    meta, _ = cache.get_or_train(key, model, fit)
+    model.eval()
+    return model, meta
+
+
+def original_model(cache: ModelCache, task: ForgetTask, p: Plan,
+                   progress: Progress | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The original model of ``task``'s data split (seed :data:`ORIGINAL_SEED`)."""
+    return trained_model(cache, "original", task, p, ORIGINAL_SEED, progress)
+
+
+def retrained_model(cache: ModelCache, task: ForgetTask, p: Plan, seed: int,
+                    progress: Progress | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The model retrained from scratch on ``task``'s D_r with ``seed``."""
+    return trained_model(cache, "retrain", task, p, seed, progress)

@@ -1,0 +1,5 @@
+"""``python -m unlearnlab.cli``: the ``unlearnlab`` command."""
+
+from unlearnlab.cli import app
+
+app(prog_name="unlearnlab")

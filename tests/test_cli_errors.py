@@ -1,0 +1,152 @@
+"""Bad input and unusable output folders end in a clear message: exit code 2, no traceback, nothing written.
+
+One parametrised test walks the list; each case prepares its input (a file, a damaged database, a fault such as
+a read-only folder or a full disk simulated by monkeypatching) and runs ``unlearnlab run`` in-process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from unlearnlab import utils
+from unlearnlab.cli import app
+
+FAST = ["--methods", "ft", "--seeds", "1", "--set", "ft.epochs=1"]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes (empty when the folder does not exist)."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _corrupt_db(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out.mkdir()
+    (out / "results.sqlite").write_bytes(b"this is a text file, not an SQLite database\n" * 20)
+
+
+def _truncated_db(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out.mkdir()
+    (out / "results.sqlite").write_bytes(b"SQLite format 3\x00" + b"\x10\x00\x01\x01" + b"\x00" * 80)
+
+
+def _read_only(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder on a read-only file system: every attempt to create or write a file in it fails with EROFS."""
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file\n")
+    real_open, real_os_open = builtins.open, os.open
+
+    def inside(path: object) -> bool:
+        return isinstance(path, (str, os.PathLike)) and Path(path).resolve().is_relative_to(out.resolve())
+
+    def ro_open(file, mode="r", *args, **kwargs):
+        if inside(file) and any(c in mode for c in "wax+"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    def ro_os_open(path, flags, *args, **kwargs):
+        if inside(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", ro_open)
+    monkeypatch.setattr(os, "open", ro_os_open)
+
+
+def _disk_full(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first atomic write (the run's config.yaml) finds no space left on the device."""
+
+    def no_space(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(utils, "atomic_write_bytes", no_space)
+
+
+def _cpu_only(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def _nothing(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pass
+
+
+def _index_files(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = out.parent
+    (folder / "text.npy").write_text("1, 2, 3\n")
+    np.save(folder / "floats.npy", np.array([0.5, 1.5]))
+    np.savez(folder / "archive.npz", idx=np.array([1, 2]))
+    (folder / "folder.npy").mkdir()
+
+
+Prepare = Callable[[Path, pytest.MonkeyPatch], None]
+
+CASES: list[tuple[str, Prepare, list[str], str]] = [
+    ("corrupt-db", _corrupt_db, FAST, r"results\.sqlite is not a readable unlearnlab results database.*mv "),
+    ("truncated-db", _truncated_db, FAST, r"results\.sqlite is not a readable unlearnlab results database"),
+    ("read-only-out", _read_only, FAST, r"Cannot write .*Read-only file system.*writable --out"),
+    ("disk-full", _disk_full, FAST, r"No space left on the device while writing .*config\.yaml.*re-run"),
+    ("device-gpu0", _nothing, ["--device", "gpu0"], r"device 'gpu0' is not a device name: use cpu, cuda"),
+    ("device-cuda-cpu-only", _cpu_only, ["--device", "cuda"], r"--device cuda: .*Use --device cpu"),
+    ("threads-zero", _nothing, ["--threads", "0"], r"'threads' must be an integer >= 1, got 0"),
+    ("threads-negative", _nothing, ["--threads", "-2"], r"'threads' must be an integer >= 1, got -2"),
+    ("set-bad-yaml", _nothing, ["--set", "ft.lr=[0.1,"], r"--set 'ft\.lr=\[0\.1,': the value is not valid YAML"),
+    ("set-python-tag", _nothing, ["--set", "ft.lr=!!python/object/apply:os.system ['true']"],
+     r"is not valid YAML"),
+    ("set-no-method", _nothing, ["--set", "lr=0.1"], r"use METHOD\.KEY=VALUE"),
+    ("indices-missing", _nothing, ["--forget", "indices:missing.npy"], r"missing\.npy does not exist"),
+    ("indices-not-npy", _index_files, ["--forget", "indices:{tmp}/text.npy"], r"not a readable NumPy \.npy"),
+    ("indices-floats", _index_files, ["--forget", "indices:{tmp}/floats.npy"], r"1-D integer array"),
+    ("indices-npz", _index_files, ["--forget", "indices:{tmp}/archive.npz"], r"is an \.npz archive"),
+    ("indices-folder", _index_files, ["--forget", "indices:{tmp}/folder.npy"], r"does not exist"),
+    ("random-1-ambiguous", _nothing, ["--forget", "random:1"],
+     r"'random:1' is ambiguous.*'random:count=1'.*'random:0\.1'"),
+    ("random-1.0-everything", _nothing, ["--forget", "random:1.0"], r"outside \(0, 1\)"),
+    ("config-not-utf8", _nothing, ["--config", "{tmp}/binary.yaml"], r"cannot be read as UTF-8"),
+]
+
+
+@pytest.mark.parametrize(("prepare", "args", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_with_a_message_no_traceback_and_nothing_written(tmp_path: Path, cache_dir: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch,
+                                                                           prepare: Prepare, args: list[str],
+                                                                           message: str):
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00bad")
+    out = tmp_path / "out"
+    prepare(out, monkeypatch)
+    before = _snapshot(out)
+    result = CliRunner().invoke(app, ["run", "--out", str(out), *(a.replace("{tmp}", str(tmp_path)) for a in args)],
+                                env={"COLUMNS": "250"})
+    monkeypatch.undo()  # restore open() & co. before reading the folder back
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert text.startswith("error:") or " error: " in f" {text}", result.output
+    assert re.search(message, text), result.output
+    assert _snapshot(out) == before, "the output folder changed"
+    assert not out.exists() or before, "an output folder was created"
+    assert not cache_dir.exists(), "a model was trained or cached"
+
+
+def test_files_written_for_others_follow_the_umask(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        utils.atomic_write_text(tmp_path / "table.md", "| a |\n")
+        assert (tmp_path / "table.md").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        utils.atomic_write_text(tmp_path / "private.md", "| a |\n")
+        assert (tmp_path / "private.md").stat().st_mode & 0o777 == 0o600
+        assert utils.umask() == 0o077
+    finally:
+        os.umask(old)
