@@ -32,10 +32,20 @@ DETERMINISTIC = {"iu", "iu-exact"}
 FAST_EPOCHS = 2
 
 
+#: values a preset deliberately has no default for (the user must pass them), given here to exercise it
+REQUIRED = {"eupmu-normalised": {"epsilon": 100.0, "lambda_lr": 0.01}}
+
+
 def fast(method: str, **extra) -> dict:
-    """Small-epoch overrides for ``method`` (only keys its preset has)."""
+    """Small-epoch overrides for ``method`` (only keys its preset has), plus the values it requires."""
     out = {"epochs": FAST_EPOCHS} if "epochs" in ul.get_method(method).defaults else {}
-    return {**out, **extra}
+    return {**out, **REQUIRED.get(method, {}), **extra}
+
+
+def test_presets_without_a_default_refuse_to_run_until_given_one(trained_mlp, digits_task):
+    for method, values in REQUIRED.items():
+        with pytest.raises(UnlearnlabError, match="|".join(values)):
+            ul.unlearn(trained_mlp, digits_task, method=method, epochs=1)
 
 
 def params(model: nn.Module) -> list[torch.Tensor]:

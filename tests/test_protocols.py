@@ -20,6 +20,7 @@ from unlearnlab.bench import plan as runner
 from unlearnlab.bench.config import RunConfig
 from unlearnlab.bench.store import ResultStore, config_hash, run_key
 from unlearnlab.cli import app
+from unlearnlab.errors import UnlearnlabError
 from unlearnlab.experiments import ExperimentContext
 
 
@@ -312,8 +313,24 @@ def fake_cifar_root(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("name", [p.name.replace("<c>", "3") for p in P.list_protocols()
                                   if not p.is_experiment and p.dataset in ("cifar10", "cifar100")])
 def test_full_size_cifar_protocols_plan_against_real_format_files(name, fake_cifar_root):
-    """The full size reads the official files and builds its model and split (training itself needs a GPU)."""
+    """The full size reads the official files and builds its model and split (training itself needs a GPU); a
+    value the paper searched without publishing must be passed, and then the plan carries it."""
     spec = P.get_protocol(name)
-    plan = runner.plan(spec.run_config(False, root=str(fake_cifar_root), out="unused", device="cpu"))
+    supplied = {m: dict.fromkeys(keys, 0.5) for m, keys in spec.searched.items()}
+    if supplied:
+        with pytest.raises(UnlearnlabError, match="searched by the paper"):
+            runner.plan(spec.run_config(False, root=str(fake_cifar_root), out="unused", device="cpu"))
+    plan = runner.plan(spec.run_config(False, root=str(fake_cifar_root), out="unused", device="cpu",
+                                       hparams=supplied))
     assert plan.protocol == spec.label() and plan.methods[0] == "retrain"
     assert plan.config.model == "resnet18" and plan.recipe == spec.recipe
+    for method, values in {**spec.hparams, **supplied}.items():
+        assert all(plan.hparams[method][k] == v for k, v in values.items())
+
+
+def test_a_protocols_method_values_cannot_be_changed_by_a_run(fake_cifar_root):
+    spec = P.get_protocol("salun-cifar10-random30")
+    assert spec.hparams["eupmu-reference"] == {"lr": 1e-2, "epsilon": -0.01}
+    with pytest.raises(UnlearnlabError, match="pins eupmu-reference"):
+        runner.plan(spec.run_config(False, root=str(fake_cifar_root), out="unused", device="cpu",
+                                    hparams={"eupmu-reference": {"lr": 0.1}}))

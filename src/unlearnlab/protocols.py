@@ -64,6 +64,8 @@ class QuickSize(Validated):
     recipe: InstanceOf[Recipe] | None = None
     retrain_recipe: InstanceOf[Recipe] | None = None
     profile: str | None = None
+    hparams: dict[str, dict[str, Any]] | None = None
+    searched: dict[str, tuple[str, ...]] | None = None
     forget_quality_n: int | None = Field(None, ge=2)
 
 
@@ -91,6 +93,10 @@ class Protocol(Validated):
     retrain_recipe: InstanceOf[Recipe] | None = None
     methods: tuple[str, ...] = ()
     profile: str = "default"
+    #: per-setting method values the paper's code used (method → {key: value}); a run may not change them
+    hparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: method → keys the paper searched without publishing a value: a run must pass them (``--set``)
+    searched: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     primary_mia: str = SALUN_MIA
     val_seed: int = Field(1, ge=1)
     # ---- aggregation
@@ -152,11 +158,15 @@ class Protocol(Validated):
         p = self.sized(quick)
         base = RunConfig(
             dataset=p.dataset, model=p.model, forget=p.forget, methods=p.methods, seeds=p.seeds,
-            profile=p.profile, primary_mia=p.primary_mia,
+            profile=p.profile, primary_mia=p.primary_mia, hparams={m: dict(v) for m, v in p.hparams.items()},
             recipe=p.recipe.to_dict() if p.recipe is not None else {},
             retrain_recipe=p.retrain_recipe.to_dict() if p.retrain_recipe is not None else {},
             protocol=self.name, quick=quick, forget_quality_n=p.forget_quality_n,
         )
+        if "hparams" in overrides:  # the user's values join the protocol's (check_pinned refuses changed ones)
+            given = overrides["hparams"] or {}
+            overrides = {**overrides, "hparams": {m: {**p.hparams.get(m, {}), **given.get(m, {})}
+                                                  for m in {*p.hparams, *given}}}
         return base.updated(**overrides) if overrides else base
 
     def pinned(self, quick: bool = False) -> dict[str, Any]:
@@ -197,23 +207,50 @@ DIGITS_RECIPE = Recipe()
 QUICK_RECIPE = Recipe(epochs=30)
 
 SALUN_METHODS = ("retrain", "ft", "rl", "ga", "iu", "boundary-shrink", "boundary-expand", "l1-sparse", "salun",
-                 "eupmu", "salun+eupmu")
+                 "eupmu-reference", "salun+eupmu")
 SALUN_QUICK_METHODS = ("retrain", "ft", "rl", "ga", "l1-sparse", "salun", "salun+eupmu")
-DUALOPTIM_METHODS = ("retrain", "ft", "ga", "rl", "salun", "sfron", "rl+dualoptim", "salun+dualoptim",
-                     "sfron+dualoptim")
-DUALOPTIM_QUICK_METHODS = ("retrain", "rl", "salun", "rl+dualoptim", "salun+dualoptim")
+DUALOPTIM_METHODS = ("retrain", "ft", "ga", "rl", "salun", "sfron", "dualoptim/rl", "dualoptim/salun",
+                     "dualoptim/sfron", "dualoptim/salun-shared")
+DUALOPTIM_QUICK_METHODS = ("retrain", "rl", "salun", "dualoptim/rl", "dualoptim/salun", "dualoptim/salun-shared")
+#: the paper searches η_f (forget lr) per host and publishes no value (docs/protocols.md)
+DUALOPTIM_SEARCHED = {m: ("forget_lr",) for m in DUALOPTIM_METHODS if m.startswith("dualoptim/")}
+
+#: EUPMU's per-setting values in its code's README (CIFAR-10, ResNet-18); where the scripts differ,
+#: docs/protocols.md says how. 1 % and 5 % have none: they use the 10 % values.
+EUPMU_VALUES: dict[str, dict[str, Any]] = {
+    "random10": {"lr": 1e-3, "epsilon": -0.01},
+    "random30": {"lr": 1e-2, "epsilon": -0.01},
+    "random50": {"lr": 3e-2, "epsilon": -0.05, "lambda_init": 0.3},
+    "class": {"lr": 5e-3, "epsilon": -0.05},
+    "cifar100-random10": {"lr": 3e-3, "epsilon": -0.25, "lambda_lr": 5.0},
+}
+#: the EUPMU code's behaviour (mixed batches, batch-share losses, buffers updated by the signal forward, λ unprojected)
+EUPMU_REFERENCE_OPTIONS = {"joint_forward": True, "loss_scale": "batch_share", "signal_mode": "reference",
+                           "lambda_projection": "use_only"}
+#: IU's step in the EUPMU code's README for CIFAR-10 (random and class-wise)
+IU_ALPHA_CIFAR10 = 2.0
 DUALOPTIM_GAPS = GAP_VARIANTS
 
 _QUICK_NOTE = "--quick: digits (8x8, 1,302 train) / mlp, small recipe 30 epochs, seeds 1-2, fewer methods."
 _SALUN_PAPER = "SalUn (Fan et al., ICLR 2024); EUPMU"
 
 
-def _salun_settings() -> dict[str, Any]:
-    """What every SalUn-family CIFAR protocol shares: model, recipes, methods, MIA, seeds, the quick size."""
+def _salun_settings(setting: str) -> dict[str, Any]:
+    """What every SalUn-family CIFAR protocol shares: model, recipes, methods, MIA, seeds, the quick size; and the
+    per-setting EUPMU values (``setting``: a key of :data:`EUPMU_VALUES`)."""
+    eupmu = EUPMU_VALUES[setting]
+    hparams = {"eupmu-reference": dict(eupmu), "salun+eupmu": {**EUPMU_REFERENCE_OPTIONS, **eupmu}}
+    searched: dict[str, tuple[str, ...]] = {}
+    if setting.startswith("cifar100"):
+        searched["iu"] = ("alpha",)  # the EUPMU code gives α for CIFAR-10 only
+    else:
+        hparams["iu"] = {"alpha": IU_ALPHA_CIFAR10}
     return dict(model="resnet18", recipe=CIFAR_ORIGINAL, retrain_recipe=CIFAR_RETRAIN, methods=SALUN_METHODS,
+                hparams=hparams, searched=searched,
                 profile="reference", primary_mia=SALUN_MIA, seeds=(1, 2, 3, 4, 5),
                 quick=QuickSize(dataset="digits", model="mlp", methods=SALUN_QUICK_METHODS, seeds=(1, 2),
-                                recipe=QUICK_RECIPE, retrain_recipe=QUICK_RECIPE, profile="default"))
+                                recipe=QUICK_RECIPE, retrain_recipe=QUICK_RECIPE, profile="default", hparams={},
+                                searched={}))
 
 
 def _salun_random(percent: int, dataset: str = "cifar10") -> Protocol:
@@ -223,7 +260,8 @@ def _salun_random(percent: int, dataset: str = "cifar10") -> Protocol:
         description=(f"SalUn/OPTML random forgetting of {percent}% of the 45k {dataset.upper()} train split "
                      f"(val_seed 1), ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (3.1), seeds 1-5, "
                      f"reference hyperparameters. {_QUICK_NOTE}"),
-        dataset=dataset, forget=f"random:{fraction:g}", **_salun_settings(),
+        dataset=dataset, forget=f"random:{fraction:g}",
+        **_salun_settings("cifar100-random10" if dataset == "cifar100" else f"random{max(percent, 10)}"),
     )
 
 
@@ -233,7 +271,7 @@ def _salun_class() -> Protocol:
         description=("SalUn/OPTML class-wise forgetting: D_f = all 4,500 train images of class c, the test set "
                      "drops class c; CIFAR-10 ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (3.1), "
                      f"seeds 1-5. `classwise` = class 0. {_QUICK_NOTE.replace('mlp', 'mlp, class c')}"),
-        dataset="cifar10", forget="class:<c>", **_salun_settings(),
+        dataset="cifar10", forget="class:<c>", **_salun_settings("class"),
     )
 
 
@@ -247,9 +285,9 @@ def _dualoptim() -> Protocol:
                      f"parse_result.py). {_QUICK_NOTE}"),
         dataset="cifar10", model="resnet18", forget="random:0.1", recipe=CIFAR_ORIGINAL,
         retrain_recipe=CIFAR_RETRAIN, methods=DUALOPTIM_METHODS, profile="reference", primary_mia=DUALOPTIM_MIA,
-        seeds=(1, 2, 3, 4, 5), gap_variants=DUALOPTIM_GAPS,
+        seeds=(1, 2, 3, 4, 5), gap_variants=DUALOPTIM_GAPS, searched=DUALOPTIM_SEARCHED,
         quick=QuickSize(dataset="digits", model="mlp", methods=DUALOPTIM_QUICK_METHODS, seeds=(1, 2),
-                        recipe=QUICK_RECIPE, retrain_recipe=QUICK_RECIPE, profile="default"),
+                        recipe=QUICK_RECIPE, retrain_recipe=QUICK_RECIPE, profile="default", searched={}),
     )
 
 
@@ -394,12 +432,16 @@ def validate(protocol: Protocol, quick: bool = False) -> None:
         raise UnlearnlabError(f"{where}: primary MIA {p.primary_mia!r} is not one of {PRIMARY_MIAS}.")
     if "retrain" not in p.methods:
         raise UnlearnlabError(f"{where}: methods must include 'retrain', the reference of every gap.")
+    unknown = set(p.hparams) - set(p.methods)
+    if unknown:
+        raise UnlearnlabError(f"{where}: hparams for {sorted(unknown)}, which are not among its methods.")
     for method in p.methods:
         info = get_method(method)
         if info.name != method:
             raise UnlearnlabError(f"{where}: use the canonical method name {info.name!r}, not {method!r}.")
         if method != "retrain":
-            info.resolve(None, p.profile)
+            # a searched value is the user's to give; everything else must build as the protocol states it
+            info.resolve(p.hparams.get(method), p.profile, build=method not in p.searched)
     unsupported = [c for c in p.compat if c not in GRID_COMPAT]
     if unsupported:
         raise UnlearnlabError(f"{where}: the grid runner does not implement compat flag(s) {unsupported}.")

@@ -88,6 +88,20 @@ def check_pinned(config: RunConfig) -> Protocol:
     if spec.is_experiment:
         raise UnlearnlabError(f"Protocol {spec.name!r} is an experiment, not a grid: run it with "
                               f"`unlearnlab run --protocol {spec.name}` (bench.experiment.run_experiment).")
+    sized = spec.sized(config.quick)
+    for method, values in sized.hparams.items():
+        given = config.hparams.get(method, {})
+        changed = {k: given[k] for k, v in values.items() if k in given and given[k] != v}
+        if changed:
+            raise UnlearnlabError(
+                f"Protocol {spec.name!r} pins {method}'s {sorted(changed)} to {values}; this run sets {changed}. "
+                "Changed method values are another protocol: drop --protocol to run a custom grid.")
+    for method, keys in sized.searched.items():
+        missing = [k for k in keys if k not in config.hparams.get(method, {})]
+        if missing and method in config.methods:
+            raise UnlearnlabError(
+                f"Protocol {spec.name!r}: {method}'s {missing} were searched by the paper, which publishes no value: "
+                f"pass one (--set {method}.{missing[0]}=...) or find it with `unlearnlab tune --method {method}`.")
     for key, want in spec.pinned(config.quick).items():
         got = getattr(config, key)
         if key in ("recipe", "retrain_recipe"):
