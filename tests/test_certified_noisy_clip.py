@@ -172,10 +172,11 @@ def test_modelclip_preset_emits_certificate(original, digits_task):
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
 
 
-def test_same_seed_bitwise_and_different_seed_differs(original, digits_task):
-    a = ul.unlearn(original, digits_task, method="certified-gradclip", seed=5, epochs=1)
-    b = ul.unlearn(original, digits_task, method="certified-gradclip", seed=5, epochs=1)
-    c = ul.unlearn(original, digits_task, method="certified-gradclip", seed=6, epochs=1)
+def test_same_seed_bitwise_and_different_seed_differs_with_reproducible_noise(original, digits_task):
+    kw = {"method": "certified-gradclip", "epochs": 1, "noise_source": "seeded"}
+    a = ul.unlearn(original, digits_task, seed=5, **kw)
+    b = ul.unlearn(original, digits_task, seed=5, **kw)
+    c = ul.unlearn(original, digits_task, seed=6, **kw)
     assert all(torch.equal(x, y) for x, y in zip(a.model.parameters(), b.model.parameters()))
     assert not all(torch.equal(x, y) for x, y in zip(a.model.parameters(), c.model.parameters()))
 
@@ -223,3 +224,63 @@ def test_gradclip_errors(original, digits_task, overrides, match):
 def test_modelclip_not_reaching_delta_is_an_error(original, digits_task):
     with pytest.raises(UnlearnlabError, match="no certificate"):
         ul.unlearn(original, digits_task, method="certified-modelclip", seed=1, epochs=1, C2=2.0, sigma=0.5)
+
+
+# --------------------------------------------------------------------------- the noisy step, exactly (mutant catchers)
+def _step_by_hand(model, batch, C1, gamma, lam, xi):
+    """x' = x − γ(clip_C1(∇L(x)) + λx) + ξ, computed independently of the rule (float64)."""
+    params = list(model.parameters())
+    loss = nn.functional.cross_entropy(model(batch["x"]), batch["y"])
+    grads = torch.autograd.grad(loss, params)
+    flat_g = torch.cat([g.flatten() for g in grads])
+    flat_g = flat_g * min(1.0, C1 / float(flat_g.norm()))
+    x = torch.cat([p.detach().flatten() for p in params])
+    return x - gamma * (flat_g + lam * x) + xi
+
+
+@pytest.mark.parametrize("C1", [0.05, 0.5, 50.0])
+def test_one_noisy_gradient_step_equals_the_formula_with_the_stated_clip(C1):
+    torch.manual_seed(0)
+    model = nn.Linear(8, 3).double()
+    params = list(model.parameters())
+    batch = {"x": torch.randn(16, 8, dtype=torch.float64), "y": torch.randint(0, 3, (16,))}
+    with torch.no_grad():  # start inside the C0 ball, so the initial clip does nothing
+        scale = 0.5 / float(global_norm(params))
+        for p in params:
+            p.mul_(scale)
+    noise: list[torch.Tensor] = []
+    expected = _step_by_hand(model, batch, C1, gamma=0.1, lam=0.3, xi=0.0)
+    noisy_phase(model, params, iter([batch]), lambda m, b: nn.functional.cross_entropy(m(b["x"]), b["y"]),
+                variant="gradient_clip", T=1, sigma=0.01, gamma=0.1, lam=0.3, C0=1.0, C1=C1,
+                generator=torch.Generator().manual_seed(3), on_noise=noise.append)
+    got = torch.cat([p.detach().flatten() for p in params])
+    assert torch.allclose(got, expected + noise[0], atol=1e-12, rtol=0)  # gradient present, clipped at C1 exactly
+
+
+def test_the_release_is_fine_tuned_from_the_noisy_output_not_from_the_original(original, digits_task):
+    """If fine-tuning started from the original (noise discarded), the amount of noise could not change the release."""
+    kw = {"method": "certified-gradclip", "epochs": 1, "seed": 5, "T": 5, "noise_source": "seeded"}
+    loud = ul.unlearn(original, digits_task, sigma=1.0, **kw)
+    quiet = ul.unlearn(original, digits_task, sigma=1e-6, **kw)
+    gap = max(float((a - b).abs().max()) for a, b in zip(loud.model.parameters(), quiet.model.parameters()))
+    assert gap > 0.1
+    assert loud.certificate.noisy_output_sha256 != loud.certificate.model_sha256  # fine-tuning moved it
+
+
+def test_with_no_fine_tuning_the_release_is_the_noisy_output(original, digits_task):
+    res = ul.unlearn(original, digits_task, method="certified-modelclip", epochs=1, seed=5, T=37, sigma=None,
+                     batch_size=32)
+    steps = -(-len(digits_task.retain) // 32)
+    assert res.stats["finetune_steps"] == steps - 37
+    certificate = res.certificate
+    if res.stats["finetune_steps"] == 0:
+        assert certificate.noisy_output_sha256 == certificate.model_sha256
+    assert certificate.verify(res.model)
+
+
+def test_nothing_derived_from_the_original_or_the_noisy_phase_is_released(original, digits_task):
+    res = ul.unlearn(original, digits_task, method="certified-gradclip", epochs=1, seed=5)
+    assert "noisy_losses" not in res.stats and "final_loss" not in res.stats
+    assert res.certificate.noise["seed"] is None
+    assert set(res.stats) <= {"epsilon", "delta", "epsilon_R", "certified", "noisy_steps", "sigma",
+                              "finetune_steps", "steps"}

@@ -26,6 +26,7 @@ from unlearnlab.families import TaskFamily, family_of, get_family
 from unlearnlab.methods import Method, MethodInfo, RunContext, UnlearnData, get_method
 from unlearnlab.training import Counters, CountingHooks, Recipe, TrainStats, batchnorm_singletons
 from unlearnlab.training import train as train_loop
+from unlearnlab.utils import tensors_sha256
 
 WARMUP_STEPS = 3
 
@@ -132,6 +133,13 @@ def _sources(model_device: torch.device, task: Any, forget: Any, retain: Any, fa
     return forget_src, retain_src
 
 
+def content_hash(*sources: Source) -> str | None:
+    """SHA-256 of in-memory sources' fields (the data a certificate is bound to); None for a streamed source."""
+    if not all(isinstance(s, TensorData) for s in sources):
+        return None
+    return tensors_sha256((f"{i}:{name}", t) for i, s in enumerate(sources) for name, t in s.fields.items())
+
+
 def unlearn(
     model: nn.Module,
     task: Any = None,
@@ -162,6 +170,7 @@ def unlearn(
     if len(forget_src) == 0:
         raise UnlearnlabError("The forget set is empty: there is nothing to unlearn.")
     facts = fam.inspect(model, {"forget": forget_src, "retain": retain_src}, task)
+    facts["split_hash"] = getattr(task, "split_hash", None) or content_hash(forget_src, retain_src)
     augment = bool(getattr(task, "augment", False))
     data = UnlearnData(forget_src, retain_src, fam, facts, fam.transform(augment))
     unlearner = info.build(params, fam)

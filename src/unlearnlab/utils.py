@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,16 @@ def torch_generator(seed: int, component: str, device: torch.device | str = "cpu
 def numpy_rng(seed: int, component: str) -> np.random.Generator:
     """A NumPy generator seeded from (seed, component)."""
     return np.random.default_rng(component_seed(seed, component))
+
+
+def tensors_sha256(named: Iterable[tuple[str, torch.Tensor]]) -> str:
+    """SHA-256 over named tensors in name order: each name, dtype, shape and raw bytes (content identity)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(named, key=lambda item: item[0]):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 @contextlib.contextmanager

@@ -155,9 +155,14 @@ def _method_groups(rows: Sequence[Row]) -> dict[str, list[Row]]:
 
 
 def _guarantee(row: Row) -> str:
-    """`` (ε=…, δ=…)`` for a row whose method shipped a certificate, else empty."""
+    """`` (ε=…, δ=…)`` for a row whose method shipped a certificate, `` (not certified: reproducible noise)`` for a
+    run whose noise came from the run seed, else empty."""
     cert = (row.get("stats") or {}).get("certificate")
-    return f" (ε={cert['epsilon']:.3g}, δ={cert['delta']:.3g})" if cert else ""
+    if not cert:
+        return ""
+    if cert.get("certified") is False:
+        return " (not certified: reproducible noise)"
+    return f" (ε={cert['epsilon']:.3g}, δ={cert['delta']:.3g})"
 
 
 def _status_counts(rows: Sequence[Row]) -> dict[str, int]:

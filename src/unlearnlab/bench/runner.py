@@ -211,7 +211,7 @@ def _record(store: ResultStore, p: Plan, row: Row, outcome: Outcome, say: Log) -
             cert = artifact["certificate"]
             path = cert.save(model_path)
             stats = {**outcome.stats, "certificate": {"epsilon": cert.epsilon, "delta": cert.delta,
-                                                      "file": str(path)}}
+                                                      "certified": cert.certified, "file": str(path)}}
             outcome = Outcome("done", outcome.metrics, outcome.definitions, stats)
         except Exception as err:
             message = f"saving the certified model failed: {type(err).__name__}: {err}"

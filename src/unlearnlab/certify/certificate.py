@@ -1,8 +1,13 @@
-"""The unlearning certificate (spec certified.md §10), saved next to the model as ``<model>.certificate.json``.
+"""The unlearning certificate, saved next to the model as ``<model>.certificate.json`` (docs/certificates.md).
 
-A :class:`Certificate` records the guarantee and every constant it depends on; :meth:`Certificate.verify`
-recomputes the guarantee from those constants with the named accountant version and raises
-:class:`CertificateError` on a relative mismatch above 1e−9 (or on any edit, via a content digest).
+A :class:`Certificate` records the guarantee and every constant it depends on, and is bound to the released
+weights (SHA-256 of the model's state) and to the data split (its split hash) by :meth:`Certificate.bind`, which
+also seals it with a content digest. :meth:`Certificate.verify` requires the digest and the binding, recomputes the
+guarantee from the constants with the named accountant version (relative mismatch above 1e−9 is an error) and, given
+the model, checks that it is the certified one and that the preconditions of the guarantee hold: the noise came from
+the operating system's entropy (not the run seed) and was added to the parameters, data-dependent buffers were reset
+after the noisy phase, the trainable-parameter count matches the clipping, and, with no fine-tuning, the release is
+the noisy phase's output itself.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from unlearnlab.certify import accountant as acc
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.utils import atomic_write_text
+from unlearnlab.utils import atomic_write_text, tensors_sha256
 
 SCHEMA = "unlearnlab.certificate/1"
 VARIANTS = ("gradient_clip", "model_clip", "output_perturbation", "dpsgd_group")
@@ -45,6 +52,19 @@ def certificate_path(model_path: str | Path) -> Path:
     if p.name.endswith(".certificate.json"):
         return p
     return p.with_name(p.stem + ".certificate.json") if p.suffix else p.with_name(p.name + ".certificate.json")
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 over the model's state (parameters and buffers): names, dtypes, shapes and bytes, in name order."""
+    return tensors_sha256(model.state_dict().items())
+
+
+def _gc_epsilon(sigma: float, T: int, delta: float, C0: float, C1: float, gamma: float, lam: float
+                ) -> tuple[float, float, float]:
+    """The accountant's (ε, α*, ρ) with ε floored at 0: the conversion's bound can fall below 0 for a very large σ,
+    and an (ε, δ) guarantee with ε < 0 implies the (0, δ) one."""
+    eps, alpha, rho = acc.gc_epsilon(sigma, T, delta, C0, C1, gamma, lam)
+    return max(eps, 0.0), alpha, rho
 
 
 def _close(a: float | None, b: float | None) -> bool:
@@ -78,6 +98,10 @@ class Certificate:
     buffers: str = "none"
     post_processing: dict[str, Any] = field(default_factory=dict)
     task: dict[str, Any] = field(default_factory=dict)
+    #: SHA-256 of the noisy phase's output, of the released weights, and the data split the run used
+    noisy_output_sha256: str | None = None
+    model_sha256: str | None = None
+    split_hash: str | None = None
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema: str = SCHEMA
     digest: str | None = None
@@ -88,7 +112,7 @@ class Certificate:
                       sigma: float, T: int, T_rule: str = "reference", accounting_mode: str = "certified",
                       **extra: Any) -> Certificate:
         """Certificate of the gradient-clipping variant: ε from the realised ρ (tight conversion)."""
-        eps, alpha, rho = acc.gc_epsilon(sigma, T, delta, C0, C1, gamma, lam)
+        eps, alpha, rho = _gc_epsilon(sigma, T, delta, C0, C1, gamma, lam)
         consts = {"C0": C0, "C1": C1, "C2": None, "gamma": gamma, "lambda": lam, "sigma": sigma, "sigma0": 0.0,
                   "T": int(T), "T_rule": T_rule}
         return cls(method=method, variant="gradient_clip", epsilon=eps, delta=delta, constants=consts,
@@ -125,7 +149,7 @@ class Certificate:
         cert = cls(method=method, variant="output_perturbation", epsilon=epsilon, delta=delta, constants=consts,
                    accountant={"name": accountant, "version": acc.GAUSSIAN_VERSION,
                                "package_version": _package_version()}, **extra)
-        cert.verify()
+        cert.check_guarantee()
         return cert
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -153,8 +177,20 @@ class Certificate:
         return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()
 
     def to_json(self) -> str:
-        self.digest = self.compute_digest()
+        if self.digest is None:
+            raise CertificateError("an unsealed certificate cannot be saved: bind it to the released model first")
         return json.dumps(self.state_dict(), indent=2, sort_keys=True, allow_nan=False)
+
+    @property
+    def certified(self) -> bool:
+        """Whether the noise came from the OS entropy (a replayable run-seed noise certifies nothing)."""
+        return self.noise.get("source") == "os-entropy"
+
+    def bind(self, model: nn.Module, split_hash: str | None) -> None:
+        """Tie the certificate to the released ``model`` and the data split, then seal it with its digest."""
+        self.model_sha256 = weights_sha256(model)
+        self.split_hash = split_hash
+        self.digest = self.compute_digest()
 
     def save(self, model_path: str | Path) -> Path:
         """Write ``<model>.certificate.json`` next to ``model_path`` atomically; returns the path."""
@@ -170,20 +206,60 @@ class Certificate:
         return cert
 
     # ------------------------------------------------------------------ verification
-    def verify(self) -> bool:
-        """Recompute the guarantee from the stored constants; raise :class:`CertificateError` on a mismatch."""
+    def verify(self, model: nn.Module | None = None, allow_uncertified: bool = False) -> bool:
+        """Check digest, binding and guarantee (and, with ``model``, the release and the preconditions).
+
+        Raises :class:`CertificateError` naming the first failure. ``allow_uncertified`` accepts a certificate of
+        reproducible (run-seed) noise, which certifies nothing, as a record of a research run.
+        """
         if self.schema != SCHEMA:
             raise CertificateError(f"unsupported certificate schema {self.schema!r} (expected {SCHEMA!r})")
-        if self.digest is not None and self.digest != self.compute_digest():
+        if self.digest is None:
+            raise CertificateError("the certificate has no digest: it was not sealed by unlearnlab (or the digest was "
+                                   "removed); it cannot be trusted")
+        if self.digest != self.compute_digest():
             raise CertificateError("certificate content does not match its digest (file edited after writing)")
-        if not (0 < self.delta < 1) or not (isinstance(self.epsilon, (int, float)) and self.epsilon > 0):
+        if self.model_sha256 is None:
+            raise CertificateError("the certificate is not bound to a released model (no model_sha256)")
+        if not self.certified and not allow_uncertified:
+            raise CertificateError("not certified: the noise was derived from the run seed (noise_source='seeded'), "
+                                   "so anyone with the seed can replay it; rerun with noise_source='secure'")
+        self.check_guarantee()
+        if model is not None:
+            self.check_release(model)
+        return True
+
+    def check_release(self, model: nn.Module) -> None:
+        """``model`` is the certified release and the preconditions of the guarantee hold for it."""
+        if weights_sha256(model) != self.model_sha256:
+            raise CertificateError("this model is not the one the certificate was issued for (weights differ)")
+        if self.noise.get("added_to") != "parameters":
+            raise CertificateError(f"the guarantee needs noise on the parameters, not {self.noise.get('added_to')!r}")
+        data_buffers = [n for n, m in model.named_modules()
+                        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats]
+        if data_buffers and self.buffers != "reset_after_noise":
+            raise CertificateError(f"the model has data-dependent buffers ({', '.join(data_buffers[:3])}) that the "
+                                   "noisy phase did not reset: they would carry D_f into the release")
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if self.clipping.get("d") not in (None, trainable):
+            raise CertificateError(f"the certificate clipped {self.clipping.get('d')} parameter entries, the model "
+                                   f"has {trainable} trainable ones")
+        if self.post_processing.get("data", "D_r") != "D_r":
+            raise CertificateError("post-processing may use D_r only")
+        if self.post_processing.get("steps") == 0 and self.noisy_output_sha256 not in (None, self.model_sha256):
+            raise CertificateError("with no fine-tuning the release must be the noisy phase's output, and it is not")
+
+    def check_guarantee(self) -> bool:
+        """Recompute the guarantee from the stored constants; raise :class:`CertificateError` on a mismatch."""
+        if not (0 < self.delta < 1) or not (isinstance(self.epsilon, (int, float)) and self.epsilon >= 0
+                                            and math.isfinite(self.epsilon)):
             raise CertificateError(f"invalid (epsilon, delta) = ({self.epsilon}, {self.delta})")
         c = self.constants
         try:
             if self.variant == "gradient_clip":
                 self._check_accountant(acc.PABI_NAME, acc.PABI_VERSION)
-                eps, _alpha, rho = acc.gc_epsilon(c["sigma"], c["T"], self.delta, c["C0"], c["C1"], c["gamma"],
-                                                 c["lambda"])
+                eps, _alpha, rho = _gc_epsilon(c["sigma"], c["T"], self.delta, c["C0"], c["C1"], c["gamma"],
+                                               c["lambda"])
                 self._expect("rho", rho, self.rho)
                 self._expect("epsilon", eps, self.epsilon)
                 if self.epsilon_R is not None:

@@ -240,7 +240,9 @@ def _config(v: Variant, c: Cell) -> dict[str, Any]:
 def _method_kwargs(v: Variant, c: Cell) -> dict[str, Any]:
     if c.method == "retrain":
         return certified_retrain_recipe(epochs=c.budget, batch_size=v.batch_size, augment=v.augment).to_dict()
-    return {**c.hparams, "epsilon": c.epsilon, "delta": DELTA, "epochs": c.budget, "batch_size": v.batch_size}
+    # a research curve must resume and reproduce: run-seed noise, so every row says "not certified" (docs)
+    return {**c.hparams, "epsilon": c.epsilon, "delta": DELTA, "epochs": c.budget, "batch_size": v.batch_size,
+            "noise_source": "seeded"}
 
 
 def run_cell(ctx: ExperimentContext, v: Variant, c: Cell, task: ForgetTask, original: nn.Module,
@@ -388,7 +390,9 @@ def run(ctx: ExperimentContext) -> str:
         for v in variants:  # fail before any work when a dataset is missing
             load_variant_dataset(v)
     size = "quick (§9.6 scaled CPU variant: its grid, one seed pair, fewer budgets)" if ctx.quick else "full (§9)"
-    head = ["# Certified unlearning: accuracy vs. epoch budget over D_r (certified.md §7–§9)", "",
+    head = ["# Certified unlearning: accuracy vs. epoch budget over D_r", "",
+            "Research curve with reproducible noise (drawn from the run seed): these models are **not certified**; "
+            "a release uses noise_source='secure' (docs/certificates.md).", "",
             f"{size}; ε = certified ε (standard conversion), retrain = same budget, exact (ε = 0).", ""]
     parts = [run_variant(ctx, v) for v in variants]
     markdown = "\n".join(head) + "\n" + "\n".join(parts)

@@ -10,14 +10,18 @@ Noisy phase on D_r started from the original model x̂, then noise-free fine-tun
   x_0 = clip_{C0}(x̂) + ξ_0 with σ from the Gaussian calibration for sensitivity 2C0 (``gaussian-classic`` for
   ε ≤ 1, ``gaussian-analytic`` otherwise), T = 0 noisy steps, then fine-tuning for the whole budget.
 
-clip is one global ℓ2 norm over all trainable parameters; ξ ~ N(0, σ²I) is drawn fresh every step from a
-dedicated seeded generator on the parameters' device and added to the **parameters** (never scaled by γ).
+clip is one global ℓ2 norm over all trainable parameters; ξ ~ N(0, σ²I) is drawn fresh every step and added to
+the **parameters** (never scaled by γ). ``noise_source="secure"`` (default) seeds the noise generator from the
+operating system's entropy (``secrets``), never stores the seed and never derives it from the run seed, so the
+noise cannot be replayed from anything released; ``"seeded"`` derives it from the run seed for reproducible research
+runs, and then the certificate, the row and the table say "not certified" in words (docs/certificates.md).
 Fine-tuning: plain SGD (momentum 0, coupled wd from the job's optimizer), linear one-cycle (optax shape) over the
 run's N = E·⌈|D_r|/b⌉ steps, the counter restarting at 0, N − T steps, the retain loader continuing mid-epoch.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -26,7 +30,7 @@ import torch
 from torch import nn
 
 from unlearnlab.certify import accountant as acc
-from unlearnlab.certify.certificate import Certificate
+from unlearnlab.certify.certificate import Certificate, weights_sha256
 from unlearnlab.data.tensors import Batch
 from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.methods.rules.base import Job, Rule
@@ -34,7 +38,8 @@ from unlearnlab.training import onecycle_multiplier
 from unlearnlab.utils import torch_generator
 
 VARIANTS = ("gradient_clip", "model_clip", "output_perturbation")
-_COMMON_KEYS = {"epsilon", "delta", "C0", "sigma", "frozen_params", "buffers"}
+NOISE_SOURCES = ("secure", "seeded")
+_COMMON_KEYS = {"epsilon", "delta", "C0", "sigma", "frozen_params", "buffers", "noise_source"}
 #: the options each variant reads
 VARIANT_KEYS = {
     "gradient_clip": _COMMON_KEYS | {"gamma", "T", "C1", "lam", "accounting"},
@@ -184,6 +189,7 @@ class NoisyClip(Rule):
     calibration: str = "auto"
     frozen_params: str = "none"
     buffers: str = "reject"
+    noise_source: str = "secure"
     method: str = "certified"
     name: str = "noisy_clip"
     on_noise: Callable[[torch.Tensor], None] | None = None
@@ -192,6 +198,9 @@ class NoisyClip(Rule):
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise UnlearnlabError(f"variant={self.variant!r}: use one of {', '.join(VARIANTS)}.")
+        if self.noise_source not in NOISE_SOURCES:
+            raise UnlearnlabError(f"noise_source={self.noise_source!r}: use 'secure' (certified) or 'seeded' "
+                                  "(reproducible, not certified).")
         #: filled by :meth:`run`: statistics and the certificate (``state_dict``) of the last run
         self.last: dict[str, Any] = {}
 
@@ -274,14 +283,18 @@ class NoisyClip(Rule):
                 yield from job.batches("retain")
 
         stream = retain_stream()
-        gen = torch_generator(ctx.seed, "certified-noise", params[0].device)
+        if self.noise_source == "secure":  # OS entropy, never stored: the noise cannot be replayed
+            gen = torch.Generator(device=params[0].device)
+            gen.manual_seed(secrets.randbits(63))
+        else:
+            gen = torch_generator(ctx.seed, "certified-noise", params[0].device)
 
         retain = job.retain_objective()
 
         def loss_fn(m: nn.Module, batch: Batch) -> torch.Tensor:
             return retain(m, batch, ctx)
 
-        res = noisy_phase(model, params, stream, loss_fn, variant=self.variant, T=T, sigma=sigma, gamma=self.gamma,
+        noisy_phase(model, params, stream, loss_fn, variant=self.variant, T=T, sigma=sigma, gamma=self.gamma,
                           lam=self.lam, C0=self.C0, C1=self.C1, C2=self.C2, sigma0=self.sigma0, generator=gen,
                           on_noise=self.on_noise, on_step=lambda t: ctx.report((t + 1) / N))
         ctx.counters.optimizer_steps += T
@@ -292,7 +305,9 @@ class NoisyClip(Rule):
 
         common = {
             "noise": {"fresh_per_step": True, "added_to": "parameters", "generator": "torch.Generator",
-                      "seed": ctx.seed, "component": "certified-noise"},
+                      "source": "os-entropy" if self.noise_source == "secure" else "run-seed",
+                      "seed": None if self.noise_source == "secure" else ctx.seed},
+            "noisy_output_sha256": weights_sha256(model),
             "clipping": {"norm": "global_l2", "scope": "all_trainable_parameters", "d": d},
             "frozen_params": {"count": frozen, "declared_public": self.frozen_params == "public"},
             "buffers": self.buffers if data_dependent_buffers(model) else "none",
@@ -312,22 +327,24 @@ class NoisyClip(Rule):
             cert = Certificate.model_clip(method=self.method, epsilon=self.epsilon, delta=self.delta, C2=self.C2,
                                           sigma=sigma, T=T, gamma=self.gamma, lam=self.lam, C0=self.C0,
                                           sigma0=self.sigma0, **common)
-        cert.verify()
 
         # noise-free fine-tuning on D_r: N − T steps, one-cycle counter restarting at 0 with total N
-        last = float("nan")
         for k in range(N - T):
             batch = next(stream)
             job.stepper.set_multiplier(onecycle_multiplier(k, N))
             loss = retain(model, batch, ctx)
             job.stepper.step(loss, "joint")
-            last = float(loss.detach())
             ctx.report((T + k + 1) / N)
             if (T + k + 1) % per_epoch == 0:
                 job.stepper.end_epoch(f"{self.name} fine-tuning step {k}")
         job.stepper.end_epoch(f"{self.name} fine-tuning end")
+        cert.bind(model, job.data.info.get("split_hash"))
+        cert.verify(model, allow_uncertified=self.noise_source == "seeded")
+        # released with the model: the certificate and counts only; the noisy phase's losses (the first one is the
+        # loss of the clipped original) and anything else derived from θ* or D_f stay inside this run
         self.last = {
             "certificate": cert.state_dict(), "epsilon": cert.epsilon, "delta": cert.delta,
-            "epsilon_R": cert.epsilon_R, "noisy_steps": T, "sigma": sigma, "finetune_steps": N - T,
-            "noisy_losses": res.losses, "final_loss": last if N > T else (res.losses[-1] if res.losses else 0.0),
+            "epsilon_R": cert.epsilon_R, "certified": cert.certified, "noisy_steps": T, "sigma": sigma,
+            "finetune_steps": N - T,
         }
+
