@@ -188,9 +188,26 @@ def test_boosted_forget_lr_lowers_forget_accuracy(method, trained_mlp, digits_ta
     assert (steps.get("retain", 0) == 0) == (method.startswith("ga+") or method == "dualoptim/ga")
 
 
-def test_lion_pair_runs_on_a_preset(trained_mlp, digits_task):
-    res = ul.unlearn(trained_mlp, digits_task, method="salun+dualoptim", seed=1, epochs=1, optimizers="lion+lion")
+def test_lion_pair_runs_on_a_preset_and_steps_lion(trained_mlp, digits_task, monkeypatch):
+    calls = {"n": 0}
+    original_step = Lion.step
+
+    def counting_step(self, closure=None):
+        calls["n"] += 1
+        return original_step(self, closure)
+
+    monkeypatch.setattr(Lion, "step", counting_step)
+    res = ul.unlearn(trained_mlp, digits_task, method="salun+dualoptim", seed=1, epochs=1, optimizers="lion+lion",
+                     forget_lr=3e-3, lr=1e-3)
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
+    assert calls["n"] == sum(res.stats["steps"].values()) > 0  # every step went through Lion
+
+
+@pytest.mark.parametrize(("optimizers", "missing"), [("lion+sgd", "forget_lr"), ("adamw+lion", "lr"),
+                                                     ("lion+lion", "forget_lr")])
+def test_switching_an_optimizer_kind_without_its_lr_is_refused(trained_mlp, digits_task, optimizers, missing):
+    with pytest.raises(UnlearnlabError, match=f"do not transfer.*Pass {missing}"):
+        ul.unlearn(trained_mlp, digits_task, method="salun+dualoptim", epochs=1, optimizers=optimizers)
 
 
 # ---------------------------------------------------------------------------------------------- shared-hybrid ablation

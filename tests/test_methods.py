@@ -7,8 +7,6 @@ A method registered later is tested here automatically. Runs are tiny: digits, t
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -128,7 +126,7 @@ def test_forgetting_method_does_not_raise_forget_accuracy_or_lower_forget_loss(m
     acc0, loss0 = forget_scores(trained_mlp, digits_task)
     acc1, loss1 = forget_scores(runs(method).model, digits_task)
     assert acc1 <= acc0
-    assert loss1 >= loss0
+    assert loss1 > loss0  # strict: a method that leaves D_f alone (or learns it) fails, even at 100 % accuracy
 
 
 @pytest.mark.parametrize(("method", "lr"), [("rl", 0.1), ("salun", 0.1), ("ga", 0.05)])
@@ -156,17 +154,15 @@ def test_different_seed_gives_different_parameters(method, runs, trained_mlp, di
 
 @pytest.fixture
 def loader_spy(monkeypatch) -> list[set[int]]:
-    """Record the training positions (``TensorData.index``) of every pass any unlearnlab loader makes."""
+    """Record the training positions (``TensorData.index``) of every batch any unlearnlab code gathers."""
     calls: list[set[int]] = []
-    original = tensors.iterate
+    original = tensors.TensorData.gather
 
-    def spy(data, *args, **kwargs) -> Iterator:
-        calls.append(set(data.index.tolist()))
-        yield from original(data, *args, **kwargs)
+    def spy(self, pos):
+        calls.append(set(self.index[pos.to(self.index.device)].tolist()))
+        return original(self, pos)
 
-    for name, module in list(sys.modules.items()):
-        if name.startswith("unlearnlab") and getattr(module, "iterate", None) is original:
-            monkeypatch.setattr(module, "iterate", spy)
+    monkeypatch.setattr(tensors.TensorData, "gather", spy)
     return calls
 
 
@@ -194,8 +190,10 @@ def test_retrain_never_touches_forget_inputs(trained_mlp, digits_task):
 def test_method_keeps_forget_and_retain_loaders_separate(method, loader_spy, trained_mlp, digits_task):
     ul.unlearn(trained_mlp, digits_task, method=method, seed=1, **fast(method))
     forget = set(digits_task.forget_positions.tolist())
-    for call in loader_spy:
-        assert call <= forget or call.isdisjoint(forget), f"{method} mixed forget and retain samples in a loader"
+    batches = [call for call in loader_spy if call]
+    assert batches, f"{method}: the spy saw no batch"
+    for call in batches:
+        assert call <= forget or call.isdisjoint(forget), f"{method} mixed forget and retain samples in a batch"
 
 
 # ------------------------------------------------------------------------------------------------ hyperparameters

@@ -71,7 +71,8 @@ class Classification(TaskFamily):
     def inspect(self, model: nn.Module, sources: Mapping[str, Source], task: Any = None) -> dict[str, Any]:
         """``{"num_classes": C}`` after checking the model returns logits ``[batch, C]`` (C = the task's classes)
         and labels lie in [0, C)."""
-        sample = next(s for s in sources.values() if len(s))
+        ordered = sorted(sources.items(), key=lambda kv: kv[0] != "retain")  # probe with retain data when there is any
+        sample = next(s for _, s in ordered if len(s))
         first = next(iter(sample.batches(2, shuffle=False)))
         out = _probe(model, first["x"])
         classes = out.shape[1]

@@ -21,6 +21,7 @@ from unlearnlab.errors import UnlearnlabError, unknown_name
 from unlearnlab.families import TaskFamily, get_family, list_families
 from unlearnlab.methods.base import Unlearner
 from unlearnlab.methods.method import Method
+from unlearnlab.methods.optimization import parse_optimizers
 
 Builder = Callable[[dict[str, Any], TaskFamily], Unlearner]
 
@@ -75,6 +76,7 @@ class MethodInfo:
             if key not in defaults:
                 raise unknown_name(f"{self.name} hyperparameter", key, defaults, f"unlearnlab methods {self.name}")
             params[key] = _coerce(self.name, key, value, defaults[key])
+        _check_lr_transfer(self.name, defaults, overrides or {})
         if build:
             self.check(params, family)
         return params
@@ -96,6 +98,22 @@ class MethodInfo:
                 f"Method {self.name!r} does not run on the {fam.name} family (it runs on: "
                 f"{', '.join(self.families) or 'none'}); `unlearnlab methods` lists each method's families.")
         return self.method.build(dict(hparams), fam)
+
+
+def _check_lr_transfer(method: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Learning rates do not transfer across optimizer kinds (an AdamW-tuned lr collapses a model under Lion): a run
+    that changes a side's optimizer kind must give that side's lr, unless the preset fills it per kind (None)."""
+    if "optimizers" not in overrides or "optimizers" not in defaults:
+        return
+    before = parse_optimizers(defaults["optimizers"], defaults.get("optimizer", "sgd"))
+    after = parse_optimizers(overrides["optimizers"], overrides.get("optimizer", defaults.get("optimizer", "sgd")))
+    for side, key in ((0, "forget_lr"), (1, "lr")):
+        if before[side] != after[side] and key not in overrides and defaults.get(key) is not None:
+            kind = ("forget", "retain")[side]
+            raise UnlearnlabError(
+                f"{method}: the {kind} optimizer changes from {before[side]} to {after[side]} but {key} keeps the "
+                f"value tuned for {before[side]} ({defaults[key]}); learning rates do not transfer across optimizer "
+                f"kinds (Lion needs about a third of AdamW's, per the DualOptim paper). Pass {key}=... .")
 
 
 def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
