@@ -35,8 +35,13 @@ REQUIRED = {"eupmu-normalised": {"epsilon": 100.0, "lambda_lr": 0.01}}
 
 
 def fast(method: str, **extra) -> dict:
-    """Small-epoch overrides for ``method`` (only keys its preset has), plus the values it requires."""
-    out = {"epochs": FAST_EPOCHS} if "epochs" in ul.get_method(method).defaults else {}
+    """Small-epoch overrides for ``method`` (only keys its preset has), plus the values it requires; certified
+    methods draw seeded noise so a seed reproduces them (their OS-entropy default is tested in
+    test_certified_baselines.py)."""
+    defaults = ul.get_method(method).defaults
+    out = {"epochs": FAST_EPOCHS} if "epochs" in defaults else {}
+    if "noise_source" in defaults:
+        out["noise_source"] = "seeded"
     return {**out, **REQUIRED.get(method, {}), **extra}
 
 

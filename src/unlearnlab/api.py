@@ -24,7 +24,7 @@ from unlearnlab.data.tensors import Batch, Source, TensorData, iterate
 from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.families import TaskFamily, family_of, get_family
 from unlearnlab.methods import Method, MethodInfo, RunContext, UnlearnData, get_method
-from unlearnlab.training import Counters, CountingHooks, Recipe, TrainStats, batchnorm_singletons
+from unlearnlab.training import Counters, CountingHooks, Precision, Recipe, TrainStats, batchnorm_singletons
 from unlearnlab.training import train as train_loop
 from unlearnlab.utils import tensors_sha256
 
@@ -68,26 +68,32 @@ def check_model(model: nn.Module) -> torch.device:
     return params[0].device
 
 
-def _warmup(model: nn.Module, data: Source, batch_size: int, loss: Callable[[nn.Module, Batch], torch.Tensor]
-            ) -> None:
-    """W forward+backward+SGD steps on a deep copy: allocator, kernels and the one-time import that the first
-    optimizer of a process triggers (``torch._dynamo``, seconds) all happen before the clock starts."""
+def _warmup(model: nn.Module, data: Source, batch_size: int, loss: Callable[[nn.Module, Batch], torch.Tensor],
+            precision: str) -> None:
+    """W forward+backward+SGD steps on a deep copy in the run's precision: allocator, kernels and the one-time import
+    that the first optimizer of a process triggers (``torch._dynamo``, seconds) all happen before the clock
+    starts."""
     clone = copy.deepcopy(model).train()
     opt = torch.optim.SGD(clone.parameters(), lr=0.0)
+    policy = Precision(precision, next(model.parameters()).device)
     batch = next(iterate(data, batch_size, shuffle=False))
     for _ in range(WARMUP_STEPS):
         opt.zero_grad(set_to_none=True)
-        loss(clone, batch).backward()
-        opt.step()
+        with policy.autocast():
+            value = loss(clone, batch)
+        policy.backward(value)
+        policy.unscale(opt)
+        policy.step(opt)
     del clone, opt
 
 
 def timed(model: nn.Module, data: Source, batch_size: int, loss: Callable[[nn.Module, Batch], torch.Tensor],
-          run: Callable[[], Any]) -> tuple[Any, float, int | None]:
-    """``(run(), seconds, peak CUDA bytes)`` after the warm-up, synchronised on CUDA (see module docstring)."""
+          run: Callable[[], Any], precision: str = "auto") -> tuple[Any, float, int | None]:
+    """``(run(), seconds, peak CUDA bytes)`` after the warm-up, synchronised on CUDA (see module docstring); retrains
+    and methods use this same function, so their run times compare like with like."""
     device = next(model.parameters()).device
     with batchnorm_singletons(model):
-        _warmup(model, data, batch_size, loss)
+        _warmup(model, data, batch_size, loss, precision)
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -183,7 +189,7 @@ def unlearn(
         with CountingHooks(work, ctx.counters), batchnorm_singletons(work):
             return unlearner.run(work, data, ctx)
 
-    stats, seconds, peak = timed(work, pool, unlearner.batch_size, fam.loss, run)
+    stats, seconds, peak = timed(work, pool, unlearner.batch_size, fam.loss, run, unlearner.precision)
     work.eval()
     bad = [n for n, t in [*work.named_parameters(), *work.named_buffers()]
            if t.is_floating_point() and not bool(torch.isfinite(t).all())]

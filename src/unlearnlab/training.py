@@ -211,16 +211,60 @@ def check_finite(loss_sum: torch.Tensor, where: str) -> None:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` on ``device`` (None = full fp32); fp16 needs CUDA."""
+    """The autocast dtype of ``precision`` on ``device`` (None = full fp32). "auto" is bf16 on CUDA (fp16 where
+    bf16 is unsupported) and fp32 elsewhere; fp16 is always run with a gradient scaler (:class:`Precision`)."""
+    if precision not in PRECISIONS:
+        raise UnlearnlabError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
     if precision == "auto":
         if device.type != "cuda":
             return None
         precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision == "fp32":
         return None
-    if precision == "fp16" and device.type != "cuda":
-        raise UnlearnlabError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU.")
     return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+class Precision:
+    """One mixed-precision policy for training and unlearning: autocast of the forwards, backward outside it, and
+    for fp16 a gradient scaler whose skipped steps (inf/NaN gradients) advance nothing (docs/architecture.md)."""
+
+    def __init__(self, precision: str, device: torch.device):
+        self.device = device
+        self.dtype = autocast_dtype(precision, device)
+        self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast for the forwards (nothing at all in fp32, so the fp32 path costs nothing extra).
+
+        The weight-cast cache is off: a rule runs many optimizer steps inside one autocast block, and a cached
+        low-precision copy of a weight would keep serving the value from before the steps (every forward would
+        see the starting weights)."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype, cache_enabled=False)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.dtype is None:
+            loss.backward()
+            return
+        with torch.autocast(self.device.type, enabled=False):
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """Undo the loss scale in ``.grad`` before anything reads the gradients (masks, clipping)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> bool:
+        """``optimizer.step()``; with a scaler, skipped when the gradients are not finite. Returns whether it
+        stepped."""
+        if self.scaler is None:
+            optimizer.step()
+            return True
+        before = self.scaler.get_scale()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        return self.scaler.get_scale() >= before
 
 
 @contextlib.contextmanager
@@ -290,8 +334,7 @@ def train(
         opt, lambda s: lr_multiplier(recipe.schedule, s, total, steps_per_epoch, recipe.milestones, recipe.gamma)
     )
     counters = Counters()
-    dtype = autocast_dtype(recipe.precision, device)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    precision = Precision(recipe.precision, device)
     channels_last = device.type == "cuda" and _image_field(data)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -305,18 +348,13 @@ def train(
             for batch in iterate(data, recipe.batch_size, gen, True, transform):
                 if channels_last:
                     batch = {**batch, "x": batch["x"].contiguous(memory_format=torch.channels_last)}
-                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                with precision.autocast():
                     loss = loss_fn(model, batch)
                 opt.zero_grad(set_to_none=True)
-                if scaler is None:
-                    loss.backward()
-                    opt.step()
-                else:
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                sched.step()
-                counters.optimizer_steps += 1
+                precision.backward(loss)
+                if precision.step(opt):  # a skipped fp16 step advances nothing, the schedule included
+                    sched.step()
+                    counters.optimizer_steps += 1
                 loss_sum += loss.detach()
             check_finite(loss_sum, f"training epoch {epoch}")
             if progress is not None:

@@ -71,11 +71,9 @@ class Classification(TaskFamily):
     def inspect(self, model: nn.Module, sources: Mapping[str, Source], task: Any = None) -> dict[str, Any]:
         """``{"num_classes": C}`` after checking the model returns logits ``[batch, C]`` (C = the task's classes)
         and labels lie in [0, C)."""
-        ordered = sorted(sources.items(), key=lambda kv: kv[0] != "retain")  # probe with retain data when there is any
-        sample = next(s for _, s in ordered if len(s))
-        first = next(iter(sample.batches(2, shuffle=False)))
-        out = _probe(model, first["x"])
-        classes = out.shape[1]
+        ordered = sorted(sources.items(), key=lambda kv: kv[0] != "retain")  # retain first: the probability check
+        outs = [_probe(model, _head(s)) for _, s in ordered if len(s)]
+        classes = outs[0].shape[1]
         expected = getattr(task, "num_classes", None)
         if expected is not None and classes != expected:
             raise UnlearnlabError(
@@ -85,6 +83,13 @@ class Classification(TaskFamily):
             if isinstance(source, TensorData):
                 check_labels(source, classes, role)
         return {"num_classes": classes}
+
+
+def _head(source: Source) -> torch.Tensor:
+    """The first two inputs of ``source`` (read directly from memory; a stream yields its first batch)."""
+    if isinstance(source, TensorData):
+        return source.fields["x"][:2]
+    return next(iter(source.batches(2, shuffle=False)))["x"]
 
 
 def _probe(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

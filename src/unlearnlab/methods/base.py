@@ -91,8 +91,9 @@ def frozen_copy(model: nn.Module, counters: Counters | None = None) -> nn.Module
 class Unlearner(ABC):
     """An unlearning method with resolved hyperparameters."""
 
-    #: batch size of the method's training steps (used for the RTE warm-up)
+    #: batch size and mixed precision of the method's training steps (the RTE warm-up uses the same)
     batch_size: int = 64
+    precision: str = "auto"
 
     @abstractmethod
     def run(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> dict[str, Any]:

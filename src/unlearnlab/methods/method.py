@@ -34,7 +34,7 @@ from unlearnlab.methods.optimization import Optimization
 from unlearnlab.methods.rules.base import Job, Rule, Stepper
 from unlearnlab.methods.rules.joint import Joint
 from unlearnlab.objectives import Objective
-from unlearnlab.training import lr_multiplier
+from unlearnlab.training import Precision, lr_multiplier
 
 Part = Any  # a component instance, a Derived factory, or (objectives) a name
 
@@ -198,6 +198,7 @@ class IterativeUnlearner(Unlearner):
         self.forget, self.retain, self.rule = forget, retain, rule
         self.modifiers, self.optimization = modifiers, optimization
         self.batch_size = optimization.batch_size
+        self.precision = optimization.precision
 
     def run(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> dict[str, Any]:
         opt = self.optimization
@@ -213,12 +214,17 @@ class IterativeUnlearner(Unlearner):
             m.setup(job)
         optimizers = opt.build(model)
         phases = list(optimizers)
-        job.stepper = Stepper(model, optimizers, opt.base_lrs(phases), ctx, self.modifiers)
+        precision = Precision(opt.precision, next(model.parameters()).device)
+        if precision.scaler is not None and not self.rule.loss_scaling:
+            raise UnlearnlabError(f"precision fp16 needs loss scaling, which the {self.rule.name} rule cannot use "
+                                  "(it builds its steps itself): use precision='bf16' or 'fp32'.")
+        job.stepper = Stepper(model, optimizers, opt.base_lrs(phases), ctx, self.modifiers, precision)
         job.schedules = opt.schedules(phases)
         model.train()
         for m in self.modifiers:
             m.start(job)
-        self.rule.run(job)
+        with precision.autocast():
+            self.rule.run(job)
         stats: dict[str, Any] = {}
         for part in (self.forget, self.retain, self.rule, *self.modifiers):
             if part is not None:

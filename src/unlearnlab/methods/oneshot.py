@@ -24,6 +24,10 @@ class Retrain(Unlearner):
     def batch_size(self) -> int:  # type: ignore[override]
         return self.recipe.batch_size
 
+    @property
+    def precision(self) -> str:  # type: ignore[override]
+        return self.recipe.precision
+
     def run(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> dict[str, Any]:
         reinitialise(model, component_seed(ctx.seed, "retrain-init"))
         stats = train(model, data.retain, self.recipe, seed=ctx.seed, loss_fn=data.family.loss,

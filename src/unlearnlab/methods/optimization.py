@@ -23,7 +23,7 @@ from torch import nn
 from unlearnlab.components import Component
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.optim import shared_hybrid
-from unlearnlab.training import OPTIMIZERS, SCHEDULES, build_optimizer
+from unlearnlab.training import OPTIMIZERS, PRECISIONS, SCHEDULES, build_optimizer
 
 HYBRID = "shared-hybrid"
 
@@ -72,6 +72,8 @@ class Optimization(Component):
     forget_weight_decay: float | None = None
     forget_betas: tuple[float, float] | None = None
     forget_schedule: str | None = None
+    #: mixed precision of the forwards (docs/architecture.md): "auto" = bf16 on CUDA, fp32 on CPU
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         _positive("epochs", self.epochs, integer=True)
@@ -85,6 +87,8 @@ class Optimization(Component):
             value = getattr(self, key)
             if value is not None and value not in SCHEDULES:
                 raise UnlearnlabError(f"{key} must be one of {', '.join(SCHEDULES)}, got {value!r}.")
+        if self.precision not in PRECISIONS:
+            raise UnlearnlabError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.optimizer not in OPTIMIZERS:
             raise UnlearnlabError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}.")
         if self.weight_decay < 0 or self.momentum < 0:

@@ -93,7 +93,8 @@ class Projection(Modifier):
                             "(counted in jacobian_fallbacks).", len(torch.unique(labels)), self.grad_sample_size,
                             self.quota_fallback)
                 self._warned = True
-        a = output_jacobian(job.model, x[pos.to(x.device)], self.loss_type, self._params)
+        with torch.autocast(x.device.type, enabled=False):  # the span is computed in full precision
+            a = output_jacobian(job.model, x[pos.to(x.device)], self.loss_type, self._params)
         if not torch.isfinite(a).all():
             raise UnlearnlabError(f"MinNorm-OG: non-finite output Jacobian at epoch {epoch}, step {step}.")
         dtype = torch.float64 if self.projection_dtype == "float64" else torch.float32

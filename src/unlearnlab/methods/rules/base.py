@@ -1,12 +1,14 @@
 """Shared step machinery for update rules: the :class:`Stepper` and the :class:`Job` a rule runs.
 
-:class:`Stepper` performs one optimizer step for a named phase (``"forget"``, ``"retain"`` or ``"joint"``) in a
-fixed order: backward → the modifiers' gradient hooks in their order (gradient noise, mask, clip) → the
-modifiers' pre-step hooks (mask snapshots) → optimizer step → the post-step hooks (restore frozen entries, decay
-penalties) → counters (docs/architecture.md, "One step"). Each phase maps to an optimizer: the shared mode maps
-every phase to one object (one state), DualOptim maps ``"forget"`` and ``"retain"`` to two optimizers over the
-same parameters. The lr of a phase is ``base_lr[phase] × multiplier[phase]``; the multipliers come from each
-phase's scheduler on the rule's global clock (:meth:`Job.set_clock`) or from :meth:`Stepper.set_multiplier`.
+:class:`Stepper` performs one optimizer step for a named phase (``"forget"``, ``"retain"`` or ``"joint"``) in a fixed
+order: backward (outside autocast; loss-scaled under fp16) → unscale → the modifiers' gradient hooks in their order
+(gradient noise, mask, clip) → the modifiers' pre-step hooks (mask snapshots) → optimizer step → the post-step hooks
+(restore frozen entries, decay penalties) → counters (docs/architecture.md, "One step"). A step the fp16 gradient
+scaler skips (non-finite gradients) advances nothing: no post-step hook, no counter, no rule state. Each phase maps to
+an optimizer: the shared mode maps every phase to one object (one state), DualOptim maps ``"forget"`` and ``"retain"``
+to two optimizers over the same parameters. The lr of a phase is ``base_lr[phase] × multiplier[phase]``; the
+multipliers come from each phase's scheduler on the rule's global clock (:meth:`Job.set_clock`) or from
+:meth:`Stepper.set_multiplier`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from unlearnlab.data.tensors import Batch, Source, cycle, iterate
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.base import RunContext, UnlearnData, frozen_copy
 from unlearnlab.objectives import FamilyLoss, Objective
-from unlearnlab.training import check_finite, lr_multiplier
+from unlearnlab.training import Precision, check_finite, lr_multiplier
 
 if TYPE_CHECKING:
     from unlearnlab.methods.modifiers.base import Modifier
@@ -34,8 +36,10 @@ class Stepper:
     """One optimizer step for a phase, with the modifiers' hooks and divergence tracking."""
 
     def __init__(self, model: nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-                 base_lr: dict[str, float], ctx: RunContext, modifiers: Sequence[Modifier] = ()):
+                 base_lr: dict[str, float], ctx: RunContext, modifiers: Sequence[Modifier] = (),
+                 precision: Precision | None = None):
         self.model = model
+        self.precision = precision or Precision("fp32", torch.device("cpu"))
         self.optimizers = optimizers
         self.base_lr = base_lr
         self.ctx = ctx
@@ -64,18 +68,19 @@ class Stepper:
     def lr(self, phase: str) -> float:
         return self.base_lr[phase] * self.multipliers[phase]
 
-    def step(self, loss: torch.Tensor, phase: str) -> None:
-        """Backpropagate ``loss`` into fresh gradients, then :meth:`apply` them."""
+    def step(self, loss: torch.Tensor, phase: str) -> bool:
+        """Backpropagate ``loss`` into fresh gradients, then :meth:`apply` them; returns whether a step was taken."""
         opt = self.optimizer(phase)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.apply(phase, loss.detach())
+        self.precision.backward(loss)
+        self.precision.unscale(opt)
+        return self.apply(phase, loss.detach())
 
-    def apply(self, phase: str, loss_value: torch.Tensor) -> None:
-        """Step ``phase``'s optimizer on the gradients already in ``.grad`` (hooks → step → hooks).
+    def apply(self, phase: str, loss_value: torch.Tensor) -> bool:
+        """Step ``phase``'s optimizer on the (unscaled) gradients already in ``.grad`` (hooks → step → hooks).
 
         Rules that build their direction themselves (UNGrad's surgery) write ``.grad`` and call this directly.
-        ``loss_value`` feeds the per-epoch divergence check.
+        ``loss_value`` feeds the per-epoch divergence check. Returns False when the fp16 scaler skipped the step.
         """
         opt = self.optimizer(phase)
         lr = self.lr(phase)
@@ -85,12 +90,14 @@ class Stepper:
             m.on_gradients(self, phase)
         for m in self.modifiers:
             m.before_step(self, phase, opt)
-        opt.step()
+        self.loss_sum = self.loss_sum.to(loss_value.device) + loss_value
+        if not self.precision.step(opt):
+            return False
         for m in reversed(self.modifiers):
             m.after_step(self, phase, opt)
         self.ctx.counters.optimizer_steps += 1
         self.steps[phase] += 1
-        self.loss_sum = self.loss_sum.to(loss_value.device) + loss_value
+        return True
 
     def optimizer(self, phase: str) -> torch.optim.Optimizer:
         if phase not in self.optimizers:
@@ -193,6 +200,8 @@ class Rule(Component, ABC):
 
     name: str
     internal: ClassVar[frozenset[str]] = frozenset({"name"})
+    #: whether the rule's steps go through :meth:`Stepper.step` (so fp16 loss scaling can apply)
+    loss_scaling: ClassVar[bool] = True
 
     @abstractmethod
     def run(self, job: Job) -> None:

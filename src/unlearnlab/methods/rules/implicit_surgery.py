@@ -157,7 +157,8 @@ class ImplicitSurgery(PairedSteps):
                 else self._phi_signal(loss_r)
             if self.fast and previous is not None:
                 self._dual_step(before - previous[0], previous[1])
-            job.stepper.step(self._objective(loss_u, loss_r), "joint")
+            if not job.stepper.step(self._objective(loss_u, loss_r), "joint"):
+                continue  # a skipped fp16 step: λ and the fast-mode memory stay as they were
             lr = optimizer.param_groups[0]["lr"]
             if self.fast:
                 previous = (before, lr)

@@ -194,6 +194,7 @@ class NoisyClip(Rule):
     name: str = "noisy_clip"
     on_noise: Callable[[torch.Tensor], None] | None = None
     internal: ClassVar[frozenset[str]] = frozenset({"name", "method", "on_noise", "variant"})
+    loss_scaling: ClassVar[bool] = False  # the noisy phase steps the parameters itself
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:

@@ -140,6 +140,7 @@ class Surgery(PairedSteps):
     tiny: float = 1e-30
     name: str = "surgery"
     internal: ClassVar[frozenset[str]] = frozenset({"name", "tiny"})
+    loss_scaling: ClassVar[bool] = False  # two autograd.grad calls build the direction
 
     def run(self, job: Job) -> None:
         params = [p for p in job.model.parameters() if p.requires_grad]
