@@ -18,7 +18,7 @@ import scipy.io
 import torch
 
 from unlearnlab.data import formats as F
-from unlearnlab.data import list_datasets, load_dataset
+from unlearnlab.data import list_datasets, load_dataset, readers
 
 N_TRAIN, N_TEST = 20, 10
 RNG = np.random.RandomState(0)
@@ -50,7 +50,7 @@ def write_idx_set(folder: Path, gz: bool = False) -> dict[str, np.ndarray]:
     }
     arrays["train-images-idx3-ubyte"][3, 5, 7] = 200  # a known pixel: image 3, row 5, column 7
     for name, arr in arrays.items():
-        magic = F.IDX_IMAGES_MAGIC if arr.ndim == 3 else F.IDX_LABELS_MAGIC
+        magic = readers.IDX_IMAGES_MAGIC if arr.ndim == 3 else readers.IDX_LABELS_MAGIC
         _write(folder / name, _idx_bytes(arr, magic), gz)
     return arrays
 
@@ -214,7 +214,7 @@ def test_restricted_unpickler_refuses_foreign_globals(tmp_path: Path) -> None:
     write_cifar(folder, 10, "python")
     marker = tmp_path / "pwned"
     (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": _Evil(marker), b"labels": []}, protocol=4))
-    with pytest.raises(F.DataFormatError, match=r"refusing to unpickle the global \w+\.system") as info:
+    with pytest.raises(readers.DataFormatError, match=r"refusing to unpickle the global \w+\.system") as info:
         F.load_standard("cifar10", tmp_path)
     assert "data_batch_3" in str(info.value)
     assert not marker.exists()
@@ -248,8 +248,8 @@ def test_registry_and_env_var_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_idx_bad_magic_number(tmp_path: Path, gz: bool) -> None:
     write_idx_set(tmp_path, gz)
     labels = np.zeros(N_TRAIN, dtype=np.uint8)
-    bad = _write(tmp_path / "train-images-idx3-ubyte", _idx_bytes(labels, F.IDX_LABELS_MAGIC), gz)
-    with pytest.raises(F.DataFormatError, match=r"bad IDX magic number 2049 .*expected 2051") as info:
+    bad = _write(tmp_path / "train-images-idx3-ubyte", _idx_bytes(labels, readers.IDX_LABELS_MAGIC), gz)
+    with pytest.raises(readers.DataFormatError, match=r"bad IDX magic number 2049 .*expected 2051") as info:
         F.load_standard("mnist", tmp_path)
     assert str(bad) in str(info.value)
 
@@ -258,10 +258,10 @@ def test_idx_truncated_and_mismatched_files(tmp_path: Path) -> None:
     write_idx_set(tmp_path)
     images = tmp_path / "t10k-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:-5])
-    with pytest.raises(F.DataFormatError, match="truncated"):
+    with pytest.raises(readers.DataFormatError, match="truncated"):
         F.load_standard("mnist", tmp_path)
-    _write(images, _idx_bytes(np.zeros((N_TEST + 1, 28, 28)), F.IDX_IMAGES_MAGIC))
-    with pytest.raises(F.DataFormatError, match="11 images but .* 10 labels"):
+    _write(images, _idx_bytes(np.zeros((N_TEST + 1, 28, 28)), readers.IDX_IMAGES_MAGIC))
+    with pytest.raises(readers.DataFormatError, match="11 images but .* 10 labels"):
         F.load_standard("mnist", tmp_path)
 
 
@@ -269,14 +269,14 @@ def test_idx_truncated_gzip(tmp_path: Path) -> None:
     write_idx_set(tmp_path, gz=True)
     images = tmp_path / "train-images-idx3-ubyte.gz"
     images.write_bytes(images.read_bytes()[:100])
-    with pytest.raises(F.DataFormatError, match="corrupt or truncated gzip"):
+    with pytest.raises(readers.DataFormatError, match="corrupt or truncated gzip"):
         F.load_standard("fashion-mnist", tmp_path)
 
 
 def test_labels_out_of_range(tmp_path: Path) -> None:
     write_idx_set(tmp_path)
-    _write(tmp_path / "t10k-labels-idx1-ubyte", _idx_bytes(np.full(N_TEST, 12), F.IDX_LABELS_MAGIC))
-    with pytest.raises(F.DataFormatError, match="outside 0..9"):
+    _write(tmp_path / "t10k-labels-idx1-ubyte", _idx_bytes(np.full(N_TEST, 12), readers.IDX_LABELS_MAGIC))
+    with pytest.raises(readers.DataFormatError, match="outside 0..9"):
         F.load_standard("mnist", tmp_path)
 
 
@@ -284,7 +284,7 @@ def test_cifar_binary_truncated(tmp_path: Path) -> None:
     write_cifar(tmp_path, 100, "binary")
     test_bin = tmp_path / "test.bin"
     test_bin.write_bytes(test_bin.read_bytes()[:-1])
-    with pytest.raises(F.DataFormatError, match="not a whole number of 3074-byte CIFAR records"):
+    with pytest.raises(readers.DataFormatError, match="not a whole number of 3074-byte CIFAR records"):
         F.load_standard("cifar100", tmp_path)
 
 
@@ -292,7 +292,7 @@ def test_cifar_pickle_truncated(tmp_path: Path) -> None:
     write_cifar(tmp_path, 10, "python")
     batch = tmp_path / "test_batch"
     batch.write_bytes(batch.read_bytes()[:-50])
-    with pytest.raises(F.DataFormatError, match="test_batch: not a readable CIFAR python batch"):
+    with pytest.raises(readers.DataFormatError, match="test_batch: not a readable CIFAR python batch"):
         F.load_standard("cifar10", tmp_path)
 
 
@@ -300,7 +300,7 @@ def test_svhn_truncated(tmp_path: Path) -> None:
     write_svhn(tmp_path)
     mat = tmp_path / "test_32x32.mat"
     mat.write_bytes(mat.read_bytes()[:300])
-    with pytest.raises(F.DataFormatError, match="test_32x32.mat"):
+    with pytest.raises(readers.DataFormatError, match="test_32x32.mat"):
         F.load_standard("svhn", tmp_path)
 
 
