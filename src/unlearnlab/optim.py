@@ -1,8 +1,8 @@
 """Optimizers not shipped with PyTorch: Lion, and the shared-state pair of DualOptim's ablation.
 
 :class:`Lion` (Chen et al., "Symbolic Discovery of Optimization Algorithms", 2023), as in ``lion_pytorch``
-which the DualOptim reference uses (dualoptim.md §2). Per parameter, with gradient g, momentum m (zeros
-at the first step), lr η, betas (β1, β2) and decoupled weight decay w:
+which the DualOptim reference uses (docs/methods.md, DualOptim "Math"). Per parameter, with gradient g,
+momentum m (zeros at the first step), lr η, betas (β1, β2) and decoupled weight decay w:
 
     θ ← θ·(1 − η·w)
     c = β1·m + (1 − β1)·g

@@ -308,7 +308,7 @@ def _experiment(name: str, target: str, paper: str, description: str, seeds: tup
                 quick_seeds: tuple[int, ...], aliases: tuple[str, ...] = ()) -> Protocol:
     return Protocol(name=name, version=1, paper=paper, description=description, experiment=target, seeds=seeds,
                     quick=QuickSize(seeds=quick_seeds), aliases=aliases,
-                    quick_description="--quick: the spec's small CPU version (see the experiment module).")
+                    quick_description="--quick: the scaled CPU version (see the experiment's docs page).")
 
 
 _MNOG = "MinNorm-OG (minimum-norm unlearning, overparameterised)"
@@ -337,12 +337,13 @@ def _register_defaults() -> None:
     register_protocol(_digits("random:0.1", "digits-random10"))
     register_protocol(_digits("class:<c>", "digits-class<c>"))
     register_protocol(_experiment(
-        "certified-budget", "unlearnlab.experiments.certified_budget:run", "Certified unlearning (certified spec)",
+        "certified-budget", "unlearnlab.experiments.certified_budget:run",
+        "Certified unlearning for neural networks (ICML 2025)",
         "Certified unlearning budget curves: accuracy vs epochs over D_r for each (method, epsilon), split seeds "
         "142, 230 (global seeds inside the experiment).", seeds=(142, 230), quick_seeds=(142,)))
     register_protocol(_experiment(
         "minnorm-poisoning", "unlearnlab.experiments.minnorm:poisoning", _MNOG,
-        "MinNorm-OG data poisoning (sine regression, minnorm_og §6.1): median sup-norm error, trials 1-10; "
+        "MinNorm-OG data poisoning (sine regression): median sup-norm error, trials 1-10; "
         "--quick = S1 poisoning-small.", seeds=tuple(range(1, 11)), quick_seeds=(1, 2, 3), aliases=("mnog-sine",)))
     register_protocol(_experiment(
         "minnorm-label-erasure", "unlearnlab.experiments.minnorm:label_erasure", _MNOG,

@@ -10,7 +10,8 @@ Learning-rate schedules are multipliers of the base rate evaluated per optimizer
 * ``multistep``: ``gamma ** #{m in milestones : m <= e}`` (epoch milestones, as MultiStepLR per epoch);
 * ``cosine``: ``(1 + cos(π t)) / 2`` (to 0 at the end);
 * ``onecycle``: optax's ``linear_onecycle_schedule`` with its defaults — piecewise linear through
-  (0, 1/25), (⌊0.3N⌋, 1), (⌊0.85N⌋, 1/25), (N, 1/2.5e5), constant afterwards (certified.md §6).
+  (0, 1/25), (⌊0.3N⌋, 1), (⌊0.85N⌋, 1/25), (N, 1/2.5e5), constant afterwards (the certified methods' fine-tuning
+  schedule: docs/certificates.md, "Noise-free fine-tuning").
 """
 
 from __future__ import annotations
@@ -68,10 +69,11 @@ class Recipe:
 
     @classmethod
     def default(cls, task: object | None = None) -> Recipe:
-        """The small-scale recipe (baselines.md §0): SGD 0.05, momentum 0.9, wd 5e-4, 60 epochs, cosine.
+        """The small-scale recipe: SGD 0.05, momentum 0.9, wd 5e-4, 60 epochs, cosine.
 
         Datasets with standard augmentation (CIFAR) get the reference recipe instead: SGD 0.1, batch 256,
-        182 epochs, MultiStep(91, 136), crop + flip (docs/protocols.md).
+        182 epochs, MultiStep(91, 136), crop + flip. Both, and how they relate: docs/models.md, "Original models:
+        the default recipe".
         """
         if task is not None and getattr(task, "augment", False):
             return cls(lr=0.1, epochs=182, batch_size=256, schedule="multistep", milestones=(91, 136), augment=True)

@@ -1,13 +1,13 @@
-"""Accountants for certified unlearning by noisy clipped fine-tuning (spec certified.md §5, §8).
+"""Accountants for certified unlearning by noisy clipped fine-tuning (docs/certificates.md, "Accounting").
 
 Everything here is a pure float64 function of Python floats, plus two thin stateful wrappers
 (:class:`PabiRdpAccountant`, :class:`HockeyStickAccountant`) in the style of Opacus' accountants.
 
-Gradient clipping (accountant ``pabi-rdp`` v1, §5.1): shifted-Rényi privacy amplification by iteration gives
+Gradient clipping (accountant ``pabi-rdp`` v1): shifted-Rényi privacy amplification by iteration gives
 ``D_α(x_T ‖ x'_T) ≤ α·ρ`` with ``ρ = S_T² / (2σ²W_T)``; the certified ε is the tight RDP → (ε, δ) conversion
 (Canonne–Kamath–Steinke 2020, ``ckst20-tight``) minimised over α > 1.
 
-Model clipping (accountant ``hockey-stick-contraction`` v1, §5.2): ``δ_{t+1} = δ_t·θ_{ε̃_t}(2C2/σ)`` with
+Model clipping (accountant ``hockey-stick-contraction`` v1): ``δ_{t+1} = δ_t·θ_{ε̃_t}(2C2/σ)`` with
 ``ε̃_t = ln(1 + (e^ε − 1)/δ_t)`` and θ_ε the exact hockey-stick divergence of a Gaussian mechanism.
 """
 
@@ -53,7 +53,10 @@ def _check_delta(delta: float) -> None:
 
 # ----------------------------------------------------------------------------- gradient clipping (PABI)
 def gc_T_rule(C0: float, C1: float, gamma: float, lam: float) -> int:
-    """Reference T rule (§3): T = ⌈C0/(γC1)⌉; if λ > 0, T' = ⌈ln(2λC0/C1)/(γλ)⌉ replaces T when 0 < T' < T."""
+    """Reference T rule: T = ⌈C0/(γC1)⌉; if λ > 0, T' = ⌈ln(2λC0/C1)/(γλ)⌉ replaces T when 0 < T' < T.
+
+    Why these values: docs/certificates.md, "Gradient clipping: `pabi-rdp` v1", number of noisy steps.
+    """
     _check_gc(C0, C1, gamma, lam)
     T = math.ceil(C0 / (gamma * C1))
     if lam > 0:
@@ -367,7 +370,8 @@ def gaussian_analytic_sigma(epsilon: float, delta: float, sensitivity: float) ->
 
 def gaussian_calibrate(epsilon: float, delta: float, sensitivity: float,
                        calibration: str = "auto") -> tuple[float, str]:
-    """(σ, accountant name) of a one-shot Gaussian mechanism with ℓ2 ``sensitivity`` (certified.md §8).
+    """(σ, accountant name) of a one-shot Gaussian mechanism with ℓ2 ``sensitivity`` (docs/certificates.md, "Output
+    perturbation: `gaussian-classic` / `gaussian-analytic` v1").
 
     ``"auto"``: the classic σ where it is valid (ε ≤ 1, ``gaussian-classic``), the analytic σ otherwise
     (``gaussian-analytic``); ``"analytic"``: analytic for every ε; ``"classic"``: classic, an error for ε > 1.

@@ -139,7 +139,7 @@ class Certificate:
     @classmethod
     def output_perturbation(cls, *, method: str, epsilon: float, delta: float, C0: float, sigma: float,
                             accountant: str, calibration: str = "auto", **extra: Any) -> Certificate:
-        """Certificate of output perturbation (certified.md §8): x = clip_{C0}(x̂) + N(0, σ²I), sensitivity 2C0.
+        """Certificate of output perturbation: x = clip_{C0}(x̂) + N(0, σ²I), sensitivity 2C0 (docs/certificates.md).
 
         ``accountant`` is ``gaussian-classic`` (valid for ε ≤ 1) or ``gaussian-analytic``; the certificate is
         verified before it is returned (an insufficient σ raises :class:`CertificateError`).

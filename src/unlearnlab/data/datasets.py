@@ -2,13 +2,14 @@
 
 A dataset is loaded as an :class:`ImageDataset`: a training pool and a test set as float32 tensors in
 ``[0, 1]`` with shape ``[N, C, H, W]``, integer labels, and the normalisation constants that the models
-apply *inside* themselves (transforms never normalise; see specs/README.md §2.8).
+apply *inside* themselves (transforms never normalise; docs/data.md, "Pixel space and normalisation").
 
 ``digits`` (scikit-learn's 1,797 8×8 handwritten digits) is embedded and needs no files. Its test set is
-carved as specs/README.md §2.5 fixes it: per class in order, ``floor(0.2·n_c)`` indices drawn with one
-``numpy.random.RandomState(0)`` (355 images); the remaining 1,442 images, in ascending index, form the pool
-from which :func:`unlearnlab.data.forget.make_task` draws the validation set. The standard datasets read
-their official on-disk formats from a local root (see :mod:`unlearnlab.data.formats`).
+carved once, independent of every seed (docs/data.md, "`digits`"): per class in order, ``floor(0.2·n_c)``
+indices drawn with one ``numpy.random.RandomState(0)`` (355 images); the remaining 1,442 images, in
+ascending index, form the pool from which :func:`unlearnlab.data.forget.make_task` draws the validation set.
+The standard datasets read their official on-disk formats from a local root (see
+:mod:`unlearnlab.data.formats`).
 """
 
 from __future__ import annotations
@@ -97,13 +98,14 @@ def stratified_pick(labels: np.ndarray, fraction: float, rng: np.random.RandomSt
     return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
 
 
+#: one scalar mean and std over all 1,797 digits images (docs/data.md, "Pixel space and normalisation")
 DIGITS_MEAN = 0.30526
 DIGITS_STD = 0.37605
 
 
 @register_dataset("digits")
 def _load_digits(root: Path | None = None, download: bool = False) -> ImageDataset:
-    """scikit-learn's bundled 8×8 digits, pixels/16, test split per specs/README.md §2.5."""
+    """scikit-learn's bundled 8×8 digits, pixels/16, the fixed test split of docs/data.md ("`digits`")."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

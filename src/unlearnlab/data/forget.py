@@ -1,6 +1,6 @@
 """Forget specifications, the train/val/test/forget split, and its hash.
 
-Split rules (evaluation.md §1, specs/README.md §2.3–2.5):
+Split rules (docs/data.md, "Splits (`make_task`)", which also says why they are chosen):
 
 * validation: per class in order, ``floor(0.1·n_c)`` positions of the training pool drawn with one
   ``numpy.random.RandomState(val_seed)``; train = the rest of the pool in ascending order;

@@ -1,16 +1,18 @@
-"""Data of MinNorm-OG's experiments (minnorm_og.md §6, §7): poisoned sine regression and coloured image copies.
+"""Data of MinNorm-OG's experiments: poisoned sine regression and coloured image copies.
 
-- :func:`sine_poisoning` — §6.1: 50 retain points x ~ U[−5π, 5π], y = sin x, and 5 poisoned forget points
+Definitions and the reasons behind them: docs/minnorm_experiments.md, "Data".
+
+- :func:`sine_poisoning` — poisoning: 50 retain points x ~ U[−5π, 5π], y = sin x, and 5 poisoned forget points
   x ~ U[−5π, 5π], y = 1.5; new data per trial, drawn from (seed, component) generators.
-- :func:`colour_copy` / :func:`tint` — §6.2 colour copies of a luma image L (gray (L, L, L), red (L, 0, 0),
-  green (0, L, 0)) and §6.3 tints L·colour/255 with the ten-colour :data:`PALETTE`.
-- :func:`erase_data` — §6.2 / §7 S2: D_r = gray copies of every pool image, labels (class, colour 0);
-  D_f = red copies of a random int(p_color·N) subset ∪ green copies of an independent one (labels (class, 1) and
-  (class, 2)); test = gray, red and green copies of the test images.
-- :func:`collapse_data` — §6.3 / §7 S3: D_r = every pool image tinted with its class colour (weight p/(1+p));
-  D_f = per class int(p·n_c) images tinted with a uniformly random *other* class's colour, content label kept
-  (weight 1/(1+p)); warm-start set = gray copies (L, L, L); test = every test image in each of the 10 colours,
-  labelled with the colour index.
+- :func:`colour_copy` / :func:`tint` — label erasure's colour copies of a luma image L (gray (L, L, L),
+  red (L, 0, 0), green (0, L, 0)) and collapse's tints L·colour/255 with the ten-colour :data:`PALETTE`.
+- :func:`erase_data` — label erasure (S2 at digits scale): D_r = gray copies of every pool image, labels
+  (class, colour 0); D_f = red copies of a random int(p_color·N) subset ∪ green copies of an independent one
+  (labels (class, 1) and (class, 2)); test = gray, red and green copies of the test images.
+- :func:`collapse_data` — representation collapse (S3 at digits scale): D_r = every pool image tinted with its
+  class colour (weight p/(1+p)); D_f = per class int(p·n_c) images tinted with a uniformly random *other*
+  class's colour, content label kept (weight 1/(1+p)); warm-start set = gray copies (L, L, L); test = every test
+  image in each of the 10 colours, labelled with the colour index.
 
 Image inputs are pixel-space float32 [N, C, H, W] in [0, 1] with one channel holding the luma L (for scikit-learn
 digits L = pixel/16; for RGB datasets convert with :func:`luma` first). Labels of multi-head sets are int64
@@ -32,14 +34,14 @@ from unlearnlab.data.tensors import TensorData
 from unlearnlab.utils import numpy_rng
 
 SINE_LOW, SINE_HIGH = -5 * math.pi, 5 * math.pi
-#: the poisoned label of every forget point (§6.1; the reference scripts pass ±15.708 as the interval)
+#: the poisoned label of every forget point, outside sin's range (the reference scripts pass ±15.708 as the interval)
 POISON_VALUE = 1.5
 
-#: §6.2 colour copies: name → (colour label, RGB multipliers of L)
+#: label erasure's colour copies: name → (colour label, RGB multipliers of L)
 ERASE_COLOURS: dict[str, tuple[int, tuple[float, float, float]]] = {
     "gray": (0, (1.0, 1.0, 1.0)), "red": (1, (1.0, 0.0, 0.0)), "green": (2, (0.0, 1.0, 0.0)),
 }
-#: §6.3 palette, class c → colour c (0–255 RGB)
+#: collapse palette, class c → colour c (0–255 RGB)
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255),
     (0, 255, 255), (255, 128, 0), (128, 0, 255), (128, 128, 128), (0, 128, 128),
@@ -56,7 +58,7 @@ def data_hash(*arrays: np.ndarray | torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-# ------------------------------------------------------------------------------------------------ sine (§6.1)
+# ------------------------------------------------------------------------------------------------ sine
 
 
 @dataclass
@@ -79,7 +81,7 @@ class SineData:
 
 def sine_poisoning(seed: int, n_retain: int = 50, n_forget: int = 5, poison: float = POISON_VALUE,
                    low: float = SINE_LOW, high: float = SINE_HIGH) -> SineData:
-    """§6.1 data of trial ``seed``: retain (x, sin x), forget (x, ``poison``), x ~ U[low, high] independently.
+    """Poisoning data of trial ``seed``: retain (x, sin x), forget (x, ``poison``), x ~ U[low, high] independently.
 
     Reproducible from ``seed`` (generator of component ``"mnog-sine-data"``); retain rows have training-set
     positions 0…n_r−1, forget rows n_r…n_r+n_f−1.
@@ -111,13 +113,13 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def colour_copy(lum: torch.Tensor, colour: str) -> torch.Tensor:
-    """§6.2: gray (L, L, L), red (L, 0, 0) or green (0, L, 0) copies of [N, 1, H, W] luma images."""
+    """Label erasure's gray (L, L, L), red (L, 0, 0) or green (0, L, 0) copies of [N, 1, H, W] luma images."""
     _, mult = ERASE_COLOURS[colour]
     return torch.cat([lum * m for m in mult], dim=1)
 
 
 def tint(lum: torch.Tensor, colours: torch.Tensor | int) -> torch.Tensor:
-    """§6.3: L·PALETTE[c]/255 per image (``colours`` one index per image, or one for all)."""
+    """Collapse tint: L·PALETTE[c]/255 per image (``colours`` one index per image, or one for all)."""
     pal = torch.tensor(PALETTE, dtype=lum.dtype, device=lum.device) / 255.0
     c = torch.as_tensor(colours, device=lum.device).long()
     c = c.expand(len(lum)) if c.ndim == 0 else c
@@ -130,7 +132,7 @@ def _pool(dataset: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch
     return luma(ds.x_train), ds.y_train, luma(ds.x_test), ds.y_test, ds.num_classes
 
 
-# ------------------------------------------------------------------------------------------------ erase (§6.2)
+# ------------------------------------------------------------------------------------------------ erase
 
 
 @dataclass
@@ -154,7 +156,7 @@ class ColouredData:
 
 
 def erase_data(seed: int, p_color: float = 0.05, dataset: str = "digits") -> ColouredData:
-    """§6.2 / S2 data of trial ``seed`` (heads (classes, 3), labels (class, colour)).
+    """Label-erasure data of trial ``seed`` (heads (classes, 3), labels (class, colour)).
 
     Red and green forget subsets are independent draws of int(p_color·N) pool positions without replacement
     (generator ``"mnog-erase-forget"``), so an image may appear in both.
@@ -178,11 +180,11 @@ def erase_data(seed: int, p_color: float = 0.05, dataset: str = "digits") -> Col
     return ColouredData(retain, forget, test, classes, (classes, 3), seed, info={"forget_red": k, "forget_green": k})
 
 
-# ------------------------------------------------------------------------------------------------ collapse (§6.3)
+# ------------------------------------------------------------------------------------------------ collapse
 
 
 def collapse_data(seed: int, p: float = 0.1, dataset: str = "digits") -> ColouredData:
-    """§6.3 / S3 data of trial ``seed`` (one head of ``classes``).
+    """Representation-collapse data of trial ``seed`` (one head of ``classes``).
 
     Per class c: int(p·n_c) forget images uniformly within the class (generator ``"mnog-collapse-forget"``),
     each tinted with a colour drawn uniformly from the other classes' colours; all pool images form D_r in their

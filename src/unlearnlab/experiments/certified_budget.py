@@ -1,9 +1,9 @@
-"""Certified budget curves (certified.md §7–§9): accuracy against the epoch budget E over D_r.
+"""Certified budget curves (docs/certified_budget.md): accuracy against the epoch budget E over D_r.
 
 For each certified ε and each budget E (epochs over D_r, noisy steps included) this runs
 
-* ``certified-gradclip`` and ``certified-modelclip`` over their hyperparameter grid (§9.4 / §9.6),
-* the certified baseline ``output-perturbation`` (§8),
+* ``certified-gradclip`` and ``certified-modelclip`` over their hyperparameter grid (docs/certified_budget.md, "Grids"),
+* the certified baseline ``output-perturbation``,
 * ``retrain`` with the same budget (fresh init + :func:`certified_retrain_recipe`; ε = 0, no certificate,
   independent of ε so it is run once per (E, seed) and shown as the reference row),
 
@@ -11,13 +11,13 @@ each on every (split seed, global seed) pair (``ctx.seeds`` = the split seeds, d
 global seeds 1234, 9153, quick 1234), and stores one row per (method, hyperparameters, ε, E, seed pair)
 in ``ctx.store`` (resumable: complete rows are skipped). Budgets are run in ``budget_mode="planned"``: one
 separate run (with its own one-cycle schedule over N = E·⌈|D_r|/b⌉ steps) per E, not the reference's prefix of
-one E_max run. Selection follows §9.5: per (method, ε, E) the hyperparameter group with all seed pairs
-finished and the highest mean validation accuracy; the table reports its test accuracy (mean ± 1.96·std/√n,
-ddof 0) and validation accuracy.
+one E_max run. Selection: per (method, ε, E) the hyperparameter group with all seed pairs finished and the
+highest mean validation accuracy; the table reports its test accuracy (mean ± 1.96·std/√n, ddof 0) and validation
+accuracy. Splits, grids, the original model and selection are defined in docs/certified_budget.md.
 
-Variants: ``ctx.quick`` = the scaled CPU variant ``certified-digits-random10`` (§9.6, ``digits_tiny``, its grid,
-one seed pair, budgets {1, 3, 10}; ~20 s on 1 thread); ``DIGITS`` = the §9.6 size (2 × 2 seed pairs, via
-:func:`run_variant`); otherwise the full §9 runs on MNIST (``mnist_tiny``) and CIFAR-10 (``small_cnn``), which need
+Variants: ``ctx.quick`` = the scaled CPU variant ``certified-digits-random10`` (``digits_tiny``, its grid,
+one seed pair, budgets {1, 3, 10}; ~20 s on 1 thread); ``DIGITS`` = that variant at full size (2 × 2 seed pairs, via
+:func:`run_variant`); otherwise the full runs on MNIST (``mnist_tiny``) and CIFAR-10 (``small_cnn``), which need
 the datasets on disk (:func:`unlearnlab.load_dataset`).
 """
 
@@ -64,7 +64,7 @@ class Variant:
     name: str
     dataset: str
     model: str
-    split: str  # "evaluation" (make_task, val follows the split seed) or "reference" (§9.1 random_split)
+    split: str  # "evaluation" (make_task, val follows the split seed) or "reference" (random_split): see the docs
     batch_size: int
     original_epochs: int
     epsilons: tuple[float, ...]
@@ -89,24 +89,24 @@ def _mc(C2: float, sigma: float, gamma: float, lam: float) -> dict[str, Any]:
     return {"C2": C2, "sigma": sigma, "sigma0": 0.0, "gamma": gamma, "lam": lam}
 
 
-# §9.6 scaled CPU variant: the GC grid, MC (C2, σ) × λ, γ = 1e−3; output perturbation C0 = 0.01 (preset default)
+# scaled CPU variant: the GC grid, MC (C2, σ) × λ, γ = 1e−3; output perturbation C0 = 0.01 (preset default)
 DIGITS_GRIDS = {
     "certified-gradclip": (_gc(1, 1, 1e-3, 500), _gc(1, 10, 1e-2, 50), _gc(0.1, 10, 1e-3, 50)),
     "certified-modelclip": tuple(_mc(c2, s, 1e-3, lam) for c2, s in ((0.1, 0.1), (0.5, 0.5)) for lam in (0.0, 10.0)),
     "output-perturbation": ({"C0": 0.01},),
 }
-QUICK_GRIDS = {  # one GC and one MC config (as §9.6's CI run), the reference output-perturbation C0
+QUICK_GRIDS = {  # smallest grid (tests): one GC and one MC config, the reference output-perturbation C0
     "certified-gradclip": (_gc(1, 1, 1e-3, 500),),
     "certified-modelclip": (_mc(0.5, 0.5, 1e-3, 10.0),),
     "output-perturbation": ({"C0": 0.01},),
 }
-MNIST_GRIDS = {  # §9.4
+MNIST_GRIDS = {  # the reference code's budget-curve configurations (docs: "Grids")
     "certified-gradclip": (_gc(0.01, 10, 1e-4, 750), _gc(0.01, 100, 1e-4, 10)),
     "certified-modelclip": (_mc(0.001, 0.01, 1e-4, 500), _mc(0.001, 0.01, 1e-4, 900), _mc(0.001, 0.01, 1e-2, 0.01),
                             _mc(0.01, 0.01, 1e-3, 900)),
     "output-perturbation": ({"C0": 0.01},),
 }
-CIFAR_GRIDS = {  # §9.4
+CIFAR_GRIDS = {  # the reference code's budget-curve configurations (docs: "Grids")
     "certified-gradclip": tuple(_gc(*t) for t in (
         (.1, 10, 1e-3, 1), (.1, 10, 1e-3, 50), (.1, 10, 1e-2, 1), (.1, 100, 1e-4, 50), (.1, 100, 1e-3, 200),
         (.1, 100, 1e-3, 50), (1, 1, 1e-3, 50), (1, 10, 1e-2, 50), (1, 100, 1e-3, 500), (20, 10, 1e-2, 50),
@@ -133,8 +133,9 @@ FULL = (MNIST, CIFAR10)
 
 # ------------------------------------------------------------------------------------------------- data
 def reference_task(ds: ImageDataset, split_seed: int, device: torch.device | str = "cpu") -> ForgetTask:
-    """§9.1 reference split (torch ``random_split`` semantics, one generator seeded with the split seed):
-    val = 10 % of the training pool, forget = 10 % of the rest, retain = the remainder."""
+    """The reference split (docs/certified_budget.md, "Data splits"): torch ``random_split`` semantics, one
+    generator seeded with the split seed; val = 10 % of the training pool, forget = 10 % of the rest, retain = the
+    remainder."""
     g = torch.Generator().manual_seed(int(split_seed))
     n = len(ds.y_train)
     n_val = int(0.1 * n)
@@ -177,12 +178,15 @@ def load_variant_dataset(v: Variant) -> ImageDataset:
 def make_variant_task(v: Variant, ds: ImageDataset, split_seed: int, device: torch.device) -> ForgetTask:
     if v.split == "reference":
         return reference_task(ds, split_seed, device)
-    # evaluation split (specs/README.md §2.4/§2.5): val and forget sampling follow the split seed
+    # evaluation split (docs/data.md, "Splits"): val and forget sampling follow the split seed
     return make_task(ds, "random:0.1", seed=split_seed, val_seed=split_seed, device=device)
 
 
 def original_model(ctx: ExperimentContext, v: Variant, task: ForgetTask) -> tuple[nn.Module, dict[str, Any]]:
-    """§9.3 / §9.6 original: SGD momentum 0, coupled wd 5e−4, one-cycle peak 0.06, on D (cached per split)."""
+    """Original model: SGD momentum 0, coupled wd 5e−4, one-cycle peak 0.06, on D (cached per split).
+
+    Recipe and why one per split seed: docs/certified_budget.md, "Seeds and original model".
+    """
     recipe = certified_retrain_recipe(epochs=v.original_epochs, batch_size=v.batch_size, lr=v.original_lr,
                                       augment=v.augment)
     identity = {"kind": "original", "dataset": v.dataset, "model": v.model, "recipe": recipe.to_dict(),
@@ -293,7 +297,7 @@ def _fmt_hp(hp: dict[str, Any]) -> str:
 
 
 def budget_table(rows: list[dict[str, Any]], v: Variant, n_pairs: int) -> str:
-    """§9.5 selection and the Markdown budget table of one variant."""
+    """Selection (docs/certified_budget.md, "Selection and reporting") and the Markdown budget table of a variant."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     failed: dict[tuple, str] = {}
     for r in rows:
@@ -313,7 +317,7 @@ def budget_table(rows: list[dict[str, Any]], v: Variant, n_pairs: int) -> str:
             best[(method, eps, budget)] = (rs[0]["config"]["hparams"], rs)
     lines = [f"### {v.name} ({v.model}, batch {v.batch_size}, δ = {DELTA:g}, {n_pairs} seed pair(s), "
              "budget_mode = planned)", "",
-             "Test accuracy (%) of the selected configuration (max mean val accuracy, §9.5), mean ± 1.96·std/√n; "
+             "Test accuracy (%) of the selected configuration (highest mean val accuracy), mean ± 1.96·std/√n; "
              "val accuracy in brackets.", "",
              "| method | ε | " + " | ".join(f"E = {b}" for b in v.budgets) + " |",
              "|---|---|" + "---|" * len(v.budgets)]
@@ -383,13 +387,14 @@ def run_variant(ctx: ExperimentContext, v: Variant) -> str:
 
 
 def run(ctx: ExperimentContext) -> str:
-    """The ``certified-budget`` protocol: quick = digits (§9.6, reduced grid); full = MNIST and CIFAR-10 (§9)."""
+    """The ``certified-budget`` protocol: quick = digits (scaled CPU variant, reduced budgets); full = MNIST and
+    CIFAR-10."""
     torch.manual_seed(0)
     variants = (QUICK,) if ctx.quick else FULL
     if not ctx.quick:
         for v in variants:  # fail before any work when a dataset is missing
             load_variant_dataset(v)
-    size = "quick (§9.6 scaled CPU variant: its grid, one seed pair, fewer budgets)" if ctx.quick else "full (§9)"
+    size = "quick (scaled CPU variant: its grid, one seed pair, fewer budgets)" if ctx.quick else "full"
     head = ["# Certified unlearning: accuracy vs. epoch budget over D_r", "",
             "Research curve with reproducible noise (drawn from the run seed): these models are **not certified**; "
             "a release uses noise_source='secure' (docs/certificates.md).", "",

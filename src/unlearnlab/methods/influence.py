@@ -45,7 +45,7 @@ def mean_gradient(model: nn.Module, data: Source, params: list[torch.Tensor], ba
 
 
 def woodfisher_surrogate(v: torch.Tensor, grads: Iterable[torch.Tensor], n_const: int = 1000) -> torch.Tensor:
-    """The reference recursion of baselines §9 step 3 over ``grads`` (consumes at most N + 2 of them)."""
+    """The reference recursion (docs/methods.md, "`iu`", step 3) over ``grads`` (consumes at most N + 2 of them)."""
     k = v.clone()
     o = None
     for i, g in enumerate(grads):

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 QUOTA_FALLBACKS = ("uniform", "one_per_class", "error")
 LOSS_TYPES = ("classifier", "regression")
 
-#: singular values of R below ``RANK_RTOL``·σ_max are treated as zero (§3.3)
+#: singular values of R below ``RANK_RTOL``·σ_max are treated as zero (docs/methods.md, MinNorm-OG "Math": rank guard)
 RANK_RTOL = 1e-10
 
 
@@ -86,7 +86,7 @@ def deep_linear_update(layers: list[np.ndarray], c: np.ndarray, x_retain: np.nda
     """E2: Δ_{A1} = −v·(P_{S_r⊥}w)ᵀ/‖v‖² for f = cᵀA_{L−1}⋯A_1x (``layers`` = [A_1, …, A_{L−1}]).
 
     v = A_2ᵀ⋯A_{L−1}ᵀc, w = A_1ᵀv. After A_1 ← A_1 + Δ, w = P_{S_r}w(θ*) and Δ ⊥ v·xᵀ for every x ∈ S_r.
-    (Formula rebuilt from the proof of Lemma 1, minnorm_og.md §2.)
+    (Formula rebuilt from the proof of Lemma 1 of Block, Mokhtari, Shakkottai, arXiv:2505.22601.)
     """
     v = np.asarray(c, dtype=np.float64)
     for a in reversed(layers[1:]):

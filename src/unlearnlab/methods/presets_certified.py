@@ -10,7 +10,8 @@ MNIST/CIFAR-10 batch 128.
 ``output-perturbation`` is one-shot: x = clip_{C0}(x̂) + N(0, σ²I) with σ calibrated for sensitivity 2C0
 (classic Gaussian where valid, ε ≤ 1; analytic Gaussian above), then the same fine-tuning for the whole budget.
 The certified "retrain with the same budget" baseline is the ``retrain`` preset run with
-:func:`certified_retrain_recipe` (README: ``retrain`` = fresh init + the protocol's retrain recipe).
+:func:`certified_retrain_recipe` (``retrain`` = fresh init + the protocol's retrain recipe:
+docs/methods.md, "Presets").
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ register(
 
 def certified_retrain_recipe(epochs: int = 10, batch_size: int = 32, lr: float = 0.1, weight_decay: float = 5e-4,
                              augment: bool = False) -> Recipe:
-    """The certified "retrain with the same budget" recipe (certified.md §8, §6): budget E epochs over D_r.
+    """The certified "retrain with the same budget" recipe: budget E epochs over D_r.
 
     Plain SGD (momentum 0), coupled weight decay 5e−4, linear one-cycle with peak ``lr`` over
     N = E·⌈|D_r|/b⌉ steps: the same optimizer, batch, data and step count as the certified presets' budget.
@@ -74,9 +75,10 @@ def certified_retrain_recipe(epochs: int = 10, batch_size: int = 32, lr: float =
 
         ul.unlearn(model, task, method="retrain", **certified_retrain_recipe(epochs=10).to_dict())
 
-    ``batch_size`` is 32 on digits (§9.6) and 128 on MNIST/CIFAR-10; ``augment`` must match the task's
+    ``batch_size`` is 32 on digits and 128 on MNIST/CIFAR-10; ``augment`` must match the task's
     training transforms. The lr shape is :mod:`unlearnlab.training`'s ``onecycle``, the optax
-    ``linear_onecycle_schedule`` of §6, the same function the certified presets' fine-tuning uses.
+    ``linear_onecycle_schedule``, the same function the certified presets' fine-tuning uses (docs/certificates.md,
+    "Noise-free fine-tuning").
     """
     return Recipe(optimizer="sgd", lr=lr, momentum=0.0, weight_decay=weight_decay, epochs=epochs,
                   batch_size=batch_size, schedule="onecycle", augment=augment)

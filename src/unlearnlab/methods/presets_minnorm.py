@@ -1,12 +1,14 @@
-"""MinNorm-OG (minnorm_og.md §3) and the paper's own baselines ``mnog/…`` (§5), all in the paper's loop (§4).
+"""MinNorm-OG and the paper's own baselines ``mnog/…``, all in the paper's loop (docs/methods.md, "MinNorm-OG and
+the paper's own baselines": its math, loop and step order, presets and defaults).
 
 Every preset: AdamW(η, betas (0.9, 0.999), eps 1e−8, weight_decay 0.01 — torch's default, active in every
 reference method, set explicitly), one epoch = one pass over the forget batches, each step on the next batch of
 the accessible retain subset D′_r (``p_retain``), loss J = Σ_heads CE on logits clamped to ±``logit_clamp``
-(``loss_type="regression"``: MSE). ``defaults`` are the scaled digits values (§7, S2: B 32, n_pert 20, η 1e−3,
-λ_reg 0.1, γ_reg 0.8, T_GD 0, T 5) with p_retain 1 (library use; the ``mnog-*`` protocols pass theirs);
-``reference`` is the CIFAR-10 erase setting (B 256, n_pert 50, p_retain 0.01, T 2).
-Aliases (the issue's spellings; README naming rule): ``ngd`` → ``mnog/ngd``, ``ridge`` → ``mnog/ridge``,
+(``loss_type="regression"``: MSE). ``defaults`` are the scaled digits values (setting S2 of
+docs/minnorm_experiments.md: B 32, n_pert 20, η 1e−3, λ_reg 0.1, γ_reg 0.8, T_GD 0, T 5) with p_retain 1
+(library use; the ``mnog-*`` protocols pass theirs); ``reference`` is the CIFAR-10 erase setting (B 256,
+n_pert 50, p_retain 0.01, T 2).
+Aliases (short spellings of the canonical names): ``ngd`` → ``mnog/ngd``, ``ridge`` → ``mnog/ridge``,
 ``npo`` → ``mnog/npo``. ``ga``, ``gd``, ``retrain``, ``scrub``, ``salun``, ``l1-sparse`` stay the baselines'.
 """
 

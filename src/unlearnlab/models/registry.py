@@ -1,7 +1,8 @@
 """A small model registry.
 
 Every model starts with a fixed :class:`Normalize` module holding the dataset's public normalisation
-constants, so inputs stay in pixel space ``[0, 1]`` everywhere else (specs/README.md §2.8).
+constants, so inputs stay in pixel space ``[0, 1]`` everywhere else (docs/data.md, "Pixel space and
+normalisation"; docs/models.md, "How a model is built").
 """
 
 from __future__ import annotations

@@ -1,15 +1,17 @@
 """Built-in architectures: ``mlp``, ``small_cnn`` (alias ``cifar_tiny``), ``mnist_tiny``, ``digits_tiny``,
-``features_mlp``, ``resnet18``.
+``features_mlp``, ``resnet18``, ``bn_cnn`` (alias ``digits_cnn2``), ``sine_mlp``; layer tables, parameter counts and
+the two initialisation schemes: docs/models.md.
 
-``small_cnn`` is the certified-unlearning paper's CIFAR net (certified.md §9.2): Conv(c→32, 3×3, pad 1) → ReLU →
+``small_cnn`` is the certified-unlearning paper's CIFAR net: Conv(c→32, 3×3, pad 1) → ReLU →
 AvgPool(2) → Conv(32→64, 3×3, pad 1) → ReLU → AvgPool(2) → global mean → Linear(64, C); 20,042 parameters at
 3×32×32, no BatchNorm, He-scaled truncated-normal kernels and zero biases. ``mnist_tiny``: Flatten →
 Linear(d, 5) → ReLU → Linear(5, C) (3,985 parameters at 28×28), LeCun scaling. ``resnet18``: the CIFAR variant
 (3×3 stem, stride 1, no max-pool) used by the SalUn family.
-``digits_tiny`` (certified.md §9.6): Flatten → Linear(64, 16) → ReLU → Linear(16, C) (1,210 parameters at 8×8).
-``features_mlp`` (certified.md §9.2, reference ``three_layer_net``): Flatten → Linear(512, 32) → ReLU →
-Linear(32, 32) → ReLU → Linear(32, C) on precomputed 512-d features (17,802 / 20,772 parameters for C = 10 / 100);
-the frozen ResNet-18 feature extractor is not part of the model. Both use :class:`FlaxLinear` (LeCun-scaled
+``digits_tiny`` (the certified experiments' scaled CPU net): Flatten → Linear(64, 16) → ReLU → Linear(16, C)
+(1,210 parameters at 8×8). ``features_mlp`` (the paper's feature-experiment head, reference ``three_layer_net``):
+Flatten → Linear(512, 32) → ReLU → Linear(32, 32) → ReLU → Linear(32, C) on precomputed 512-d features
+(17,802 / 20,772 parameters for C = 10 / 100); the frozen ResNet-18 feature extractor is not part of the model.
+Both use :class:`FlaxLinear` (LeCun-scaled
 truncated normal, zero bias) so that a fresh re-initialisation through ``reset_parameters()`` (``retrain``)
 reproduces the Flax initialisation too.
 """
@@ -27,7 +29,10 @@ _TRUNC_STD = 0.87962566103423978  # std of a standard normal truncated to [-2, 2
 
 
 def flax_trunc_normal_(layer: nn.Module, scale: float) -> None:
-    """Kernel ~ truncated N(0,1) on [−2, 2] × sqrt(scale/fan_in)/0.8796…, bias 0 (certified.md §9.2)."""
+    """Kernel ~ truncated N(0,1) on [−2, 2] × sqrt(scale/fan_in)/0.8796…, bias 0 (docs/models.md, "Initialisation").
+
+    Dividing by the truncated normal's std gives the kernel variance scale/fan_in, as Flax's initialiser does.
+    """
     weight = layer.weight
     fan_in = weight[0].numel()
     with torch.no_grad():
@@ -93,14 +98,14 @@ def mnist_tiny(input_shape: tuple[int, ...], num_classes: int, hidden: int = 5) 
 
 @register_model("digits_tiny")
 def digits_tiny(input_shape: tuple[int, ...], num_classes: int, hidden: int = 16) -> nn.Module:
-    """certified.md §9.6: Flatten → Linear(64, 16) → ReLU → Linear(16, C); d = 1,210 at 8×8, C = 10."""
+    """Flatten → Linear(64, 16) → ReLU → Linear(16, C); d = 1,210 at 8×8, C = 10."""
     return nn.Sequential(nn.Flatten(), FlaxLinear(math.prod(input_shape), hidden), nn.ReLU(),
                          FlaxLinear(hidden, num_classes))
 
 
 @register_model("features_mlp")
 def features_mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 32) -> nn.Module:
-    """certified.md §9.2 ``three_layer_net`` on 512-d features: d = 17,802 (C = 10) / 20,772 (C = 100).
+    """The reference ``three_layer_net`` on 512-d features: d = 17,802 (C = 10) / 20,772 (C = 100).
 
     Through :func:`unlearnlab.models.create` (whose ``Normalize`` is 4-D, ``(1, C, 1, 1)``), give the features a
     3-D per-sample shape: ``input_shape=(1, 1, 512)`` (one scalar mean/std) or ``(512, 1, 1)`` (per feature).
@@ -139,7 +144,7 @@ def resnet18(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-# ------------------------------------------------------------------ MinNorm-OG models (minnorm_og.md §6.1, §7)
+# ------------------------------------------------------------------ MinNorm-OG models (docs/minnorm_experiments.md)
 
 
 class MultiHead(nn.Module):
@@ -156,11 +161,12 @@ class MultiHead(nn.Module):
 
 @register_model("bn_cnn", "digits_cnn2")
 def bn_cnn(input_shape: tuple[int, ...], num_classes: int, heads: tuple[int, ...] | None = None) -> nn.Module:
-    """minnorm_og §7 ``digits_cnn2`` (README §2.13): Conv(c→16, 3×3, pad 1, no bias) → BN → ReLU → Conv(16→32) →
+    """The MinNorm-OG image experiments' net: Conv(c→16, 3×3, pad 1, no bias) → BN → ReLU → Conv(16→32) →
     BN → ReLU → MaxPool(2) → Conv(32→64) → BN → ReLU → global mean → heads (default one head of ``num_classes``).
 
     PyTorch default init. d = 24,058 (1 channel, heads 10), 24,346 (3 channels, 10), 24,541 (3 channels, 10 + 3).
-    BatchNorm makes the conv weights scale-invariant, which MinNorm-OG's shrinkage needs (§7).
+    BatchNorm makes the conv weights scale-invariant, which MinNorm-OG's shrinkage needs (docs/models.md, "Why
+    `bn_cnn` has BatchNorm").
     """
     c = input_shape[0]
     heads = tuple(heads) if heads is not None else (num_classes,)
@@ -191,5 +197,5 @@ class SineMLP(nn.Module):
 
 @register_model("sine_mlp")
 def sine_mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 300) -> nn.Module:
-    """minnorm_og §6.1 poisoning net (PyTorch default init): d = 91,201 at width 300, 4,353 at width 64 (S1)."""
+    """The MinNorm-OG sine-poisoning net (PyTorch default init): d = 91,201 at width 300, 4,353 at width 64 (S1)."""
     return SineMLP(math.prod(input_shape), width, num_classes)

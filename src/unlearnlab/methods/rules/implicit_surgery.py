@@ -1,4 +1,7 @@
-"""``implicit_surgery``: EUPMU and EUPMU-fast (eupmu.md §3–4) — surgery with one backward pass.
+"""``implicit_surgery``: EUPMU and EUPMU-fast — surgery with one backward pass.
+
+Math, options and departures from the reference code: docs/methods.md, "EUPMU, EUPMU-fast and UNGrad (surgery
+rules)".
 
 d = g_u + λ·g_r is the gradient of L_u + λ·L_r, so one backward of a scalarised loss gives the surgery
 direction for the current λ; λ is learned by projected dual ascent from the measured retain-loss change.
@@ -88,7 +91,8 @@ class Dual:
 
 @dataclass
 class ImplicitSurgery(PairedSteps):
-    """EUPMU (default) and EUPMU-fast (``fast=True``); options and defaults as eupmu.md §5."""
+    """EUPMU (default) and EUPMU-fast (``fast=True``); options and preset defaults: docs/methods.md, "Presets" of
+    "EUPMU, EUPMU-fast and UNGrad (surgery rules)"."""
 
     epsilon: float | None = 0.0
     eu_error: float | None = None

@@ -1,4 +1,5 @@
-"""``noisy_clip``: certified unlearning by noisy clipped fine-tuning (spec certified.md §3, §4, §6).
+"""``noisy_clip``: certified unlearning by noisy clipped fine-tuning (docs/certificates.md; math in docs/methods.md,
+"Certified unlearning").
 
 Noisy phase on D_r started from the original model x̂, then noise-free fine-tuning on D_r:
 
@@ -6,7 +7,7 @@ Noisy phase on D_r started from the original model x̂, then noise-free fine-tun
   x_{t+1} = x_t − γ(clip_{C1}(g_t) + λx_t) + ξ_{t+1}, T and σ from the ``pabi-rdp`` accountant;
 * model clipping (``variant="model_clip"``, preset ``certified-modelclip``): x_0 = clip_{C0}(x̂) + ξ_0;
   x_{t+1} = clip_{C2}(x_t − γ(g_t + λx_t)) + ξ_{t+1}, stop at the first δ_t ≤ δ (``hockey-stick-contraction``);
-* output perturbation (``variant="output_perturbation"``, baseline preset ``output-perturbation``, §8): one shot,
+* output perturbation (``variant="output_perturbation"``, baseline preset ``output-perturbation``): one shot,
   x_0 = clip_{C0}(x̂) + ξ_0 with σ from the Gaussian calibration for sensitivity 2C0 (``gaussian-classic`` for
   ε ≤ 1, ``gaussian-analytic`` otherwise), T = 0 noisy steps, then fine-tuning for the whole budget.
 
@@ -16,7 +17,8 @@ operating system's entropy (``secrets``), never stores the seed and never derive
 noise cannot be replayed from anything released; ``"seeded"`` derives it from the run seed for reproducible research
 runs, and then the certificate, the row and the table say "not certified" in words (docs/certificates.md).
 Fine-tuning: plain SGD (momentum 0, coupled wd from the job's optimizer), linear one-cycle (optax shape) over the
-run's N = E·⌈|D_r|/b⌉ steps, the counter restarting at 0, N − T steps, the retain loader continuing mid-epoch.
+run's N = E·⌈|D_r|/b⌉ steps, the counter restarting at 0, N − T steps, the retain loader continuing mid-epoch
+(docs/certificates.md, "Noise-free fine-tuning").
 """
 
 from __future__ import annotations
@@ -72,7 +74,11 @@ def data_dependent_buffers(model: nn.Module) -> list[str]:
 
 
 def check_model(model: nn.Module, frozen_params: str, buffers: str) -> tuple[list[nn.Parameter], int]:
-    """Trainable parameters and the frozen count; errors name the fix (certified §1 model requirements)."""
+    """Trainable parameters and the frozen count; errors name the fix.
+
+    The requirements (all trainable parameters clipped, frozen ones declared public, BatchNorm statistics reset
+    after the noisy phase): docs/certificates.md, "What it does not guarantee".
+    """
     if buffers not in ("reject", "reset_after_noise"):
         raise UnlearnlabError(f"buffers={buffers!r}: use 'reject' (default) or 'reset_after_noise'.")
     if frozen_params not in ("none", "public"):
