@@ -43,7 +43,7 @@ def parse_yaml(text: str, what: str) -> Any:
 
 
 DEFAULT_METHODS = (
-    "retrain", "ft", "ga", "rl", "neggrad-plus", "l1-sparse", "salun", "scrub", "eupmu", "salun+dualoptim",
+    "retrain", "ft", "ga", "rl", "neggrad-plus", "l1-sparse", "salun", "scrub", "eupmu", "dualoptim/salun",
 )
 EXECUTORS = ("serial", "local", "ray")
 PROFILES = ("default", "reference")
