@@ -93,8 +93,7 @@ def read_checked(path: str | Path, digest: str | None = None, required: bool = T
     """
     path = Path(path)
     if not path.is_file():
-        raise DamagedFileError(path, "file missing" if checksum_path(path).exists() or not path.exists()
-                               else "not a file")
+        raise DamagedFileError(path, "not a file" if path.exists() else "file missing")
     data = path.read_bytes()
     expected = digest or recorded_digest(path)
     if expected is not None:

@@ -101,7 +101,7 @@ def capture(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, 
 
 def restore(state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
             scaler: Any, generator: torch.Generator) -> None:
-    """Put a :func:`capture`\\ d state back (the model, optimizer, scheduler, scaler and every random state)."""
+    """Put a state made by :func:`capture` back: the model, optimizer, scheduler, scaler and every random state."""
     device = next(model.parameters()).device
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])

@@ -157,7 +157,7 @@ def run(
     original: Annotated[str | None, typer.Option(
         "--original", help="Your trained original model for --model (a state dict saved with torch.save, or an "
                            "unlearnlab checkpoint; loaded weights-only) instead of training one; its SHA-256 "
-                           "joins every row.", show_default="train one (seed 1, cached)")] = None,
+                           "joins every row.", show_default="train one, seed 1, cached")] = None,
     save_models: Annotated[bool, typer.Option(
         "--save-models", help="Save every unlearned model to OUT/models/<method>-seed<s>.pt (checksummed; "
                               "certified ones always are, with their certificate).")] = False,
