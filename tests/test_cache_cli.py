@@ -21,6 +21,7 @@ from unlearnlab.bench import trained
 from unlearnlab.bench.cache import ModelCache, default_cache_dir, load_checkpoint, save_checkpoint
 from unlearnlab.bench.config import DEFAULT_METHODS
 from unlearnlab.bench.store import ResultStore
+from unlearnlab.checksums import write_checked
 from unlearnlab.cli import app
 from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.methods import Unlearner, registry
@@ -67,9 +68,9 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path, digits_ta
 
 def test_file_that_is_not_a_checkpoint_is_refused(tmp_path: Path, digits_task):
     path = tmp_path / "other.pt"
-    torch.save({"weights": torch.zeros(3)}, path)
-    with pytest.raises(UnlearnlabError, match=r"not an unlearnlab checkpoint"):
-        load_checkpoint(path, ul.models.create("mlp", digits_task))
+    torch.save([torch.zeros(3)], path)
+    with pytest.raises(UnlearnlabError, match=r"not an unlearnlab checkpoint nor a state dict"):
+        load_checkpoint(path, ul.models.create("mlp", digits_task), checksum_required=False)
 
 
 EXECUTED: list[str] = []
@@ -85,12 +86,19 @@ class _Malicious:
         return (_payload, ())
 
 
-def test_loading_never_unpickles_arbitrary_objects(tmp_path: Path, digits_task):
+@pytest.mark.parametrize("with_checksum", [False, True])
+def test_loading_never_unpickles_arbitrary_objects(tmp_path: Path, digits_task, with_checksum: bool):
+    """Not even when the file's checksum matches: the checksum proves integrity, not harmlessness."""
     path = tmp_path / "evil.pt"
-    torch.save({"state_dict": {}, "meta_json": "{}", "extra": _Malicious()}, path)
+    buf = io.BytesIO()
+    torch.save({"state_dict": {}, "meta_json": "{}", "extra": _Malicious()}, buf)
+    if with_checksum:
+        write_checked(path, buf.getvalue())
+    else:
+        path.write_bytes(buf.getvalue())
     EXECUTED.clear()
-    with pytest.raises(Exception, match=r"(?i)weights.only|unpickl|unsupported"):
-        load_checkpoint(path, ul.models.create("mlp", digits_task))
+    with pytest.raises(UnlearnlabError, match=r"not a weights-only PyTorch file: .*(?i:weights.only)"):
+        load_checkpoint(path, ul.models.create("mlp", digits_task), checksum_required=False)
     assert EXECUTED == []
 
 

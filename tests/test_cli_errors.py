@@ -18,8 +18,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from unlearnlab import utils
+from unlearnlab import checksums, utils
 from unlearnlab.cli import app
+from unlearnlab.models import create
 
 FAST = ["--methods", "ft", "--seeds", "1", "--set", "ft.epochs=1"]
 
@@ -89,6 +90,35 @@ def _index_files(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (folder / "folder.npy").mkdir()
 
 
+def _user_models(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files a user might pass as --original: a model of another width, a text file, a damaged checkpoint (its
+    checksum file disagrees), a folder."""
+    folder = out.parent
+    torch.save(create("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=(64,)).state_dict(), folder / "wide.pt")
+    torch.save(create("mlp", input_shape=(1, 8, 8), num_classes=3).state_dict(), folder / "three.pt")
+    (folder / "notes.pt").write_text("my model is the one from Tuesday\n")
+    data = checksums.torch_bytes(create("mlp", input_shape=(1, 8, 8), num_classes=10).state_dict())
+    checksums.write_checked(folder / "flipped.pt", data)
+    (folder / "flipped.pt").write_bytes(data[:2000] + bytes([data[2000] ^ 1]) + data[2001:])
+    (folder / "empty.pt").write_bytes(b"")
+    (folder / "models").mkdir()
+
+
+def _cache_is_a_file(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (out.parent / "cachefile").write_text("not a folder\n")
+    (out.parent / "cache-file.yaml").write_text(f"cache_dir: {out.parent / 'cachefile'}\n")
+
+
+def _cache_unreadable(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache folder this user may not read or write (simulated: the tests run as root, who may)."""
+    cache = out.parent / "locked-cache"
+    cache.mkdir()
+    (out.parent / "locked-cache.yaml").write_text(f"cache_dir: {cache}\n")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: False if Path(path) == cache
+                        else real_access(path, mode, *a, **k))
+
+
 Prepare = Callable[[Path, pytest.MonkeyPatch], None]
 
 CASES: list[tuple[str, Prepare, list[str], str]] = [
@@ -113,6 +143,27 @@ CASES: list[tuple[str, Prepare, list[str], str]] = [
      r"'random:1' is ambiguous.*'random:count=1'.*'random:0\.1'"),
     ("random-1.0-everything", _nothing, ["--forget", "random:1.0"], r"outside \(0, 1\)"),
     ("config-not-utf8", _nothing, ["--config", "{tmp}/binary.yaml"], r"cannot be read as UTF-8"),
+    ("original-missing", _nothing, [*FAST, "--original", "{tmp}/missing.pt"],
+     r"original \S*missing\.pt does not exist"),
+    ("original-folder", _user_models, [*FAST, "--original", "{tmp}/models"], r"original \S*models is not a file"),
+    ("original-wrong-width", _user_models, [*FAST, "--original", "{tmp}/wide.pt"],
+     r"wide\.pt does not fit model 'mlp' of this task \(shape of 1\.1\.bias: checkpoint \(64,\) vs model \(128,\)"),
+    ("original-wrong-classes", _user_models, [*FAST, "--original", "{tmp}/three.pt"],
+     r"three\.pt does not fit .*shape of 1\.3\.bias: checkpoint \(3,\) vs model \(10,\)"),
+    ("original-wrong-model", _user_models, [*FAST, "--model", "small_cnn", "--original", "{tmp}/wide.pt"],
+     r"does not fit model 'small_cnn' of this task \(missing \[.*unexpected \['1\.1\.bias'"),
+    ("original-not-a-checkpoint", _user_models, [*FAST, "--original", "{tmp}/notes.pt"],
+     r"notes\.pt cannot be used \(not a PyTorch file\)"),
+    ("original-damaged", _user_models, [*FAST, "--original", "{tmp}/flipped.pt"],
+     r"flipped\.pt cannot be used \(checksum mismatch\)"),
+    ("original-empty", _user_models, [*FAST, "--original", "{tmp}/empty.pt"],
+     r"empty\.pt cannot be used \(empty file\)"),
+    ("original-with-protocol", _user_models, ["--protocol", "salun-random1", "--quick", "--original",
+                                              "{tmp}/wide.pt"], r"trains its own original model"),
+    ("cache-dir-is-a-file", _cache_is_a_file, [*FAST, "--config", "{tmp}/cache-file.yaml"],
+     r"model cache \S*cachefile cannot be used: \S*cachefile is not a folder"),
+    ("cache-dir-unreadable", _cache_unreadable, [*FAST, "--config", "{tmp}/locked-cache.yaml"],
+     r"model cache \S*locked-cache cannot be used: .* is not readable and writable"),
 ]
 
 

@@ -1,11 +1,14 @@
 """Fault injection: ``unlearnlab run`` killed with SIGKILL at chosen and random points — halfway through writing a
-cached model, inside the transaction that finishes a row, at random times — and resumed until it completes,
-gives the same rows and the same table (timings aside) as an uninterrupted run."""
+per-epoch training checkpoint, its checksum file or a cached model, inside the transaction that finishes a row,
+at random times — and resumed until it completes, gives the same rows and the same table (timings aside) as an
+uninterrupted run: trainings resume mid-way (or restart when their checkpoint was damaged) and produce the same
+models, and the cache ends with intact, checksummed entries only."""
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from unlearnlab.bench.store import ResultStore
+from unlearnlab.checksums import read_checked
 from unlearnlab.cli import app
 
 CONFIG = "recipe: {epochs: 3}\nhparams: {ft: {epochs: 2}, rl: {epochs: 2}}\n"
@@ -35,20 +39,20 @@ DRIVER = textwrap.dedent("""
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
 
-    if point == "checkpoint":  # halfway through writing a cached model
-        from unlearnlab.bench import cache
-        real_write = cache.atomic_write_bytes
+    if point == "checkpoint":  # halfway through the nth write of a checkpoint or checksum file
+        from unlearnlab import checksums
+        real_write = checksums.atomic_write_bytes
 
-        def half_written(path, data):
+        def half_written(path, data, durable=True):
             count[0] += 1
             if count[0] == nth:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 fd, _ = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
                 os.write(fd, data[: len(data) // 2])
                 die()
-            real_write(path, data)
+            real_write(path, data, durable)
 
-        cache.atomic_write_bytes = half_written
+        checksums.atomic_write_bytes = half_written
     elif point == "result":  # inside the transaction that finishes a row
         from unlearnlab.bench import store
         real_finish = store.ResultStore.finish
@@ -96,16 +100,25 @@ def test_sigkill_at_any_point_then_resume_gives_the_uninterrupted_table(tmp_path
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "UNLEARNLAB_CACHE": str(tmp_path / "cache")}
     command = ["run", "--config", str(config), *ARGS, "--out", str(out)]
     rng = random.Random(13)
-    faults = [("checkpoint", 1), ("result", 2), ("checkpoint", 1), ("result", 1),
-              ("time", rng.randint(1500, 6000)), ("time", rng.randint(1500, 6000))]
-    killed = 0
+    # writes of one training (3 epochs): state after epoch 1 (file 1, checksum 2), after epoch 2 (3, 4), model (5, 6)
+    faults = [("checkpoint", 3),  # writing the epoch-2 state: the next run resumes after epoch 1
+              ("checkpoint", 2),  # writing the new state's checksum: the next run finds it damaged, restarts
+              ("checkpoint", 5),  # writing the finished model: the next run resumes after epoch 2
+              ("result", 2), ("result", 1), ("time", rng.randint(1500, 6000)), ("time", rng.randint(1500, 6000))]
+    killed, said = 0, ""
     for point, nth in faults:
         run = subprocess.run([sys.executable, "-c", DRIVER, point, str(nth), *command], env=env,
                              capture_output=True, text=True, timeout=300)
         assert run.returncode in (0, -signal.SIGKILL), run.stderr
         assert "Traceback" not in run.stderr, run.stderr
         killed += run.returncode == -signal.SIGKILL
-    assert killed >= 4, "the injected faults did not fire"
+        said += run.stderr
+    assert killed >= 5, "the injected faults did not fire"
+    said = " ".join(said.split())
+    assert "resuming training from epoch 1 of 3" in said
+    assert re.search(r"training checkpoint original-\w+\.pt\.train-state is damaged \(checksum mismatch\): "
+                     "training from the start", said)
+    assert "resuming training from epoch 2 of 3" in said
     final = subprocess.run([sys.executable, "-m", "unlearnlab.cli", *command], env=env, capture_output=True,
                            text=True, timeout=300)
     assert final.returncode == 0, final.stderr
@@ -114,4 +127,9 @@ def test_sigkill_at_any_point_then_resume_gives_the_uninterrupted_table(tmp_path
     with closing(sqlite3.connect(out / "results.sqlite")) as conn:
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == CELLS  # no duplicate, none left over
     assert _table_without_rte((out / "table.md").read_text()) == _table_without_rte((clean / "table.md").read_text())
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 3  # 1 original + 2 retrains, each complete
+    entries = list((tmp_path / "cache").glob("*.pt"))
+    assert len(entries) == 3  # 1 original + 2 retrains, each complete
+    for entry in entries:
+        read_checked(entry)  # intact, with its checksum
+    left = [p.name for p in (tmp_path / "cache").glob("*.train-state*") if not p.name.startswith(".")]
+    assert not left, "a training checkpoint was left behind (killed writes may leave hidden .tmp files)"

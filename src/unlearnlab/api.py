@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,9 +22,10 @@ from torch import nn
 from unlearnlab.certify.certificate import Certificate
 from unlearnlab.data.inputs import overlapping_rows
 from unlearnlab.data.tensors import Batch, Source, TensorData, iterate
-from unlearnlab.errors import DivergenceError, UnlearnlabError
+from unlearnlab.errors import DivergenceError, HealthWarning, UnlearnlabError
 from unlearnlab.families import TaskFamily, family_of, get_family
 from unlearnlab.methods import Method, MethodInfo, RunContext, UnlearnData, get_method
+from unlearnlab.train_state import TrainCheckpoint
 from unlearnlab.training import Counters, CountingHooks, Precision, Recipe, TrainStats, batchnorm_singletons
 from unlearnlab.training import train as train_loop
 from unlearnlab.utils import tensors_sha256
@@ -198,8 +200,11 @@ def unlearn(
                               f"{'…' if len(bad) > 3 else ''}): the run diverged. Lower the learning rate (or the "
                               "forget weight) and run again.")
     if before is not None:
-        for message in fam.health_warnings(before, fam.health(work, forget_src, retain_src)):
-            warnings.warn(f"{info.name}: {message}", UserWarning, stacklevel=2)
+        found = [f"{info.name}: {m}" for m in fam.health_warnings(before, fam.health(work, forget_src, retain_src))]
+        for message in found:
+            warnings.warn(message, HealthWarning, stacklevel=2)
+        if found:
+            stats["warnings"] = found
     cert = stats.pop("certificate", None)
     certificate = Certificate.from_dict(cert) if cert else None
     return UnlearnResult(work, info.name, params, seconds, ctx.counters, stats, peak, certificate)
@@ -207,14 +212,18 @@ def unlearn(
 
 def train(model: nn.Module, data: Any, recipe: Recipe | None = None, *, seed: int = 1,
           loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
-          progress: Callable[[int, int], None] | None = None, family: str | TaskFamily | None = None
-          ) -> TrainStats:
+          progress: Callable[[int, int], None] | None = None, family: str | TaskFamily | None = None,
+          checkpoint: str | Path | TrainCheckpoint | None = None) -> TrainStats:
     """Train ``model`` in place on ``data`` (a source, ``(x, y)`` tensors, a Dataset or a DataLoader, as
     :func:`unlearn` takes them) with ``recipe`` (default :meth:`Recipe.default`) and ``loss_fn(model, batch)``
-    (default: the family's loss, mean cross-entropy for classifiers)."""
+    (default: the family's loss, mean cross-entropy for classifiers). With ``checkpoint`` (a file path), the
+    training state is saved there after every epoch and a second call with the same arguments resumes where an
+    interrupted one stopped (:func:`unlearnlab.training.train`); delete the file once you have saved the model."""
     fam = get_family(family) if family is not None else family_of(data)
     device = check_model(model)
     source = data if isinstance(data, (TensorData,)) or hasattr(data, "batches") else fam.as_source(
         data, "train", device)
+    if checkpoint is not None and not isinstance(checkpoint, TrainCheckpoint):
+        checkpoint = TrainCheckpoint(Path(checkpoint))  # a file path
     return train_loop(model, source, recipe or Recipe.default(), seed=seed, progress=progress,
-                      loss_fn=loss_fn or fam.loss)
+                      loss_fn=loss_fn or fam.loss, checkpoint=checkpoint)

@@ -1,4 +1,4 @@
-"""Errors that name the problem and the fix.
+"""Errors that name the problem and the fix, and the health warning of an unlearned model.
 
 Every user-facing failure in unlearnlab raises :class:`UnlearnlabError` (a ``ValueError``) or one of its
 subclasses, with a message that says what was wrong and what to do instead.
@@ -16,6 +16,13 @@ class UnlearnlabError(ValueError):
 
 class DivergenceError(UnlearnlabError):
     """A loss became NaN or infinite during an optimisation loop."""
+
+
+class HealthWarning(UserWarning):
+    """After unlearning, the model looks unhealthy: retain accuracy collapsed or forget accuracy did not move.
+
+    :func:`unlearnlab.unlearn` warns with this category and also returns the messages in the result's
+    ``stats["warnings"]``, so a caller can log them instead of letting them reach standard error."""
 
 
 class UnknownNameError(UnlearnlabError, KeyError):

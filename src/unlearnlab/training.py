@@ -33,6 +33,7 @@ from torch import nn
 from unlearnlab.data.tensors import Batch, Source, augment_images, iterate
 from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.optim import Lion
+from unlearnlab.train_state import TrainCheckpoint, capture, fingerprint, restore
 from unlearnlab.utils import torch_generator
 
 SCHEDULES = ("constant", "multistep", "cosine", "onecycle")
@@ -315,6 +316,7 @@ def train(
     seed: int = 1,
     progress: Callable[[int, int], None] | None = None,
     loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+    checkpoint: TrainCheckpoint | None = None,
 ) -> TrainStats:
     """Minimise ``loss_fn`` (default: mean cross-entropy) on the batch source ``data`` with ``recipe``.
 
@@ -322,6 +324,12 @@ def train(
     :class:`DivergenceError` on a non-finite loss. Mixed precision follows ``recipe.precision`` (autocast; a
     GradScaler for fp16); on CUDA, image models and batches use the channels-last memory format. The public
     :func:`unlearnlab.train` also takes ``(x, y)`` tensors, Datasets and DataLoaders.
+
+    With ``checkpoint``, the loop's whole state is saved there after every epoch but the last
+    (:mod:`unlearnlab.train_state`), and a call that finds a state of the same training resumes after its epoch:
+    the result is the model an uninterrupted call would have produced (bit-identical on the CPU; with
+    ``StreamData``, only if the user's loader is reproducible). Seconds and counters include the epochs trained
+    before the interruption. The caller deletes the state once the model is saved (:meth:`TrainCheckpoint.clear`).
     """
     if len(data) == 0:
         raise UnlearnlabError("Cannot train on an empty dataset.")
@@ -337,15 +345,25 @@ def train(
     )
     counters = Counters()
     precision = Precision(recipe.precision, device)
+    first, trained_before = 0, 0.0
+    if checkpoint is not None:
+        identity = fingerprint(model, recipe.to_dict(), seed, len(data))
+        saved = checkpoint.load(identity)
+        if saved is not None:
+            restore(saved, model, opt, sched, precision.scaler, gen)
+            first, trained_before, counters = saved["epoch"], saved["seconds"], Counters(**saved["counters"])
+            checkpoint.note(f"resuming training from epoch {first} of {recipe.epochs} ({checkpoint.path.name})")
+            if progress is not None:
+                progress(first, recipe.epochs)
     channels_last = device.type == "cuda" and _image_field(data)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     model.train()
-    start = time.perf_counter()
+    start = time.perf_counter() - trained_before
     loss_sum = torch.zeros((), device=device)
     transform = augment_images if recipe.augment else None
     with CountingHooks(model, counters), batchnorm_singletons(model):
-        for epoch in range(recipe.epochs):
+        for epoch in range(first, recipe.epochs):
             loss_sum = torch.zeros((), device=device)
             for batch in iterate(data, recipe.batch_size, gen, True, transform):
                 if channels_last:
@@ -359,6 +377,9 @@ def train(
                     counters.optimizer_steps += 1
                 loss_sum += loss.detach()
             check_finite(loss_sum, f"training epoch {epoch}")
+            if checkpoint is not None and epoch + 1 < recipe.epochs:
+                checkpoint.save(capture(model, opt, sched, precision.scaler, gen, epoch + 1, counters.as_dict(),
+                                        time.perf_counter() - start, identity))
             if progress is not None:
                 progress(epoch + 1, recipe.epochs)
     if device.type == "cuda":

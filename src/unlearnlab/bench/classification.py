@@ -1,16 +1,19 @@
 """The work of a classification grid cell: unlearn the cached original, check it, score it against R_s.
 
 :class:`ClassificationCell` is the small picklable description an executor ships to a worker (method, seed,
-hyperparameters, the paths of the cached original and retrained checkpoints, the retrained model's metrics);
-calling it rebuilds the task, loads both models with ``weights_only=True``, unlearns and scores, and returns
-:class:`~unlearnlab.bench.cells.Scores`. It never sees the results store nor the output folder: the driver
-writes the rows (:mod:`unlearnlab.bench.cells`). :func:`unlearn_and_score` is the same unlearn → check →
-evaluate step for callers that hold the models already (tuning trials).
+hyperparameters, the paths and SHA-256 digests of the original and retrained checkpoints, the retrained model's
+metrics); calling it rebuilds the task, loads both models — their bytes verified against the digests, then
+``torch.load(weights_only=True)`` — unlearns and scores, and returns :class:`~unlearnlab.bench.cells.Scores`.
+It never sees the results store nor the output folder: the driver writes the rows and saves the models that
+come back as artifacts (:mod:`unlearnlab.bench.cells`). :func:`unlearn_and_score` is the same unlearn → check →
+evaluate step for callers that hold the models already (tuning trials). The after-unlearning health warnings
+(retain accuracy collapsed, forget accuracy did not move) go into the stats as ``warnings`` rather than to
+standard error, so the driver writes them to ``run.log`` and the row.
 """
 
 from __future__ import annotations
 
-import io
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,7 +25,7 @@ from unlearnlab.api import unlearn
 from unlearnlab.bench.cache import load_checkpoint
 from unlearnlab.bench.cells import Scores, check_finite
 from unlearnlab.data.forget import ForgetTask, make_task
-from unlearnlab.errors import UnlearnlabError
+from unlearnlab.errors import HealthWarning, UnlearnlabError
 from unlearnlab.evaluation import Evaluation, evaluate
 from unlearnlab.models import create
 
@@ -33,19 +36,26 @@ RETRAIN_META_KEYS = ("seconds", "forward_samples", "backward_samples", "optimize
 
 
 def unlearn_and_score(original: nn.Module, task: ForgetTask, method: str, seed: int, hparams: Mapping[str, Any],
-                      reference: Evaluation, primary_mia: str, progress: Tick | None = None) -> Scores:
+                      reference: Evaluation, primary_mia: str, progress: Tick | None = None,
+                      keep_model: bool = False) -> Scores:
     """Run ``method`` on a copy of ``original``, refuse a non-finite result (a divergence), score it against
     ``reference`` (the retrained model's evaluation on the same task). A certified method's model and
-    certificate come back as the artifact."""
-    res = unlearn(original, task, method=method, seed=seed, progress=progress, **dict(hparams))
+    certificate (and with ``keep_model`` any method's model) come back as the artifact; health warnings come
+    back in the stats (``warnings``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", HealthWarning)  # recorded in res.stats["warnings"]
+        res = unlearn(original, task, method=method, seed=seed, progress=progress, **dict(hparams))
     check_finite(res.model, f"{method} (seed {seed})")
     scores = evaluate(res.model, task, reference, primary_mia)
     artifact = None
-    if res.certificate is not None:  # the driver saves the certified model next to its certificate
-        artifact = {"state_dict": {k: v.detach().cpu() for k, v in res.model.state_dict().items()},
-                    "certificate": res.certificate}
+    if res.certificate is not None or keep_model:  # the driver saves the model (next to its certificate)
+        artifact = {"state_dict": _weights(res.model), "certificate": res.certificate}
     stats = {"rte_minutes": res.seconds / 60.0, "seconds": res.seconds, **res.counters.as_dict(), **res.stats}
     return Scores(scores.metrics, scores.definitions, stats, artifact)
+
+
+def _weights(model: nn.Module) -> dict[str, Any]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 @lru_cache(maxsize=1)
@@ -74,23 +84,27 @@ class ClassificationCell:
     primary_mia: str
     #: the split the driver planned for this seed; a worker whose data differ refuses to run
     split_hash: str
-    #: cached checkpoints (paths on the driver; the Ray executor ships their bytes)
+    #: checkpoints (paths on the driver; the Ray executor ships their bytes) and the SHA-256 each must have
     original: str
     retrain: str
+    original_sha256: str
+    retrain_sha256: str
     #: seconds, counters and device of the retrained model's training (the ``retrain`` row's RTE)
     retrain_meta: dict[str, Any] = field(default_factory=dict)
     #: metrics of the retrained model, the per-seed gap's reference (computed once by the driver)
     reference: dict[str, float] = field(default_factory=dict)
     reference_definitions: dict[str, str] = field(default_factory=dict)
+    #: return the unlearned (or retrained) model as the artifact, for ``--save-models``
+    save_model: bool = False
 
     def files(self) -> tuple[str, ...]:
         """The checkpoint files this cell reads."""
         return (self.original, self.retrain)
 
-    def _load(self, task: ForgetTask, path: str, files: Mapping[str, bytes] | None) -> nn.Module:
+    def _load(self, task: ForgetTask, path: str, digest: str, files: Mapping[str, bytes] | None) -> nn.Module:
         model = create(self.model, task, seed=self.seed, device=self.device)
-        source = io.BytesIO(files[path]) if files and path in files else path
-        load_checkpoint(source, model)  # weights_only=True; refuses another architecture
+        source = files[path] if files and path in files else path
+        load_checkpoint(source, model, digest)  # checksum, then weights_only=True; refuses another architecture
         return model.to(self.device).eval()
 
     def __call__(self, files: Mapping[str, bytes] | None = None, progress: Tick | None = None,
@@ -104,14 +118,15 @@ class ClassificationCell:
             raise UnlearnlabError(f"This worker's {self.dataset} split ({task.split_hash}) differs from the "
                                   f"driver's ({self.split_hash}): give every node the same dataset files.")
         if self.method != "retrain":
-            original = self._load(task, self.original, files)
+            original = self._load(task, self.original, self.original_sha256, files)
             reference = Evaluation(dict(self.reference), dict(self.reference_definitions))
             return unlearn_and_score(original, task, self.method, self.seed, self.hparams, reference,
-                                     self.primary_mia, progress)
-        model = self._load(task, self.retrain, files)
+                                     self.primary_mia, progress, self.save_model)
+        model = self._load(task, self.retrain, self.retrain_sha256, files)
         meta = self.retrain_meta
         scores = evaluate(model, task, None, self.primary_mia)
         counters = {k: meta.get(k) for k in ("forward_samples", "backward_samples", "optimizer_steps")}
         stats = {"rte_minutes": meta["seconds"] / 60.0, "seconds": meta["seconds"], **counters,
                  "cached_retrain_device": meta.get("device")}
-        return Scores(scores.metrics, scores.definitions, stats)
+        return Scores(scores.metrics, scores.definitions, stats,
+                      {"state_dict": _weights(model), "certificate": None} if self.save_model else None)

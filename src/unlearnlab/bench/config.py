@@ -140,6 +140,9 @@ class RunConfig(Validated):
     workers: int | None = Field(None, ge=1, description="concurrent cells")
     ray_address: str | None = Field(None, description="Ray cluster address")
     forget_quality_n: int | None = Field(None, ge=2, description="N of the NeurIPS'23 forget score (>= 2)")
+    original: str | None = Field(None, description="your trained original model (a state dict or an unlearnlab "
+                                                   "checkpoint) instead of training one")
+    save_models: bool = Field(False, description="save every unlearned model to OUT/models/")
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -155,6 +158,14 @@ class RunConfig(Validated):
     @classmethod
     def _forget(cls, value: str) -> str:
         ForgetSpec.parse(value)
+        return value
+
+    @field_validator("original")
+    @classmethod
+    def _original(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise UnlearnlabError("original: give the path of your trained model's state dict "
+                                  "(torch.save(model.state_dict(), PATH)).")
         return value
 
     @field_validator("device")
@@ -207,7 +218,8 @@ class RunConfig(Validated):
 
 
 _OPTIONAL: dict[str, Any] = {"retrain_recipe": {}, "protocol": None, "quick": False, "executor": None,
-                             "workers": None, "ray_address": None, "forget_quality_n": None}
+                             "workers": None, "ray_address": None, "forget_quality_n": None,
+                             "original": None, "save_models": False}
 _EXPECTED = {"string_type": "a string", "bool_type": "true or false", "int_type": "an integer",
              "float_type": "a number", "dict_type": "a mapping", "tuple_type": "a list", "list_type": "a list"}
 

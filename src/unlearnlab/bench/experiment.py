@@ -16,7 +16,7 @@ import torch
 import yaml
 from rich.markup import escape
 
-from unlearnlab.bench.cache import ModelCache, default_cache_dir
+from unlearnlab.bench.cache import ModelCache, check_cache_dir, default_cache_dir
 from unlearnlab.bench.config import RunConfig
 from unlearnlab.bench.outdir import RunFolder
 from unlearnlab.bench.plan import resolve_device
@@ -72,6 +72,8 @@ def run_experiment(config: RunConfig, progress: Progress | None = None, log: Log
     sized = spec.sized(config.quick)
     fn = resolve_experiment(sized.experiment)
     device = resolve_device(config.device)
+    cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    check_cache_dir(cache_root)
     if config.threads:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
@@ -96,7 +98,7 @@ def run_experiment(config: RunConfig, progress: Progress | None = None, log: Log
             {"protocol": spec.name, "quick": config.quick, "seeds": list(config.seeds), "out": config.out,
              "device": str(device), "experiment": sized.experiment, "resolved_protocol": label,
              "unlearnlab": __version__}, sort_keys=False))
-        cache = ModelCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), config.cache)
+        cache = ModelCache(cache_root, config.cache, say)
         say(f"experiment {sized.experiment} · protocol {label} · seeds {', '.join(map(str, config.seeds))}")
         ctx = ExperimentContext(out=out, quick=config.quick, seeds=tuple(config.seeds), store=store, cache=cache,
                                 device=device, protocol=label, log=say, progress=tick)

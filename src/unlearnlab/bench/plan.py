@@ -9,13 +9,17 @@ protocol label and the task key that every row of the grid shares. A config that
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from unlearnlab.bench.cache import ArchitectureError, check_cache_dir, default_cache_dir, load_checkpoint
 from unlearnlab.bench.cells import Row
 from unlearnlab.bench.config import RunConfig
 from unlearnlab.bench.executors import check as check_executor
+from unlearnlab.checksums import DamagedFileError
 from unlearnlab.data.datasets import load_dataset
 from unlearnlab.data.forget import ForgetSpec, make_task
 from unlearnlab.errors import UnlearnlabError
@@ -43,11 +47,16 @@ class Plan:
     retrain_recipe: Recipe | None = None
     #: the named protocol of the config, at the size it runs (``None`` for a custom grid)
     protocol_spec: Protocol | None = field(default=None)
+    #: SHA-256 of the user's original model file (config ``original``); ``None`` when the grid trains its own
+    original_sha256: str | None = None
 
     def row_config(self, method: str) -> dict[str, Any]:
-        """The ``config`` column of a cell (its hash is part of the run key)."""
-        return {"method": method, "hparams": self.hparams[method], "model": self.config.model,
-                "primary_mia": self.config.primary_mia}
+        """The ``config`` column of a cell (its hash is part of the run key); a user's original adds its hash."""
+        config = {"method": method, "hparams": self.hparams[method], "model": self.config.model,
+                  "primary_mia": self.config.primary_mia}
+        if self.original_sha256 is not None:
+            config["original_sha256"] = self.original_sha256
+        return config
 
     def row(self, method: str, seed: int, split_hash: str = "") -> Row:
         """The result row of cell (``method``, ``seed``); the split hash does not enter the run key."""
@@ -139,6 +148,13 @@ def plan(config: RunConfig) -> Plan:
     retrain_recipe = (Recipe.from_dict({**recipe.to_dict(), **config.retrain_recipe})
                       if config.retrain_recipe else recipe)
     check_output_size(create(config.model, task), task.input_shape, task.num_classes)
+    check_cache_dir(Path(config.cache_dir) if config.cache_dir else default_cache_dir())
+    original_sha256 = None
+    if config.original is not None:
+        if spec is not None:
+            raise UnlearnlabError(f"original: protocol {spec.name!r} trains its own original model with its pinned "
+                                  "recipe; drop --protocol to run a custom grid with your model.")
+        original_sha256 = check_original(config.original, create(config.model, task), config.model)
     hparams = {m: get_method(m).resolve(given.get(m), config.profile) for m in methods if m != "retrain"}
     hparams["retrain"] = retrain_recipe.to_dict()
     task_key = f"{config.dataset}|{config.model}|{config.forget}|recipe={recipe.hash}|{config.profile}"
@@ -148,7 +164,34 @@ def plan(config: RunConfig) -> Plan:
     protocol = get_protocol(str(config.protocol)).label(config.quick) if spec is not None else derived
     if protocol != derived:  # the cells of two protocols never share a run key (the digits defaults keep theirs)
         task_key = f"{protocol}|{task_key}"
-    return Plan(config, recipe, methods, hparams, device, task_key, protocol, retrain_recipe, spec)
+    if original_sha256 is not None:  # rows unlearned from a user's model never mix with those of a trained one
+        task_key += f"|original={original_sha256[:16]}"
+    return Plan(config, recipe, methods, hparams, device, task_key, protocol, retrain_recipe, spec, original_sha256)
+
+
+def check_original(path: str, model: nn.Module, name: str) -> str:
+    """The SHA-256 of a user's original model file, after checking that it loads into ``model`` (the configured
+    architecture ``name``) with ``torch.load(weights_only=True)``; a clear error otherwise. A checksum file next
+    to it (``PATH.sha256``) is verified when present."""
+    file = Path(path)
+    how = "save it with torch.save(model.state_dict(), PATH)"
+    if not file.exists():
+        raise UnlearnlabError(f"original {path} does not exist: give the path of your trained model ({how}).")
+    if not file.is_file():
+        raise UnlearnlabError(f"original {path} is not a file: give the path of your trained model ({how}).")
+    try:
+        return load_checkpoint(file, model, checksum_required=False)["sha256"]
+    except DamagedFileError as err:
+        raise UnlearnlabError(f"original {path} cannot be used ({err.reason}): {how}, or use an intact "
+                              "copy.") from None
+    except OSError as err:
+        raise UnlearnlabError(f"original {path} cannot be read ({err.strerror}): check its permissions.") from None
+    except ArchitectureError as err:
+        raise UnlearnlabError(f"original {path} does not fit model {name!r} of this task ({err.details}): "
+                              "run with the --model it was trained with (`unlearnlab models`), or with the "
+                              "dataset whose classes it predicts.") from None
+    except UnlearnlabError as err:
+        raise UnlearnlabError(f"original {path}: {err}") from None
 
 
 def protocol_name(dataset: str, spec: ForgetSpec) -> str:

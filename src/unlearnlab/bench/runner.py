@@ -12,6 +12,9 @@ The driver (this process) holds the output folder (:class:`~unlearnlab.bench.out
 executors`) and finishes the row when the outcome arrives: workers never touch the results store. Before any
 training it says how much work there is (cells to run, models to train) and, for a resumed run, what it skips;
 at the end, how many rows are done, diverged or failed and where the outputs are (:class:`GridStatus`).
+Models that come back from a cell (certified ones always, every one with ``save_models``) are saved to
+``OUT/models/<method>-seed<s>.pt`` (checksummed, certificate next to it) before the row is finished; a cell's
+health warnings are logged and kept in its row's stats.
 """
 
 from __future__ import annotations
@@ -104,11 +107,12 @@ def run_grid(config: RunConfig, progress: Progress | None = None, log: Log = pri
 
         for note in folder.notes():
             say(note)
-        cache = model_cache(p)
+        cache = model_cache(p, say)
         clock = _announce(p, store, cache, status, say)
         atomic_write_text(out / "config.yaml", yaml.safe_dump(
             {**config.to_dict(), "resolved_recipe": p.recipe.to_dict(), "resolved_hparams": p.hparams,
              **({"resolved_protocol": p.protocol} if p.protocol_spec is not None else {}),
+             **({"resolved_original_sha256": p.original_sha256} if p.original_sha256 else {}),
              "unlearnlab": __version__}, sort_keys=False))
         _run_cells(p, store, cache, folder, status, clock, tick, say, cell_done)
         if config.forget_quality_n:
@@ -129,19 +133,33 @@ def _announce(p: Plan, store: ResultStore, cache: ModelCache, status: GridStatus
     dataset = load_dataset(config.dataset, config.root)
     spec = ForgetSpec.parse(config.forget)
     splits = {seed: plan_split(dataset, spec, seed) for seed in config.seeds}
-    originals = {cache.path(original_identity(p, s)) for s in splits.values()}  # one per data split
-    retrains = [cache.path(retrain_identity(p, s, seed)) for seed, s in splits.items()]
-    cached = sum(1 for path in (*originals, *retrains) if cache.enabled and path.exists())
+    originals = [] if config.original else list({cache.path(i): i for i in  # one per data split
+                                                  (original_identity(p, s) for s in splits.values())}.values())
+    retrains = [retrain_identity(p, s, seed) for seed, s in splits.items()]
+    cached = sum(cache.is_cached(identity) for identity in (*originals, *retrains))
     executor, workers = resolve(config.executor, config.workers)
     where = executor + (f" × {workers}" if executor != "serial" and workers else "")
+    first = f"your original {config.original} (sha256 {str(p.original_sha256)[:12]}…)" if config.original else \
+        f"{len(originals)} original"
     say(f"work: {len(rows)} cells ({len(p.methods)} method(s) × {len(config.seeds)} seed(s)), "
-        f"{len(rows) - complete} to run · models: {len(originals)} original + {len(retrains)} retrained, "
+        f"{len(rows) - complete} to run · models: {first} + {len(retrains)} retrained, "
         f"{len(originals) + len(retrains) - cached} to train ({cached} cached) · executor {where}")
     if complete or found["running"] or found["failed"]:
         say(f"resuming {config.out}: skipping {complete} complete rows ({found['done']} done, "
             f"{found['diverged']} diverged); re-running {found['running']} interrupted and {found['failed']} "
             "failed rows")
+    if config.save_models:
+        unsaved = sum(1 for row in rows if (store.get(row.run_key) or {}).get("status") == "done"
+                      and not model_file(p, row.method, row.seed).exists())
+        if unsaved:
+            say(f"[yellow]--save-models: {unsaved} done row(s) ran without it and have no saved model[/yellow]; "
+                "run them again in a new --out to save their models")
     return GridClock(len(rows), skipped=complete)
+
+
+def model_file(p: Plan, method: str, seed: int) -> Path:
+    """Where a cell's unlearned model is saved: ``OUT/models/<method>-seed<s>.pt``."""
+    return Path(p.config.out) / "models" / f"{method}-seed{seed}.pt"
 
 
 def _run_cells(p: Plan, store: ResultStore, cache: ModelCache, folder: RunFolder, status: GridStatus,
@@ -160,7 +178,7 @@ def _run_cells(p: Plan, store: ResultStore, cache: ModelCache, folder: RunFolder
                     cell_done()
 
         try:
-            original_path = None
+            original: tuple[Path, str] | None = None
             for seed in config.seeds:
                 task = make_task(config.dataset, config.forget, seed, device=p.device, root=config.root)
                 pending = [row for row in (p.row(m, seed, task.split_hash) for m in p.methods)
@@ -170,15 +188,16 @@ def _run_cells(p: Plan, store: ResultStore, cache: ModelCache, folder: RunFolder
                         cell_done()
                 if not pending:
                     continue
-                if original_path is None:
-                    original_model(cache, task, p, tick)
-                    original_path = cache.path(original_identity(p, task))
+                if original is None:
+                    _, original_meta = original_model(cache, task, p, tick)
+                    original = (Path(config.original) if config.original else
+                                cache.path(original_identity(p, task)), original_meta["sha256"])
                 retrained, meta = retrained_model(cache, task, p, seed, tick)
                 reference = evaluate(retrained, task, primary_mia=config.primary_mia)
                 del retrained
+                retrain = (cache.path(retrain_identity(p, task, seed)), meta["sha256"])
                 for row in pending:
-                    work = _work(p, task, row, original_path, cache.path(retrain_identity(p, task, seed)), meta,
-                                 reference)
+                    work = _work(p, task, row, original, retrain, meta, reference)
                     folder.keep()  # a result row exists from here on: a failure no longer empties the folder
                     start(store, row, env)
                     executor.submit(row, work, tick, task)
@@ -188,45 +207,47 @@ def _run_cells(p: Plan, store: ResultStore, cache: ModelCache, folder: RunFolder
             clear_task_cache()
 
 
-def _work(p: Plan, task: ForgetTask, row: Row, original: Path, retrain: Path, meta: dict[str, Any],
-          reference: Evaluation) -> ClassificationCell:
-    """The picklable work of one cell (no store, no output folder)."""
+def _work(p: Plan, task: ForgetTask, row: Row, original: tuple[Path, str], retrain: tuple[Path, str],
+          meta: dict[str, Any], reference: Evaluation) -> ClassificationCell:
+    """The picklable work of one cell (no store, no output folder); checkpoints as (path, SHA-256)."""
     return ClassificationCell(
         method=row.method, seed=row.seed, hparams=dict(p.hparams[row.method]), dataset=p.config.dataset,
         model=p.config.model, forget=p.config.forget, root=p.config.root, device=str(p.device),
-        primary_mia=p.config.primary_mia, split_hash=task.split_hash, original=str(original), retrain=str(retrain),
+        primary_mia=p.config.primary_mia, split_hash=task.split_hash, original=str(original[0]),
+        retrain=str(retrain[0]), original_sha256=original[1], retrain_sha256=retrain[1],
         retrain_meta={k: meta.get(k) for k in RETRAIN_META_KEYS}, reference=dict(reference.metrics),
-        reference_definitions=dict(reference.definitions))
+        reference_definitions=dict(reference.definitions), save_model=p.config.save_models)
 
 
 def _record(store: ResultStore, p: Plan, row: Row, outcome: Outcome, say: Log) -> None:
-    """Finish the row of an arrived outcome; a certified model is saved next to its certificate first."""
+    """Finish the row of an arrived outcome: a returned model is saved first (with its certificate, if any), and
+    the cell's health warnings are logged (they stay in the row's stats)."""
     artifact = outcome.artifact
-    if outcome.status == "done" and artifact is not None:  # ship the certified model with its certificate
+    if outcome.status == "done" and artifact is not None:
         try:
-            model_path = Path(p.config.out) / "models" / f"{row.method}-seed{row.seed}.pt"
-            save_checkpoint(model_path, _Weights(artifact["state_dict"]),
-                            {"method": row.method, "seed": row.seed, "hparams": p.hparams[row.method],
-                             "split_hash": row.split_hash, "model": p.config.model})
-            cert = artifact["certificate"]
-            path = cert.save(model_path)
-            stats = {**outcome.stats, "certificate": {"epsilon": cert.epsilon, "delta": cert.delta,
-                                                      "certified": cert.certified, "file": str(path)}}
-            outcome = Outcome("done", outcome.metrics, outcome.definitions, stats)
+            outcome = _save_model(p, row, outcome, artifact)
         except Exception as err:
-            message = f"saving the certified model failed: {type(err).__name__}: {err}"
+            message = f"saving the unlearned model failed: {type(err).__name__}: {err}"
             outcome = Outcome("failed", error=message, message=message)
+    for warning in outcome.stats.get("warnings", ()):
+        say(f"[yellow]{escape(row.label)}: warning[/yellow] — {escape(str(warning))}")
     finish(store, row, outcome, say)
 
 
-class _Weights:
-    """A state dict that :func:`save_checkpoint` can save like a model."""
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self._state = state
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._state
+def _save_model(p: Plan, row: Row, outcome: Outcome, artifact: dict[str, Any]) -> Outcome:
+    """Save ``artifact``'s weights to :func:`model_file` (atomic, checksummed) and its certificate next to them;
+    the row's stats name the files."""
+    path = model_file(p, row.method, row.seed)
+    meta = {"method": row.method, "seed": row.seed, "hparams": p.hparams[row.method], "split_hash": row.split_hash,
+            "model": p.config.model, "dataset": p.config.dataset, "forget": p.config.forget,
+            **({"original_sha256": p.original_sha256} if p.original_sha256 else {})}
+    digest = save_checkpoint(path, artifact["state_dict"], meta)
+    stats = {**outcome.stats, "model_file": {"file": str(path), "sha256": digest}}
+    cert = artifact.get("certificate")
+    if cert is not None:
+        stats["certificate"] = {"epsilon": cert.epsilon, "delta": cert.delta, "certified": cert.certified,
+                                "file": str(cert.save(path))}
+    return Outcome("done", outcome.metrics, outcome.definitions, stats)
 
 
 def _forget_quality_pass(store: ResultStore, p: Plan, cache: ModelCache, tick: Progress, say: Log) -> None:

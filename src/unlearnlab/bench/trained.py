@@ -2,8 +2,11 @@
 
 One original per data split (trained on D with seed 1) and one retrained model per seed (fresh init with that
 seed, trained on D_r), each keyed by (kind, dataset, model, recipe, data or split hash, seed) in the
-content-addressed :class:`~unlearnlab.bench.cache.ModelCache`. The grid runner, tuning and the forget-quality
-score all take their models from here, so they share cache entries.
+content-addressed :class:`~unlearnlab.bench.cache.ModelCache`. Training checkpoints every epoch next to the
+cache entry and resumes from there after an interruption. A config with ``original: PATH`` brings the user's
+own original instead (checked by :func:`~unlearnlab.bench.plan.check_original`; re-verified against the hash
+the plan recorded). The grid runner, tuning and the forget-quality score all take their models from here, so
+they share cache entries.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from typing import Any
 
 from torch import nn
 
-from unlearnlab.bench.cache import ModelCache, default_cache_dir
+from unlearnlab.bench.cache import ModelCache, default_cache_dir, load_checkpoint
 from unlearnlab.bench.plan import Plan
+from unlearnlab.checksums import DamagedFileError
 from unlearnlab.data.forget import ForgetTask
+from unlearnlab.errors import UnlearnlabError
 from unlearnlab.models import create
 from unlearnlab.training import train
 
@@ -25,10 +30,11 @@ Progress = Callable[[str, float], None]
 ORIGINAL_SEED = 1
 
 
-def model_cache(p: Plan) -> ModelCache:
-    """The plan's model cache (``cache_dir`` or the default; ``cache: false`` retrains)."""
+def model_cache(p: Plan, log: Callable[[str], None] | None = None) -> ModelCache:
+    """The plan's model cache (``cache_dir`` or the default; ``cache: false`` retrains); ``log`` hears about
+    damaged entries and resumed trainings."""
     config = p.config
-    return ModelCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), config.cache)
+    return ModelCache(Path(config.cache_dir) if config.cache_dir else default_cache_dir(), config.cache, log)
 
 
 def identity(kind: str, p: Plan, seed: int, data_hash: str) -> dict[str, Any]:
@@ -58,7 +64,7 @@ def trained_model(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed:
 
     def fit(m: nn.Module) -> dict[str, Any]:
         tick = None if progress is None else (lambda done, total: progress(label, done / total))
-        stats = train(m, data, recipe, seed=seed, progress=tick)
+        stats = train(m, data, recipe, seed=seed, progress=tick, checkpoint=cache.partial(key))
         return {"seconds": stats.seconds, "device": str(p.device), **stats.counters.as_dict()}
 
     meta, _ = cache.get_or_train(key, model, fit)
@@ -68,8 +74,19 @@ def trained_model(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed:
 
 def original_model(cache: ModelCache, task: ForgetTask, p: Plan,
                    progress: Progress | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """The original model of ``task``'s data split (seed :data:`ORIGINAL_SEED`)."""
-    return trained_model(cache, "original", task, p, ORIGINAL_SEED, progress)
+    """The original model of ``task``'s data split (seed :data:`ORIGINAL_SEED`), or the user's (config
+    ``original``), whose metadata then holds its ``sha256`` and ``source`` path."""
+    path = p.config.original
+    if path is None:
+        return trained_model(cache, "original", task, p, ORIGINAL_SEED, progress)
+    model = create(p.config.model, task, seed=ORIGINAL_SEED, device=p.device)
+    try:
+        meta = load_checkpoint(path, model, digest=p.original_sha256, checksum_required=False)
+    except DamagedFileError as err:
+        raise UnlearnlabError(f"original {path} changed since this run started ({err.reason}): run again with "
+                              "the file you mean to use.") from None
+    model.eval()
+    return model, {**meta, "source": path}
 
 
 def retrained_model(cache: ModelCache, task: ForgetTask, p: Plan, seed: int,

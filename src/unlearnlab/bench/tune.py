@@ -352,7 +352,7 @@ class _Objective:
             p, cfg = self.p, self.p.config
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)
-            cache = model_cache(p)
+            cache = model_cache(p, self.log)
             original, refs = None, {}
             for seed in self.seeds:
                 task = make_task(cfg.dataset, cfg.forget, seed, device=p.device, root=cfg.root)

@@ -2,8 +2,10 @@
 
 Flags override the keys of ``--config``; a named protocol pins dataset, model, forget set, recipes and MIA.
 Progress goes to standard error — bars on a terminal, one line per epoch (at most one a second) with elapsed
-time and ETA otherwise — and, always, to ``OUT/run.log``. SIGINT and SIGTERM stop the run cleanly and say how to
-resume. Exit codes: 0 done, 1 some cell failed, 2 bad input or an unusable output folder, 130/143 interrupted.
+time and ETA otherwise — and, always, to ``OUT/run.log``. ``--original PATH`` unlearns from the user's own
+trained model; ``--save-models`` keeps every unlearned model in ``OUT/models/``. SIGINT and SIGTERM stop the run
+cleanly and say how to resume. Exit codes: 0 done, 1 some cell failed, 2 bad input or an unusable output
+folder, 130/143 interrupted.
 """
 
 from __future__ import annotations
@@ -152,6 +154,13 @@ def run(
     forget_quality: Annotated[int | None, typer.Option(
         "--forget-quality", help="Add the NeurIPS'23 forget score (N unlearned vs N retrained models, seed 1 "
                                  "only; N >= 2, resolution ε̄ = ceil(ln(N-1))).", show_default="off")] = None,
+    original: Annotated[str | None, typer.Option(
+        "--original", help="Your trained original model for --model (a state dict saved with torch.save, or an "
+                           "unlearnlab checkpoint; loaded weights-only) instead of training one; its SHA-256 "
+                           "joins every row.", show_default="train one, seed 1, cached")] = None,
+    save_models: Annotated[bool, typer.Option(
+        "--save-models", help="Save every unlearned model to OUT/models/<method>-seed<s>.pt (checksummed; "
+                              "certified ones always are, with their certificate).")] = False,
 ) -> None:
     """Run (or resume) a benchmark grid and print the paper-style table. No arguments: the digits default."""
     with guard(out or "."):
@@ -162,6 +171,7 @@ def run(
             raise UnlearnlabError("--quick needs --protocol NAME (see `unlearnlab protocols`).")
         overrides = {"out": out, "root": root, "device": device, "threads": threads,
                      "seeds": parse_seeds(seeds) if seeds else None, "cache": False if no_cache else None}
+        bring = {"original": original, "save_models": True if save_models else None}
         if name is not None:
             pinned = {"--dataset": dataset, "--model": model, "--forget": forget}
             given = [flag for flag, value in pinned.items() if value is not None]
@@ -173,7 +183,8 @@ def run(
             if spec.is_experiment:
                 grid_only = {"--methods": methods, "--profile": profile, "--set": set_ or None,
                              "--executor": executor, "--workers": workers, "--ray-address": ray_address,
-                             "--forget-quality": forget_quality}
+                             "--forget-quality": forget_quality, "--original": original,
+                             "--save-models": save_models}
                 cfg = _experiment_config(spec, quick, data, grid_only, overrides)
                 _run_experiment(spec, cfg)
                 return
@@ -184,7 +195,7 @@ def run(
         for item in set_ or []:
             method, key, value = parse_assignment(item)
             hparams.setdefault(method, {})[key] = value
-        cfg = cfg.updated(**overrides, dataset=dataset, model=model, forget=forget, profile=profile,
+        cfg = cfg.updated(**overrides, **bring, dataset=dataset, model=model, forget=forget, profile=profile,
                           methods=parse_methods(methods) if methods else None, hparams=hparams, executor=executor,
                           workers=workers, ray_address=ray_address, forget_quality_n=forget_quality)
         _run_grid(plan(cfg))

@@ -196,7 +196,8 @@ def original_model(ctx: ExperimentContext, v: Variant, task: ForgetTask) -> tupl
     def fit(m: nn.Module) -> dict[str, Any]:
         stats = train(m, task.train, recipe, seed=1,
                       progress=lambda done, total: ctx.progress(f"original ({v.name}, split {task.seed})",
-                                                                done / total))
+                                                                done / total),
+                      checkpoint=ctx.cache.partial(identity))
         return {"seconds": stats.seconds, **stats.counters.as_dict()}
 
     meta, _ = ctx.cache.get_or_train(identity, model, fit)
