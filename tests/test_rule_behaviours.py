@@ -122,7 +122,7 @@ def test_eupmu_fast_updates_lambda_before_each_step_from_the_last_two_training_l
     model, forget, retain = _tiny()
     beta, eps = 0.5, -0.06
     ul.unlearn(model, forget=forget, retain=retain, method="eupmu-fast", epochs=2, batch_size=24,
-               lambda_optimizer="sgd", lambda_weight_decay=0.0, lambda_lr=beta)
+               lambda_optimizer="sgd", lambda_weight_decay=0.0, lambda_lr=beta, epsilon=eps)
     used, losses = dual_spy["used"], dual_spy["retain"]
     assert len(used) > 3
     for t in range(1, len(used)):

@@ -24,13 +24,14 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnlab.data.tensors import Batch, Source, augment_images, iterate
+from unlearnlab.data.tensors import Batch, Source, augment_images, batch_size_of, iterate
 from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.optim import Lion
 from unlearnlab.train_state import TrainCheckpoint, capture, fingerprint, restore
@@ -204,6 +205,38 @@ class CountingHooks:
         self.remove()
 
 
+class LrSchedule:
+    """The recipe's schedule written straight into the optimizer: after k optimizer steps every group's lr is
+    base_lr·m(k). The lr is written only when m changes (a constant schedule never writes); the state is the step
+    count, so a resumed training continues the same schedule."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, multiplier: Callable[[int], float]):
+        self.optimizer = optimizer
+        self.multiplier = multiplier
+        self.base = [group["lr"] for group in optimizer.param_groups]
+        self.steps = 0
+        self.current: float | None = None
+        self._write()
+
+    def _write(self) -> None:
+        m = self.multiplier(self.steps)
+        if m != self.current:
+            for group, base in zip(self.optimizer.param_groups, self.base):
+                group["lr"] = base * m
+            self.current = m
+
+    def step(self) -> None:
+        self.steps += 1
+        self._write()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "base": list(self.base)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.base, self.current = int(state["steps"]), [float(b) for b in state["base"]], None
+        self._write()
+
+
 def check_finite(loss_sum: torch.Tensor, where: str) -> None:
     """Raise :class:`DivergenceError` when an accumulated loss is NaN or infinite."""
     if not bool(torch.isfinite(loss_sum)):
@@ -340,7 +373,7 @@ def train(
     opt = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
     steps_per_epoch = math.ceil(len(data) / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
+    sched = LrSchedule(
         opt, lambda s: lr_multiplier(recipe.schedule, s, total, steps_per_epoch, recipe.milestones, recipe.gamma)
     )
     counters = Counters()
@@ -362,7 +395,7 @@ def train(
     start = time.perf_counter() - trained_before
     loss_sum = torch.zeros((), device=device)
     transform = augment_images if recipe.augment else None
-    with CountingHooks(model, counters), batchnorm_singletons(model):
+    with batchnorm_singletons(model):
         for epoch in range(first, recipe.epochs):
             loss_sum = torch.zeros((), device=device)
             for batch in iterate(data, recipe.batch_size, gen, True, transform):
@@ -372,6 +405,9 @@ def train(
                     loss = loss_fn(model, batch)
                 opt.zero_grad(set_to_none=True)
                 precision.backward(loss)
+                rows = batch_size_of(batch)  # one forward and one backward of the batch per step
+                counters.forward_samples += rows
+                counters.backward_samples += rows
                 if precision.step(opt):  # a skipped fp16 step advances nothing, the schedule included
                     sched.step()
                     counters.optimizer_steps += 1
