@@ -10,7 +10,7 @@
 
 __version__ = "0.1.0"
 
-from unlearnlab import families, methods, models
+from unlearnlab import families, generation, methods, models
 from unlearnlab.api import UnlearnResult, train, unlearn
 from unlearnlab.data import ForgetTask, StreamData, TensorData, list_datasets, load_dataset, make_task
 from unlearnlab.errors import DivergenceError, UnlearnlabError
@@ -21,6 +21,6 @@ from unlearnlab.training import Recipe
 
 __all__ = [
     "DivergenceError", "Evaluation", "ForgetTask", "Recipe", "StreamData", "TensorData", "UnlearnResult",
-    "UnlearnlabError", "compose", "evaluate", "families", "get_method", "list_datasets", "list_methods", "list_metrics",
-    "load_dataset", "make_task", "methods", "models", "register_method", "train", "unlearn",
+    "UnlearnlabError", "compose", "evaluate", "families", "generation", "get_method", "list_datasets", "list_methods",
+    "list_metrics", "load_dataset", "make_task", "methods", "models", "register_method", "train", "unlearn",
 ]
