@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from unlearnlab.data.formats import DEBIAN_FASHION_MNIST_DIR
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.generation import (
     GenerationEvaluation,
@@ -148,3 +149,15 @@ def test_sample_grid_and_comparison_are_pngs(tmp_path):
         save_comparison({"a": grid, "b": torch.rand(4, 2, 1, 8, 8)}, tmp_path / "x.png")
     with pytest.raises(UnlearnlabError, match="channels"):
         save_sample_grid(torch.rand(4, 3, 2, 8, 8), tmp_path / "y.png")
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST_DIR.exists(), reason="real Fashion-MNIST not installed "
+                    "(apt-get install dataset-fashion-mnist)")
+def test_fmnist_tier_pools_task_and_classifier_data_alike():
+    task = generation_task("fmnist", 9, device="cpu")
+    train, test, name = classifier_data("fmnist")
+    assert task.input_shape == (1, 14, 14) and task.train.x.shape[1:] == (1, 14, 14)
+    assert name == task.dataset == "fashion-mnist@14" and train.x.shape[1:] == test.x.shape[1:] == (1, 14, 14)
+    assert set(task.forget.y.tolist()) == {9} and len(task.retain) + len(task.forget) == len(task.train)
+    full = generation_task(dataclasses.replace(get_tier("fmnist"), resolution=None), 9, device="cpu")
+    assert task.split_hash != full.split_hash and torch.allclose(task.forget.x[0], pool(full.forget.x[:1], 14)[0])

@@ -105,7 +105,7 @@ def run_protocol(tier: Tier | str, forget_class: int, *, methods: Sequence[str] 
         for label in methods if methods is not None else PROTOCOL_METHODS:
             preset = PROTOCOL_METHODS.get(label, label)
             overrides = tier.budgets.get(preset, {})
-            result = unlearn(original, task, method=preset, seed=seed, **overrides)
+            result = unlearn(original, task, method=preset, seed=seed, profile=tier.profile, **overrides)
             ev = ctx.evaluate(result.model, reference=ev_retrain)
             rows.append(_row(label, get_method(preset).name, seed, ev, result.seconds, result.hparams))
             grids.setdefault(label, ev.grid)

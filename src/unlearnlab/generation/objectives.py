@@ -1,5 +1,5 @@
-"""The generation family's own objective: random labels for a class-conditional diffusion model (docs/methods.md,
-docs/generation.md "Methods").
+"""The generation family's own objective: random labels for a class-conditional diffusion model
+(docs/generation.md, "Methods").
 
 ``random_labels`` (:class:`PseudoClassTarget`), as the SalUn and EUPMU DDPM code define RL for diffusion: with x_t
 noised from a forget image (antithetic t, fresh ε), ỹ = dropout(y) and ŷ = dropout((y + 1) mod C),

@@ -45,10 +45,12 @@ OPT_KEYS = tuple(k for k in Optimization.option_names() if k != "epochs")
 ADAM: dict[str, Any] = {"optimizer": "adam", "lr": 1e-4, "momentum": 0.0, "weight_decay": 0.0, "batch_size": 128}
 #: the papers' CIFAR-10 budgets
 SALUN_REFERENCE: dict[str, Any] = {"iterations": 1000, "epochs": None}
-SFRON_REFERENCE: dict[str, Any] = {"iterations": 150, "epochs": None}
-#: digits tier (docs/generation.md, "Tiers"): iterations scaled to the 8×8 model and 2 CPU cores
+SFRON_REFERENCE: dict[str, Any] = {"iterations": 150, "epochs": None, "lr": 1e-4}
+DUAL_REFERENCE: dict[str, Any] = {**SFRON_REFERENCE, "forget_lr": 1e-4}
+#: digits tier (docs/generation.md, "Tiers"): budgets scaled to the 8×8 model and 2 CPU cores, measured on class 0
 SALUN_DIGITS: dict[str, Any] = {"iterations": 200, "epochs": None}
-SFRON_DIGITS: dict[str, Any] = {"iterations": 100, "epochs": None}
+SFRON_DIGITS: dict[str, Any] = {"iterations": 100, "epochs": None, "lr": 3e-4}
+DUAL_DIGITS: dict[str, Any] = {"iterations": 200, "epochs": None, "lr": 1e-4, "forget_lr": 3e-4}
 EUPMU_EPOCHS_DIGITS = 10
 
 
@@ -103,7 +105,8 @@ def _register(name: str, method: Method | OneShot, composition: str, paper: str,
 
 def dual(host: Method, **extra: Any) -> Method:
     """``host`` with the DDPM code's optimizer pair: forget Adam (lr ``forget_lr``, no decay) + retain Adam."""
-    return dualoptim_method(host, optimizers="adam+adam", forget_lr=1e-4, forget_weight_decay=0.0, **extra)
+    return dualoptim_method(host, **{"optimizers": "adam+adam", "forget_lr": 1e-4, "forget_weight_decay": 0.0,
+                                     **extra})
 
 
 def eupmu_method(host: Method) -> Method:
@@ -129,9 +132,9 @@ _register("ddpm/sfron", SFRON_METHOD,
           "−α_t·Σw_i·L_ε,f | L_ε,r × interleave(1, 1) + Fisher-ratio mask (forget steps) + clip 1.0, Adam 1e-4",
           SFRON, "Adaptive weighted ascent on Fisher-salient weights, one retain step after each forget step.",
           SFRON_REFERENCE)
-_register("ddpm/sfron+dualoptim", dual(SFRON_METHOD, alpha0=1.0),
-          "ddpm/sfron × alternate[dual] (forget Adam 1e-4, retain Adam 1e-4), α_0 = 1", DUALOPTIM,
-          "ddpm/sfron with a separate forget Adam, as the DualOptim DDPM code.", SFRON_REFERENCE)
+_register("ddpm/sfron+dualoptim", dual(SFRON_METHOD, alpha0=1.0, **DUAL_DIGITS),
+          "ddpm/sfron × alternate[dual] (forget Adam, retain Adam 1e-4), α_0 = 1", DUALOPTIM,
+          "ddpm/sfron with a separate forget Adam, as the DualOptim DDPM code.", DUAL_REFERENCE)
 _register("ddpm/rl+dualoptim", dual(RL), "ddpm/rl × interleave[dual] (forget Adam 1e-4, retain Adam 1e-4)",
           DUALOPTIM, "ddpm/rl with forget and retain steps on two Adams.", SALUN_REFERENCE)
 _register("ddpm/salun+dualoptim", dual(SALUN_METHOD),
