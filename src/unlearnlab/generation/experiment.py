@@ -3,15 +3,16 @@
 
 Steps: the forget task of ``tier`` (:func:`~unlearnlab.generation.tiers.generation_task`); the evaluation classifier
 on every class; the original (seed 1, trained on D) and Retrain (seed s, fresh init, trained on D_r) with the
-tier's recipe; their evaluations and the validity gates; each method from the original with the tier's budget,
-evaluated against Retrain; ``results.json`` and one sample grid per row plus a comparison figure in ``out``.
+tier's recipe, unless given (e.g. a user's paper-tier weights); their evaluations and the validity gates; each
+method from the original with the tier's budget, evaluated against Retrain; ``results.json`` and one sample grid
+per row plus a comparison figure in ``out``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,12 @@ def _row(label: str, preset: str, seed: int, ev: GenerationEvaluation, seconds: 
 
 def run_protocol(tier: Tier | str, forget_class: int, *, methods: Sequence[str] | None = None,
                  seeds: Sequence[int] = (1,), out: str | Path | None = None, device: torch.device | str | None = None,
-                 root: str | Path | None = None, log: Callable[[str], None] | None = None) -> ProtocolRun:
+                 root: str | Path | None = None, original: Denoiser | None = None,
+                 retrains: Mapping[int, Denoiser] | None = None,
+                 log: Callable[[str], None] | None = None) -> ProtocolRun:
     """Run the protocol (module docstring); ``methods`` are row labels of
-    :data:`~unlearnlab.generation.tiers.PROTOCOL_METHODS` or preset names (default: every protocol row)."""
+    :data:`~unlearnlab.generation.tiers.PROTOCOL_METHODS` or preset names (default: every protocol row).
+    ``original`` and ``retrains`` (seed → model) replace training them (their rows then report 0 s)."""
     tier = get_tier(tier) if isinstance(tier, str) else tier
     device = torch.device(device) if device is not None else default_device()
     say = log or (lambda message: None)
@@ -85,19 +89,23 @@ def run_protocol(tier: Tier | str, forget_class: int, *, methods: Sequence[str] 
     clock["classifier"] = time.perf_counter() - start
     say(f"evaluation classifier: test accuracy {classifier.test_accuracy:.1f} % ({clock['classifier']:.0f} s)")
 
-    original = build_model(tier, task.input_shape, task.num_classes, seed=1)
-    stats = train_denoiser(original, task.train, tier.recipe, seed=1, flip=tier.flip)
-    clock["original"] = stats.seconds
+    if original is None:
+        original = build_model(tier, task.input_shape, task.num_classes, seed=1)
+        clock["original"] = train_denoiser(original, task.train, tier.recipe, seed=1, flip=tier.flip).seconds
+    original = original.to(device)
     ev_original = ctx.evaluate(original)
-    rows = [_row("original", "original", 1, ev_original, stats.seconds, tier.recipe.to_dict())]
+    rows = [_row("original", "original", 1, ev_original, clock.get("original", 0.0), tier.recipe.to_dict())]
     grids = {"original": ev_original.grid}
     gates: GateReport | None = None
     for seed in seeds:
-        retrain = build_model(tier, task.input_shape, task.num_classes, seed=seed)
-        stats = train_denoiser(retrain, task.retain, tier.recipe, seed=seed, flip=tier.flip)
-        clock[f"retrain/{seed}"] = stats.seconds
-        ev_retrain = ctx.evaluate(retrain)
-        rows.append(_row("retrain", "retrain", seed, ev_retrain, stats.seconds, tier.recipe.to_dict()))
+        retrain = (retrains or {}).get(seed)
+        if retrain is None:
+            retrain = build_model(tier, task.input_shape, task.num_classes, seed=seed)
+            clock[f"retrain/{seed}"] = train_denoiser(retrain, task.retain, tier.recipe, seed=seed,
+                                                      flip=tier.flip).seconds
+        ev_retrain = ctx.evaluate(retrain.to(device))
+        rows.append(_row("retrain", "retrain", seed, ev_retrain, clock.get(f"retrain/{seed}", 0.0),
+                         tier.recipe.to_dict()))
         grids.setdefault("retrain", ev_retrain.grid)
         if gates is None:
             gates = validity_gates(ev_original, ev_retrain, tier.recognition, fd_factor=tier.fd_factor)
