@@ -76,3 +76,11 @@ def test_unlearn_calls_the_family_start_run_hook(digits_task, monkeypatch):
     with pytest.warns(UserWarning, match="did not move"):  # an untrained model: GA's health warning
         result = ul.unlearn(model, digits_task, method="ga", seed=3, epochs=1)
     assert len(seen) == 1 and seen[0][0] is result.model and seen[0][1] == 3
+
+
+def test_a_method_limited_to_a_family_is_refused_elsewhere(digits_task):
+    info = ul.get_method("ddpm/rl")
+    assert info.families == ["generation"] and not info.method.supports("classification")
+    with pytest.raises(UnlearnlabError, match="does not run on the classification family"):
+        ul.unlearn(ul.models.create("mlp", digits_task), digits_task, method="ddpm/rl")
+    assert "classification" in ul.get_method("rl").families  # unlimited methods keep every family

@@ -37,8 +37,8 @@ from unlearnlab.methods.rules.joint import Joint
 from unlearnlab.methods.wrappers import DUALOPTIM, EUPMU, dualoptim_method, surgery_method
 from unlearnlab.training import Recipe
 
-SALUN = "SalUn (Fan et al., ICLR 2024), DDPM code"
-SFRON = "SFR-on (Huang et al., arXiv 2409.19732), DDPM code in the DualOptim repository"
+SALUN = "SalUn (Fan et al., ICLR 2024)"
+SFRON = "SFR-on (Huang et al., arXiv 2409.19732)"
 
 #: every optimisation key except ``epochs`` (which may be None when ``iterations`` sets the budget)
 OPT_KEYS = tuple(k for k in Optimization.option_names() if k != "epochs")
@@ -78,12 +78,18 @@ def joint(alpha_key: str | None) -> Derived:
     return Derived(keys, lambda h: Joint(retain_weight=h[alpha_key] if alpha_key else 1.0, iterations=budget(h)))
 
 
+def generation_only(method: Method) -> Method:
+    """``method`` limited to the generation family (its budgets are the DDPM papers')."""
+    return method.replace(families=(GENERATION.name,))
+
+
 def salun_family(forget: str | None, mask: bool = False, **extra: Any) -> Method:
     modifiers: list[Any] = [SaliencyMask(0.5)] if mask else []
     alpha = {"alpha": 1e-3} if forget else {}
-    return compose(forget=forget, retain="loss", rule=joint("alpha" if forget else None),
-                   modifiers=[*modifiers, GradientClip(1.0)], optimization=optimization(), family=GENERATION,
-                   **{**Optimization(**ADAM).options(), **ADAM, **SALUN_DIGITS, **alpha, **extra})
+    method = compose(forget=forget, retain="loss", rule=joint("alpha" if forget else None),
+                     modifiers=[*modifiers, GradientClip(1.0)], optimization=optimization(), family=GENERATION,
+                     **{**Optimization(**ADAM).options(), **ADAM, **SALUN_DIGITS, **alpha, **extra})
+    return generation_only(method)
 
 
 def _sfron_rule(h: Mapping[str, Any]) -> Interleave:
@@ -91,9 +97,10 @@ def _sfron_rule(h: Mapping[str, Any]) -> Interleave:
 
 
 def sfron_method(**extra: Any) -> Method:
-    return compose(forget="weighted_ascent", retain="loss", rule=Derived(("iterations", "epochs"), _sfron_rule),
-                   modifiers=[FisherMask(1.0), GradientClip(1.0)], optimization=optimization(), family=GENERATION,
-                   **{**Optimization(**ADAM).options(), **ADAM, **SFRON_DIGITS, "alpha0": 10.0, "lam": 0.5, **extra})
+    method = compose(forget="weighted_ascent", retain="loss", rule=Derived(("iterations", "epochs"), _sfron_rule),
+                     modifiers=[FisherMask(1.0), GradientClip(1.0)], optimization=optimization(), family=GENERATION,
+                     **{**Optimization(**ADAM).options(), **ADAM, **SFRON_DIGITS, "alpha0": 10.0, "lam": 0.5, **extra})
+    return generation_only(method)
 
 
 def _register(name: str, method: Method | OneShot, composition: str, paper: str, summary: str,
