@@ -107,7 +107,7 @@ class DigitsNet(nn.Module):
         return self.out(nn.functional.silu(self.norm(h))).view_as(x)
 
 
-def digits_denoiser(image_shape: Sequence[int] = (1, 8, 8), num_classes: int = 10, *, timesteps: int = 200,
+def digits_denoiser(image_shape: Sequence[int] = (1, 8, 8), num_classes: int = 10, *, timesteps: int = 1000,
                     width: int = 256, depth: int = 3, class_dropout: float = 0.1, seed: int = 1) -> Denoiser:
     """The CI tier's model: :class:`DigitsNet` in a :class:`Denoiser` (PyTorch default init under ``seed``)."""
     with torch.random.fork_rng(devices=[]):

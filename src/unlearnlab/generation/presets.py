@@ -25,6 +25,7 @@ from typing import Any
 
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.generation.family import GENERATION
+from unlearnlab.generation.training import DIGITS_RECIPE
 from unlearnlab.methods.method import Derived, Method, compose
 from unlearnlab.methods.modifiers.gradients import GradientClip
 from unlearnlab.methods.modifiers.masking import FisherMask, SaliencyMask
@@ -154,8 +155,6 @@ _register("ddpm/salun+eupmu", eupmu_method(SALUN_METHOD),
           "RL_f | 1e-3·L_ε,r × implicit_surgery (ε = −0.01) + saliency mask + clip 1.0, Adam 1e-4", EUPMU,
           "ddpm/salun's objectives and mask with implicit gradient surgery.", {"epochs": 3})
 _register("ddpm/retrain", OneShot(lambda h, family: Retrain(Recipe.from_dict(h)),
-                                  {**Recipe(optimizer="adam", lr=2e-4, momentum=0.0, weight_decay=0.0, epochs=300,
-                                            batch_size=128, schedule="constant").to_dict(),
-                                   "milestones": (), "grad_clip": 1.0}, (GENERATION.name,)),
+                                  {**DIGITS_RECIPE.to_dict(), "milestones": ()}, (GENERATION.name,)),
           "one-shot", "every protocol (gold standard)", "Fresh initialisation, then the originals' diffusion recipe "
-          "(Adam 2e-4, clip 1.0) on D_r.", {"epochs": 2048}, forgets=False)
+          "(Adam, clip 1.0) on D_r.", {"epochs": 2048, "lr": 2e-4, "schedule": "constant"}, forgets=False)

@@ -25,7 +25,7 @@ from unlearnlab.errors import UnlearnlabError, unknown_name
 from unlearnlab.generation.family import GENERATION
 from unlearnlab.generation.models import Denoiser, digits_denoiser
 from unlearnlab.generation.sampler import SamplerSettings
-from unlearnlab.generation.training import diffusion_recipe
+from unlearnlab.generation.training import DIGITS_RECIPE, diffusion_recipe
 from unlearnlab.generation.unet import unet_denoiser
 from unlearnlab.training import Recipe
 
@@ -82,8 +82,7 @@ FMNIST_BUDGETS = {"ddpm/eupmu": {"epochs": 1}, "ddpm/salun+eupmu": {"epochs": 1}
                   "certified-gradclip": {"epochs": 1, "batch_size": 128}}
 
 TIERS: dict[str, Tier] = {
-    "digits": Tier("digits", "digits", None, "digits-mlp", 1000,
-                   diffusion_recipe(epochs=300, lr=1e-3, schedule="cosine"), SamplerSettings(steps=50),
+    "digits": Tier("digits", "digits", None, "digits-mlp", 1000, DIGITS_RECIPE, SamplerSettings(steps=50),
                    n_forget=200, n_per_class=100, recognition=80.0, fd_factor=DIGITS_FD_FACTOR,
                    classifier_epochs=60,
                    budgets=CERTIFIED_DIGITS),
