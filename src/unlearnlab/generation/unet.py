@@ -27,7 +27,7 @@ from unlearnlab.errors import UnlearnlabError
 from unlearnlab.generation.diffusion import ScheduleSpec
 from unlearnlab.generation.models import Denoiser
 
-#: name → (channels per level, res blocks per level, resolutions with attention, dropout)
+#: name → widths per level, res blocks per level, attention ("lowest" level or a tuple of resolutions), dropout
 UNET_CONFIGS: dict[str, dict[str, Any]] = {
     "fmnist": {"block_out_channels": (16, 32, 32), "layers_per_block": 1, "attention": "lowest", "dropout": 0.1},
     "cifar10": {"block_out_channels": (128, 256, 256, 256), "layers_per_block": 2, "attention": (16,),
