@@ -18,7 +18,9 @@ from unlearnlab.methods.rules.alternate import Interleave
 from unlearnlab.objectives import FamilyLoss, NegativeLoss
 from unlearnlab.optim import Lion
 
-DUAL_PRESETS = ul.list_methods("*+dualoptim*") + ul.list_methods("dualoptim/*")
+#: the classifier DualOptim presets (the generation family's ddpm/*+dualoptim are tested with it)
+DUAL_PRESETS = [m for m in ul.list_methods("*+dualoptim*") + ul.list_methods("dualoptim/*")
+                if "classification" in ul.get_method(m).families]
 
 
 def tiny(seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:

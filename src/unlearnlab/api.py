@@ -185,6 +185,7 @@ def unlearn(
     ctx = RunContext(seed=seed, progress=progress, family=fam)
     before = fam.health(model, forget_src, retain_src) if info.forgets else None
     work = model if inplace else copy.deepcopy(model)
+    fam.start_run(work, ctx)
     pool = retain_src if len(retain_src) else forget_src
 
     def run() -> dict[str, Any]:

@@ -58,6 +58,9 @@ class Recipe:
     augment: bool = False
     #: "auto" = bf16 autocast on CUDA (fp16 + GradScaler where bf16 is unsupported), fp32 on CPU
     precision: str = "auto"
+    #: clip the global ℓ2 norm of the gradients to this value before each step (None: no clipping; the diffusion
+    #: recipes use 1.0, docs/generation.md)
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -68,6 +71,8 @@ class Recipe:
             raise UnlearnlabError(f"Unknown optimizer {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}.")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise UnlearnlabError("A recipe needs epochs >= 1, batch_size >= 1 and lr > 0.")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise UnlearnlabError(f"grad_clip must be > 0 (or None for no clipping), got {self.grad_clip}.")
 
     @classmethod
     def default(cls, task: object | None = None) -> Recipe:
@@ -82,8 +87,12 @@ class Recipe:
         return cls()
 
     def to_dict(self) -> dict:
+        """The recipe as plain values; ``grad_clip`` appears only when set, so recipes without clipping keep the
+        dict (and :attr:`hash`, the cache key) they had before the field existed."""
         d = dataclasses.asdict(self)
         d["milestones"] = list(self.milestones)
+        if d["grad_clip"] is None:
+            del d["grad_clip"]
         return d
 
     @classmethod
@@ -99,6 +108,8 @@ class Recipe:
             if key == "milestones":
                 ok = isinstance(value, (list, tuple)) and all(
                     isinstance(m, int) and not isinstance(m, bool) for m in value)
+            elif key == "grad_clip":
+                ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
             elif isinstance(default, bool):
                 ok = isinstance(value, bool)
             elif isinstance(default, float):
@@ -108,7 +119,7 @@ class Recipe:
             if not ok:
                 raise UnlearnlabError(f"Recipe key {key!r} expects a {type(default).__name__} "
                                       f"(default {default!r}), got {value!r}.")
-            if isinstance(default, float):
+            if isinstance(default, float) or (key == "grad_clip" and value is not None):
                 d[key] = float(value)
         if "milestones" in d:
             d["milestones"] = tuple(d["milestones"])
@@ -405,6 +416,8 @@ def train(
                     loss = loss_fn(model, batch)
                 opt.zero_grad(set_to_none=True)
                 precision.backward(loss)
+                precision.unscale(opt)  # the clip reads true gradients
+                _clip(model, recipe.grad_clip)
                 rows = batch_size_of(batch)  # one forward and one backward of the batch per step
                 counters.forward_samples += rows
                 counters.backward_samples += rows
@@ -421,6 +434,12 @@ def train(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return TrainStats(time.perf_counter() - start, recipe.epochs, float(loss_sum) / steps_per_epoch, counters)
+
+
+def _clip(model: nn.Module, max_norm: float | None) -> None:
+    """Scale the gradients to global ℓ2 norm at most ``max_norm`` (nothing when None)."""
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], max_norm)
 
 
 def _image_field(data: Source) -> bool:

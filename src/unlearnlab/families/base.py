@@ -43,6 +43,12 @@ class TaskFamily(ABC):
         """Check that ``model`` fits the family, the data (and ``task``, if given); return what objectives need
         (e.g. ``num_classes``)."""
 
+    def start_run(self, model: nn.Module, ctx: Any) -> None:
+        """Attach run-scoped state to the model a run will change, from the run's context ``ctx`` (a
+        :class:`~unlearnlab.methods.base.RunContext`), before the run starts: e.g. the diffusion family seeds the
+        noise stream its loss draws from. Default: nothing."""
+        return None
+
     def transform(self, augment: bool) -> Transform | None:
         """The training transform of optimisation batches (``None``: batches as stored)."""
         return None

@@ -104,6 +104,9 @@ class Method:
     phased: bool = False
     #: how results name the method when it is not registered (compose(..., name=...))
     name: str = "composed"
+    #: the task families the method is limited to (None: every family that defines its named objectives); presets
+    #: whose values only make sense for one modality (the ``ddpm/*`` budgets) set it
+    families: tuple[str, ...] | None = None
 
     def parts(self, params: Mapping[str, Any], family: TaskFamily | str = "classification"
               ) -> tuple[Objective | None, Objective | None, Rule, list[Modifier], Optimization]:
@@ -127,8 +130,11 @@ class Method:
         return [p.name for p in (self.forget, self.retain) if isinstance(p, ObjectiveRef)]
 
     def supports(self, family: TaskFamily | str) -> bool:
-        """Whether ``family`` defines every objective this method names."""
-        return get_family(family).defines(self.objectives_named())
+        """Whether ``family`` is allowed (:attr:`families`) and defines every objective this method names."""
+        fam = get_family(family)
+        if self.families is not None and fam.name not in self.families:
+            return False
+        return fam.defines(self.objectives_named())
 
     def replace(self, **changes: Any) -> Method:
         return dataclasses.replace(self, **changes)

@@ -35,8 +35,8 @@ def sgd(**overrides: Any) -> Optimization:
 
 
 register(
-    "retrain", OneShot(lambda h, family: Retrain(Recipe.from_dict(h)), {**Recipe().to_dict(), "milestones": ()},
-                       ("classification",)),
+    "retrain", OneShot(lambda h, family: Retrain(Recipe.from_dict(h)),
+                       {**Recipe().to_dict(), "milestones": (), "grad_clip": None}, ("classification", "generation")),
     composition="one-shot", paper="every protocol (gold standard)", forgets=False,
     summary="Fresh initialisation, then the original training recipe on D_r only.",
     reference={"lr": 0.1, "epochs": 160, "batch_size": 256, "schedule": "multistep", "milestones": (91, 136),

@@ -21,7 +21,7 @@ from typing import Any
 
 from unlearnlab.components import Component
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.families import get_family, list_families
+from unlearnlab.families import TaskFamily, get_family, list_families
 from unlearnlab.methods.method import Method, ObjectiveRef, part_keys
 from unlearnlab.methods.modifiers.gradients import GradientClip
 from unlearnlab.methods.registry import WRAPPERS, MethodInfo
@@ -57,9 +57,18 @@ def _forget_instance(method: Method) -> Any:
     return part if isinstance(part, Component) else None
 
 
+def _family(method: Method) -> TaskFamily:
+    """The family a host's parts are read in: its own when it is limited to one, else classification."""
+    return get_family(method.families[0]) if method.families else _REFERENCE
+
+
 def _without_rule_options(method: Method) -> dict[str, Any]:
-    rule_keys = part_keys(method.rule, _REFERENCE)
-    return {k: v for k, v in method.defaults.items() if k not in rule_keys}
+    """The host's defaults without the keys only its rule reads (a key another part also reads is kept)."""
+    family = _family(method)
+    others = [p for p in (method.forget, method.retain, method.optimization, *method.modifiers) if p is not None]
+    shared = set().union(*(part_keys(p, family) for p in others))
+    rule_only = part_keys(method.rule, family) - shared
+    return {k: v for k, v in method.defaults.items() if k not in rule_only}
 
 
 def surgery_method(host: Method, rule: Component, suffix: str, clip: float | None = None,
@@ -74,7 +83,7 @@ def surgery_method(host: Method, rule: Component, suffix: str, clip: float | Non
         options["objective_transform"] = "identity"
     kept = _without_rule_options(host)
     # a host option the new rule also has (SCRUB's forget budget max_epochs) keeps its host value
-    carried = {k: v for k, v in host.defaults.items() if k in options and k in part_keys(host.rule, _REFERENCE)}
+    carried = {k: v for k, v in host.defaults.items() if k in options and k in part_keys(host.rule, _family(host))}
     modifiers = host.modifiers
     if "clip" not in host.defaults:
         modifiers = (*modifiers, GradientClip(clip))
