@@ -85,3 +85,11 @@ def test_run_help_shows_the_defaults():
                     "serial, or local with --workers > 1"):
         assert default in text, default
     assert all(m in text for m in DEFAULT_METHODS)  # the default method list, not cut short
+
+
+def test_protocol_definition_shows_its_pinned_and_searched_method_values():
+    pinned = invoke("protocols", "salun-cifar10-random50")
+    assert pinned.exit_code == 0
+    assert "eupmu-reference: epsilon=-0.05, lambda_init=0.3, lr=0.03" in " ".join(pinned.output.split())
+    searched = " ".join(invoke("protocols", "dualoptim").output.split())
+    assert "dualoptim/salun: forget_lr" in searched and "--set METHOD.KEY=VALUE" in searched

@@ -229,6 +229,11 @@ EUPMU_REFERENCE_OPTIONS = {"joint_forward": True, "loss_scale": "batch_share", "
                            "lambda_projection": "use_only"}
 #: IU's step in the EUPMU code's README for CIFAR-10 (random and class-wise)
 IU_ALPHA_CIFAR10 = 2.0
+#: Boundary Shrink/Expanding lrs where the EUPMU code's baseline scripts differ from the profile's 4e-5 (random 10 %)
+BOUNDARY_VALUES: dict[str, dict[str, dict[str, Any]]] = {
+    "random30": {"boundary-expand": {"lr": 1e-4}},
+    "class": {"boundary-expand": {"lr": 1e-4}, "boundary-shrink": {"lr": 8e-5}},
+}
 DUALOPTIM_GAPS = GAP_VARIANTS
 
 _QUICK_NOTE = "--quick: digits (8x8, 1,302 train) / mlp, small recipe 30 epochs, seeds 1-2, fewer methods."
@@ -245,6 +250,7 @@ def _salun_settings(setting: str) -> dict[str, Any]:
         searched["iu"] = ("alpha",)  # the EUPMU code gives α for CIFAR-10 only
     else:
         hparams["iu"] = {"alpha": IU_ALPHA_CIFAR10}
+    hparams.update(BOUNDARY_VALUES.get(setting, {}))
     return dict(model="resnet18", recipe=CIFAR_ORIGINAL, retrain_recipe=CIFAR_RETRAIN, methods=SALUN_METHODS,
                 hparams=hparams, searched=searched,
                 profile="reference", primary_mia=SALUN_MIA, seeds=(1, 2, 3, 4, 5),

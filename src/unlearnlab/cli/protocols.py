@@ -21,7 +21,18 @@ def _fields(spec: Protocol, quick: bool) -> dict[str, object]:
             "retrain_recipe": sized.retrain_recipe.to_dict() if sized.retrain_recipe else "= recipe",
             "methods": ", ".join(sized.methods), "profile": sized.profile, "seeds": sized.seeds,
             "primary_mia": sized.primary_mia, "val_seed": sized.val_seed, "std_ddof": sized.std_ddof,
-            "gap_variants": ", ".join(sized.gap_variants), "compat": list(sized.compat)}
+            "gap_variants": ", ".join(sized.gap_variants), "compat": list(sized.compat),
+            "method values (a run may not change them)": _values(sized.hparams),
+            "searched by the paper (pass them with --set METHOD.KEY=VALUE)": _searched(sized.searched)}
+
+
+def _values(hparams: dict[str, dict[str, object]]) -> str:
+    return "; ".join(f"{m}: " + ", ".join(f"{k}={v!r}" for k, v in sorted(vals.items()))
+                     for m, vals in sorted(hparams.items()) if vals) or "none"
+
+
+def _searched(searched: dict[str, tuple[str, ...]]) -> str:
+    return "; ".join(f"{m}: {', '.join(keys)}" for m, keys in sorted(searched.items()) if keys) or "none"
 
 
 @app.command("protocols")

@@ -11,7 +11,7 @@ MNIST/CIFAR-10 batch 128.
 (classic Gaussian where valid, ε ≤ 1; analytic Gaussian above), then the same fine-tuning for the whole budget.
 The certified "retrain with the same budget" baseline is the ``retrain`` preset run with
 :func:`certified_retrain_recipe` (``retrain`` = fresh init + the protocol's retrain recipe:
-docs/methods.md, "Presets").
+docs/methods.md, "Retrain with the same budget").
 """
 
 from __future__ import annotations

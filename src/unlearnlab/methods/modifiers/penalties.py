@@ -1,7 +1,7 @@
 """Norm penalties added to the loss: ℓ1-sparse's decaying ℓ1 and MinNorm-OG's ridge and ℓ1 baselines.
 
 ``Penalty(norm, weight, schedule)`` adds w_t·Σ_p ‖p‖ over the trainable parameters (Σ|θ| for ``"l1"``, Σθ² for
-``"l2"``), with the weight w_t given by ``schedule`` (docs/methods.md, "ℓ1-sparse" and "MinNorm-OG baselines"):
+``"l2"``), with the weight w_t given by ``schedule`` (docs/methods.md, "Modifiers" and "MinNorm-OG baselines"):
 
 * ``"linear_epochs"``: w_e = w·(1 − e/(E − E₀)) for e < E − E₀, else 0 (E epochs, E₀ = ``off_epochs``);
 * ``"step_decay"``: w_0 = w, then w ← ``decay``·w after every optimizer step;
