@@ -25,6 +25,7 @@ from unlearnlab.methods.minnorm import (
     subsample,
 )
 from unlearnlab.methods.minnorm_objectives import PaperLoss
+from unlearnlab.training import Counters, CountingHooks
 
 
 def rel(a, b) -> float:
@@ -445,3 +446,15 @@ def test_per_sample_jacobian_equals_the_batched_one_on_a_model_without_batch_cou
     fast = per_sample_max_logit_jacobian(model, x, params)
     assert torch.allclose(fast, output_jacobian(model, x, vectorised=False), rtol=1e-12, atol=1e-12)
     assert couples_samples(ul.models.create("bn_cnn", input_shape=(1, 8, 8), num_classes=10).train())
+
+
+def test_per_sample_jacobian_counts_every_sample_and_every_vjp():
+    """The vmap path shows the counting hooks one sample; it must count the n samples it forwards and its one
+    VJP per (head, sample) column."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).double()
+    counters = Counters()
+    with CountingHooks(model, counters):
+        jacobian = output_jacobian(model, torch.randn(7, 1, 8, 8, dtype=torch.float64), vectorised=True)
+    assert jacobian.shape[1] == 7
+    assert (counters.forward_samples, counters.backward_samples) == (7, 7)

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -189,15 +189,21 @@ class CountingHooks:
     """Count samples through ``model.forward`` and through its backward pass.
 
     A forward hook adds the batch size to ``forward_samples``; when the output requires grad it registers a
-    tensor hook that adds the batch size to ``backward_samples`` when a gradient flows back through it.
+    tensor hook that adds the batch size to ``backward_samples`` when a gradient flows back through it. Work the
+    hooks cannot size (a ``torch.func.vmap`` over samples shows them one sample) is counted with
+    :func:`counted_as`.
     """
+
+    active: ClassVar[list[CountingHooks]] = []
 
     def __init__(self, model: nn.Module, counters: Counters):
         self.counters = counters
+        self.paused = 0
         self.handle = model.register_forward_hook(self._hook)
+        CountingHooks.active.append(self)
 
     def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        if not isinstance(output, torch.Tensor):
+        if self.paused or not isinstance(output, torch.Tensor):
             return
         n = output.shape[0]
         self.counters.forward_samples += n
@@ -208,6 +214,8 @@ class CountingHooks:
 
     def remove(self) -> None:
         self.handle.remove()
+        if self in CountingHooks.active:
+            CountingHooks.active.remove(self)
 
     def __enter__(self) -> CountingHooks:
         return self
@@ -246,6 +254,31 @@ class LrSchedule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps, self.base, self.current = int(state["steps"]), [float(b) for b in state["base"]], None
         self._write()
+
+
+@dataclass
+class Count:
+    """Samples forwarded and samples through backward, set by the code inside :func:`counted_as`."""
+
+    forward: int = 0
+    backward: int = 0
+
+
+@contextlib.contextmanager
+def counted_as() -> Iterator[Count]:
+    """Pause every active :class:`CountingHooks` in the block and add the :class:`Count` the block sets instead
+    (for work the hooks cannot size: a ``torch.func.vmap`` over samples shows them one sample)."""
+    hooks = list(CountingHooks.active)
+    count = Count()
+    for h in hooks:
+        h.paused += 1
+    try:
+        yield count
+    finally:
+        for h in hooks:
+            h.paused -= 1
+            h.counters.forward_samples += count.forward
+            h.counters.backward_samples += count.backward
 
 
 def check_finite(loss_sum: torch.Tensor, where: str) -> None:

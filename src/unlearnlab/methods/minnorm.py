@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from unlearnlab.errors import UnlearnlabError
+from unlearnlab.training import counted_as
 from unlearnlab.utils import preserved_buffers
 
 log = logging.getLogger(__name__)
@@ -231,8 +232,10 @@ def output_jacobian(model: nn.Module, x: torch.Tensor, task: str = "classifier",
     if params is None:
         params = [p for p in model.parameters() if p.requires_grad]
     if vectorised and task == "classifier" and not couples_samples(model):
-        with torch.enable_grad():
-            return per_sample_max_logit_jacobian(model, x, params)
+        with torch.enable_grad(), counted_as() as count:  # the vmap shows the hooks one sample
+            jacobian = per_sample_max_logit_jacobian(model, x, params)
+            count.forward, count.backward = len(x), jacobian.shape[1]  # one VJP per (head, sample) column
+            return jacobian
     with preserved_buffers(model), torch.enable_grad():
         out = model(x)
         if task == "regression":
