@@ -59,16 +59,19 @@ class Interrupted(KeyboardInterrupt):
 
 @contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """While the block runs, SIGTERM interrupts it as SIGINT does (rows in flight stay ``running``)."""
+    """While the block runs, SIGTERM interrupts it as SIGINT does (rows in flight stay ``running``); SIGINT gets
+    Python's own KeyboardInterrupt handler whatever the calling process had installed."""
 
     def raise_interrupt(signum: int, frame: FrameType | None) -> None:
         raise Interrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous_term = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 class _Display:
