@@ -2,9 +2,11 @@
 Hugging Face checkpoint folder, and checked against a tokenizer.
 
 Tiers (docs/llm.md, "Tiers"): ``xs`` is a Llama-style decoder with hidden size 128, 2 layers, 4 heads and an MLP
-of 256 (~0.4–0.6 M parameters with the xs vocabulary); ``mini`` has hidden size 256, 4 layers, 4 heads, MLP 512
-(~4–5 M with the mini vocabulary). Input and output embeddings are tied. A model is initialised from the seed
-alone (the global RNG is forked, so building a model never changes other random streams).
+of 256 (0.47 M parameters with the xs vocabulary); ``mini`` has hidden size 256, 4 layers, 4 heads, MLP 1024
+(4.8 M with the mini vocabulary). Input and output embeddings are separate matrices: with tied embeddings, the
+tokens a stage never shows (the authors' names during stage 1) are all pushed along the same direction by the
+softmax's gradient and become indistinguishable inputs. A model is initialised from the seed alone (the global
+RNG is forked, so building a model never changes other random streams).
 
 :func:`load_lm` reads weights only from local files (``local_files_only=True``): a path that does not exist is
 an error, never a hub download.
@@ -57,7 +59,7 @@ class LMConfig:
 
 TIERS = {
     "xs": LMConfig(hidden=128, layers=2, heads=4, intermediate=256, context=96),
-    "mini": LMConfig(hidden=256, layers=4, heads=4, intermediate=512, context=96),
+    "mini": LMConfig(hidden=256, layers=4, heads=4, intermediate=1024, context=96),
 }
 
 

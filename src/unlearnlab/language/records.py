@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unlearnlab.errors import UnlearnlabError, unknown_name
+from unlearnlab.errors import UnknownNameError, UnlearnlabError, unknown_name
 from unlearnlab.utils import atomic_write_text
 
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
@@ -103,7 +103,7 @@ class TofuData:
     def split(self, name: str) -> tuple[QARecord, ...]:
         """The records of split ``name``; an unknown name is an error listing the splits this data has."""
         if name not in self.splits:
-            raise unknown_name(f"split of {self.source}", name, self.splits)
+            raise UnknownNameError(f"{unknown_name('split', name, self.splits)} (data: {self.source})")
         return self.splits[name]
 
     def evaluation_split(self, name: str) -> tuple[QARecord, ...]:
