@@ -105,8 +105,13 @@ def test_checkpoint_and_vocabulary_errors(tmp_path, data, tok):
     with pytest.raises(UnlearnlabError, match="embedding table has"):
         lm.models.check_compatible(lm.build_lm(TINY, small), tok)
     task = lm.make_task(data, tok, "forget10")
-    with pytest.raises(UnlearnlabError, match="vocabulary has"):  # data tokenized for a bigger vocabulary
+    with pytest.raises(UnlearnlabError, match="embedding table has"):  # the task's tokenizer is not the model's
         ul.unlearn(lm.build_lm(TINY, small), task, method="llm/ga", epochs=1)
+    with pytest.raises(UnlearnlabError, match="vocabulary has"):  # batches tokenized for a bigger vocabulary
+        ul.unlearn(lm.build_lm(TINY, small), method="llm/ga", forget=task.forget, retain=task.retain,
+                   family="language_model", epochs=1)
+    with pytest.raises(UnlearnlabError, match="embedding table has"):
+        lm.evaluate_lm(lm.build_lm(TINY, small), task)
 
 
 def test_sequences_longer_than_the_context_are_refused(data, tok):

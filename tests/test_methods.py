@@ -25,7 +25,9 @@ from unlearnlab.methods import RunContext
 from unlearnlab.methods.masks import saliency_mask
 from unlearnlab.methods.modifiers.penalties import l1_weight
 
-METHODS = ul.list_methods()
+#: presets that run on classifiers (the language-model presets, registered when unlearnlab.language is imported, are
+#: tested in test_llm_methods.py)
+METHODS = [m for m in ul.list_methods() if "classification" in ul.get_method(m).families]
 FORGETTING = [m for m in METHODS if ul.get_method(m).forgets]
 #: one-shot methods with no randomness at all (a different seed cannot change their result)
 DETERMINISTIC = {"iu", "iu-exact"}

@@ -24,6 +24,7 @@ from torch import nn
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.evaluation import Evaluation
 from unlearnlab.language import metrics as M
+from unlearnlab.language.models import check_compatible
 from unlearnlab.language.records import QARecord
 from unlearnlab.language.scoring import answer_losses, answer_stats, generate_answers
 from unlearnlab.utils import atomic_write_text
@@ -106,6 +107,7 @@ def _forget_records(task: Any) -> tuple[QARecord, ...]:
 def evaluate_lm(model: nn.Module, task: Any, reference: Any = None, *, batch_size: int = 64) -> TofuReport:
     """The TOFU report of ``model`` on ``task`` (see module docstring)."""
     tok, data = task.tokenizer, task.data
+    check_compatible(model, tok)
     ref = _reference(reference, task, batch_size)
     forget_records = _forget_records(task)
     sets = {"forget": (forget_records, "paraphrased_answer"),

@@ -20,7 +20,7 @@ from unlearnlab.errors import UnlearnlabError
 from unlearnlab.families.base import TaskFamily, register_family
 from unlearnlab.language.evaluation import evaluate_lm
 from unlearnlab.language.likelihood import answer_nll
-from unlearnlab.language.models import context_length, num_layers
+from unlearnlab.language.models import check_compatible, context_length, num_layers
 from unlearnlab.language.objectives import LM_OBJECTIVES
 from unlearnlab.objectives import GENERIC_OBJECTIVES
 
@@ -59,13 +59,16 @@ class LanguageModel(TaskFamily):
         return obj.to(device)
 
     def inspect(self, model: nn.Module, sources: Mapping[str, Source], task: Any = None) -> dict[str, Any]:
-        """Checks: the model returns logits over a vocabulary that covers every token id, sequences fit its
-        context; facts: ``vocab_size``, ``context``, ``layers`` and (from a task) the tokenized ``refusals``."""
+        """Checks: the model is a Hugging Face causal LM whose vocabulary covers the task's tokenizer and every
+        token id, and the sequences fit its context. Facts: ``vocab_size``, ``context``, ``layers`` and (from a
+        task) the tokenized ``refusals``."""
         if getattr(model, "config", None) is None or not hasattr(model, "get_input_embeddings"):
             raise UnlearnlabError(f"A {type(model).__name__} is not a Hugging Face causal LM: the language_model "
                                   "family needs a transformers model (AutoModelForCausalLM or build_lm).")
         vocab = model.get_input_embeddings().num_embeddings
         context = context_length(model)
+        if getattr(task, "tokenizer", None) is not None:
+            check_compatible(model, task.tokenizer)
         for role, source in sources.items():
             if not isinstance(source, TensorData) or not len(source):
                 continue

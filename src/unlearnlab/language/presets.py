@@ -26,7 +26,8 @@ from unlearnlab.methods.rules import Interleave, Joint
 from unlearnlab.methods.wrappers import DUALOPTIM, EUPMU, dualoptim, eupmu
 
 FAMILY = "language_model"
-#: the small-scale (tofu-mini-xs, ~0.4 M parameters) AdamW settings every preset starts from
+#: the small-scale (tofu-mini-xs, 0.47 M parameters) AdamW settings every preset starts from; the lr of each preset
+#: is calibrated on a validation forget set by scripts/calibrate_llm.py (docs/llm.md, "Methods")
 SMALL: dict[str, Any] = {"epochs": 2, "lr": 1e-3, "batch_size": 16, "weight_decay": 0.01}
 #: DualOptim / OpenUnlearning at Phi-1.5 / Llama-2 scale (TOFU): 5 epochs, lr 1e-5, effective batch 32
 REFERENCE: dict[str, Any] = {"epochs": 5, "lr": 1e-5, "batch_size": 32, "weight_decay": 0.01}
@@ -58,12 +59,14 @@ def lm(forget: str, retain: str | None, forget_weight: float = 1.0, **overrides:
                    forget_weight=forget_weight, **extra)
 
 
-#: name, forget, retain, forget weight, overrides, paper, summary
+#: name, forget, retain, forget weight, overrides (the calibrated lr where it is not SMALL's), paper, summary
 PRESETS: list[tuple[str, str, str | None, float, dict[str, Any], str, str]] = [
-    ("llm/ga", "ga", None, 1.0, {}, OPEN_UNLEARNING, "Gradient ascent on the forget answers' NLL."),
-    ("llm/ga-gd", "ga", "gd", 1.0, {}, OPEN_UNLEARNING, "GA on D_f plus the NLL on D_r (GradDiff)."),
-    ("llm/ga-kl", "ga", "kl", 1.0, {}, OPEN_UNLEARNING, "GA on D_f plus KL to the reference model on D_r."),
-    ("llm/npo", "npo", None, 1.0, {}, NPO_PAPER, "NPO against the model before unlearning (β = 0.1)."),
+    ("llm/ga", "ga", None, 1.0, {"epochs": 5, "lr": 1e-4}, OPEN_UNLEARNING,
+     "Gradient ascent on the forget answers' NLL."),
+    ("llm/ga-gd", "ga", "gd", 1.0, {"lr": 3e-4}, OPEN_UNLEARNING, "GA on D_f plus the NLL on D_r (GradDiff)."),
+    ("llm/ga-kl", "ga", "kl", 1.0, {"lr": 3e-5}, OPEN_UNLEARNING, "GA on D_f plus KL to the reference model on D_r."),
+    ("llm/npo", "npo", None, 1.0, {"epochs": 5, "lr": 1e-4}, NPO_PAPER,
+     "NPO against the model before unlearning (β = 0.1)."),
     ("llm/npo-gd", "npo", "gd", 1.0, {}, NPO_PAPER, "NPO on D_f plus the NLL on D_r."),
     ("llm/npo-kl", "npo", "kl", 1.0, {}, NPO_PAPER, "NPO on D_f plus KL to the reference model on D_r."),
     ("llm/simnpo", "simnpo", "gd", 1.0, {}, SIMNPO_PAPER,
@@ -71,11 +74,15 @@ PRESETS: list[tuple[str, str, str | None, float, dict[str, Any], str, str]] = [
     ("llm/me-gd", "max_entropy", "gd", 0.1, {}, CLOSER_LOOK,
      "Maximum entropy on forget answers (weight 0.1) plus the NLL on D_r."),
     ("llm/idk-gd", "idk", "gd", 1.0, {}, CLOSER_LOOK, "NLL of refusals on forget questions plus the NLL on D_r."),
-    ("llm/idk-ap", "idk", "ap", 1.0, {}, CLOSER_LOOK,
+    ("llm/idk-ap", "idk", "ap", 1.0, {"lr": 3e-4}, CLOSER_LOOK,
      "NLL of refusals on forget questions plus answer preservation (true answer over refusal) on D_r."),
     ("llm/rmu", "rmu", "rmu_retain", 1.0, {}, RMU_PAPER,
      "Steer layer-ℓ activations on forget answers to c·u; keep them equal to the reference on retain answers."),
 ]
+
+
+#: DualOptim's LLM rows: host, forget objective, retain objective, forget weight, calibrated lr
+DUALOPTIM_HOSTS = (("me-gd", "max_entropy", "gd", 0.1, 3e-4), ("idk-ap", "idk", "ap", 1.0, 1e-3))
 
 
 def _paper_optimization(h: Mapping[str, Any]) -> Optimization:
@@ -86,13 +93,14 @@ def _paper_optimization(h: Mapping[str, Any]) -> Optimization:
                         forget_weight_decay=h["weight_decay"])
 
 
-def dualoptim_paper(forget: str, retain: str, forget_weight: float) -> Method:
-    """DualOptim's TOFU schedule for an LM host (see module docstring)."""
+def dualoptim_paper(forget: str, retain: str, forget_weight: float, lr: float) -> Method:
+    """DualOptim's TOFU schedule for an LM host (see module docstring); 3 epochs of D_r ≈ 5 passes over D_f at
+    tofu-mini-xs, as the paper's 5 epochs."""
     return compose(forget=forget, retain=retain,
                    rule=Derived(("forget_weight",), lambda h: Interleave(1, 5, forget_weight=h["forget_weight"])),
                    optimization=Derived(("epochs", "lr", "batch_size", "weight_decay", "forget_lr"),
                                         _paper_optimization),
-                   family=FAMILY, forget_weight=forget_weight, forget_lr=None, **SMALL)
+                   family=FAMILY, forget_weight=forget_weight, forget_lr=None, **{**SMALL, "epochs": 3, "lr": lr})
 
 
 def _register_all() -> None:
@@ -103,16 +111,16 @@ def _register_all() -> None:
         register(name, lm(forget, retain, weight, **overrides),
                  composition=f"{weight_part}{forget}{retain_part} × {rule}[adamw]", paper=paper, summary=summary,
                  reference=REFERENCE)
-    for host, forget, retain, weight in (("me-gd", "max_entropy", "gd", 0.1), ("idk-ap", "idk", "ap", 1.0)):
-        register(f"dualoptim/llm/{host}", dualoptim_paper(forget, retain, weight),
+    for host, forget, retain, weight, lr in DUALOPTIM_HOSTS:
+        register(f"dualoptim/llm/{host}", dualoptim_paper(forget, retain, weight, lr),
                  composition=f"{forget} | {retain} × interleave(1, 5)[adamw+adamw, forget lr = lr]",
                  paper=DUALOPTIM + ", TOFU script",
                  summary=f"llm/{host} as DualOptim's TOFU runs: two AdamW states over the same parameters, one "
                          "forget step per five retain steps, equal learning rates.", reference=REFERENCE)
     for name, *_ in PRESETS:
         info = get_method(name)
-        wrapped = dualoptim(info, f"{name}+dualoptim", forget_lr=SMALL["lr"],
-                            forget_weight_decay=SMALL["weight_decay"])
+        wrapped = dualoptim(info, f"{name}+dualoptim", forget_lr=info.defaults["lr"],
+                            forget_weight_decay=info.defaults["weight_decay"])
         register(wrapped.name, wrapped.method, composition=wrapped.composition, paper=DUALOPTIM,
                  summary=wrapped.summary + " Forget AdamW with the retain side's lr and decay (DualOptim's LLM "
                  "setting).", reference={**REFERENCE, "forget_lr": REFERENCE["lr"]})

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from unlearnlab.errors import UnlearnlabError
 from unlearnlab.language.likelihood import forward, token_logprobs, trimmed
 from unlearnlab.language.models import context_length
 from unlearnlab.language.tokens import encode_pairs, encode_prompts
@@ -64,7 +65,8 @@ def answer_losses(model: nn.Module, tokenizer: PreTrainedTokenizerBase, question
     """ℓ [N, K] for K answers to each of N questions (e.g. the perturbed answers)."""
     k = len(answers[0])
     if any(len(a) != k for a in answers):
-        raise ValueError("Every question needs the same number of answers.")
+        raise UnlearnlabError(f"The records have {sorted({len(a) for a in answers})} perturbed answers: every record "
+                              "of an evaluation split needs the same number (TOFU: 5 per author question).")
     pairs = [(q, a) for q, options in zip(questions, answers) for a in options]
     return answer_stats(model, tokenizer, pairs, batch_size).avg_loss.reshape(len(questions), k)
 
@@ -83,7 +85,8 @@ def generate_answers(model: nn.Module, tokenizer: PreTrainedTokenizerBase, quest
             width = enc["input_ids"].shape[1]
             new = min(MAX_NEW_TOKENS, context - width)
             if new < 1:
-                raise ValueError(f"A prompt is {width} tokens long, the model's context {context}: no room to answer.")
+                raise UnlearnlabError(f"A prompt is {width} tokens long and the model's context is {context}: no "
+                                      "room to answer. Use a model with a longer context or shorter questions.")
             generated = model.generate(**enc, max_new_tokens=new, do_sample=False, eos_token_id=eos,
                                        pad_token_id=pad)[:, width:].cpu()
             for row in generated.tolist():

@@ -17,6 +17,7 @@ record (:meth:`QARecord.training_pairs`). :func:`model_key` is what a cache must
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Sequence
@@ -69,6 +70,14 @@ def stage2(model: PreTrainedModel, data: TofuData, tokenizer: PreTrainedTokenize
     """Fine-tune ``model`` in place on ``split`` (``full`` → target, ``retainXX`` → retain model), with the
     utility sets when ``replay``."""
     return _train(model, data, tokenizer, (split, *(UTILITY_SPLITS if replay else ())), recipe, seed)
+
+
+def fine_tuned(reference: PreTrainedModel, data: TofuData, tokenizer: PreTrainedTokenizerBase, split: str,
+               recipe: Recipe = STAGE2, seed: int = 1, replay: bool = True) -> PreTrainedModel:
+    """A copy of the stage-1 ``reference`` model after stage 2 on ``split`` (the reference is unchanged)."""
+    model = copy.deepcopy(reference)
+    stage2(model, data, tokenizer, split, recipe, seed, replay)
+    return model
 
 
 def model_key(kind: str, data: TofuData, tokenizer: PreTrainedTokenizerBase, config: LMConfig | str,
