@@ -18,7 +18,10 @@ from unlearnlab.methods.rules.alternate import Interleave
 from unlearnlab.objectives import FamilyLoss, NegativeLoss
 from unlearnlab.optim import Lion
 
-DUAL_PRESETS = ul.list_methods("*+dualoptim*") + ul.list_methods("dualoptim/*")
+#: classifier presets (the language-model ones, registered once unlearnlab.language is imported, are tested in
+#: test_llm_methods.py)
+DUAL_PRESETS = [m for m in ul.list_methods("*+dualoptim*") + ul.list_methods("dualoptim/*")
+                if "classification" in ul.get_method(m).families]
 
 
 def tiny(seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:

@@ -62,10 +62,17 @@ def test_dualoptim_llm_presets_step_one_forget_per_five_retain_with_equal_rates(
     opt = unlearner.optimization
     assert opt.optimizers == "adamw+adamw" and opt.forget_lr == opt.lr == 2e-3
     assert opt.weight_decay == opt.forget_weight_decay == 0.01
-    assert (unlearner.rule.n_forget, unlearner.rule.n_retain) == (1, 5)
-    result = ul.unlearn(model, task, method="dualoptim/llm/idk-ap", epochs=4, batch_size=4)
-    steps = result.stats["steps"]
-    assert steps["retain"] == 4 * 9 and steps["forget"] == -(-steps["retain"] // 5)  # ⌈36/4⌉ per epoch, F R R R R R
+    assert (unlearner.rule.n_forget, unlearner.rule.n_retain, unlearner.rule.epoch_over) == (1, 5, "forget")
+    result = ul.unlearn(model, task, method="dualoptim/llm/idk-ap", epochs=3, batch_size=2)
+    # an epoch is one pass over the 4 forget records in batches of 2: F R R R R R F R R R R R
+    assert result.stats["steps"] == {"forget": 3 * 2, "retain": 3 * 2 * 5}
+
+
+def test_lm_epochs_are_passes_over_the_forget_set(trained):
+    model, task = trained
+    result = ul.unlearn(model, task, method="llm/npo-gd", epochs=3, batch_size=2)
+    assert result.stats["steps"]["joint"] == 3 * 2  # ⌈4 forget records / 2⌉ steps per epoch, retain batches cycle
+    assert result.counters.forward_samples >= 3 * 2 * (2 + 2)  # each step sees a forget and a retain batch
 
 
 def test_generic_wrappers_run_on_language_model_hosts(trained):

@@ -6,12 +6,14 @@ paper's own LLM runs (ME+GD and IDK+AP), and ``<preset>+<wrapper>`` only for the
 ``llm/…+dualoptim`` (registered with the forget optimizer a copy of the retain optimizer's settings) and
 ``llm/ga-gd+eupmu``, ``llm/npo-gd+eupmu`` (new combinations, not in either paper).
 
-Single-optimizer presets use the ``joint`` rule: each step is w_f·F(B_f) + R(B_r) on a retain batch and the next
-forget batch (OpenUnlearning's γ·forget + α·retain with α = 1; ``forget_weight`` = γ), and an epoch is one pass
-over D_r (a pass over D_f for the forget-only GA and NPO). ``dualoptim/llm/*`` follow DualOptim's TOFU script:
-AdamW for both sides with separate states, forget lr = retain lr (``forget_lr=None`` means "equal to ``lr``"),
-weight decay 0.01 on both, one forget step for every five retain steps (``interleave(1, 5)``), ME's forget
-weight 0.1. The small-scale defaults are documented in docs/llm.md with how they were chosen.
+An epoch is one pass over the forget set, as in TOFU, OpenUnlearning and DualOptim. Single-optimizer presets use
+the ``joint`` rule driven by D_f: each step is w_f·F(B_f) + R(B_r) on a forget batch and the next retain batch
+(OpenUnlearning's γ·forget + α·retain with α = 1; ``forget_weight`` = γ). ``dualoptim/llm/*`` follow DualOptim's
+TOFU script: AdamW for both sides with separate states, forget lr = retain lr (``forget_lr=None`` means "equal to
+``lr``"), weight decay 0.01 on both, one forget step for every five retain steps (``interleave(1, 5)``, an epoch
+being a pass over D_f in forget steps), ME's forget weight 0.1. ``+eupmu`` keeps EUPMU's own clock (an epoch is a
+pass over D_r with forget samples in proportion in every batch). The small-scale defaults are documented in
+docs/llm.md with how they were chosen.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from unlearnlab.methods.wrappers import DUALOPTIM, EUPMU, dualoptim, eupmu
 FAMILY = "language_model"
 #: the small-scale (tofu-mini-xs, 0.47 M parameters) AdamW settings every preset starts from; the lr of each preset
 #: is calibrated on a validation forget set by scripts/calibrate_llm.py (docs/llm.md, "Methods")
-SMALL: dict[str, Any] = {"epochs": 2, "lr": 1e-3, "batch_size": 16, "weight_decay": 0.01}
+SMALL: dict[str, Any] = {"epochs": 10, "lr": 1e-3, "batch_size": 16, "weight_decay": 0.01}
 #: DualOptim / OpenUnlearning at Phi-1.5 / Llama-2 scale (TOFU): 5 epochs, lr 1e-5, effective batch 32
 REFERENCE: dict[str, Any] = {"epochs": 5, "lr": 1e-5, "batch_size": 32, "weight_decay": 0.01}
 
@@ -44,8 +46,8 @@ def adamw(**overrides: Any) -> Optimization:
 
 
 def joint() -> Derived:
-    """``joint`` with the forget weight γ as the hyperparameter ``forget_weight``."""
-    return Derived(("forget_weight",), lambda h: Joint(forget_weight=h["forget_weight"]))
+    """``joint`` over forget-set epochs with the forget weight γ as the hyperparameter ``forget_weight``."""
+    return Derived(("forget_weight",), lambda h: Joint(forget_weight=h["forget_weight"], epoch_over="forget"))
 
 
 def lm(forget: str, retain: str | None, forget_weight: float = 1.0, **overrides: Any) -> Method:
@@ -81,6 +83,9 @@ PRESETS: list[tuple[str, str, str | None, float, dict[str, Any], str, str]] = [
 ]
 
 
+#: epochs of the +eupmu presets: passes over D_r (EUPMU's clock), ~50 steps at tofu-mini-xs like the hosts' 10
+#: forget passes with their paired retain batches
+EUPMU_EPOCHS = 2
 #: DualOptim's LLM rows: host, forget objective, retain objective, forget weight, calibrated lr
 DUALOPTIM_HOSTS = (("me-gd", "max_entropy", "gd", 0.1, 3e-4), ("idk-ap", "idk", "ap", 1.0, 1e-3))
 
@@ -94,22 +99,22 @@ def _paper_optimization(h: Mapping[str, Any]) -> Optimization:
 
 
 def dualoptim_paper(forget: str, retain: str, forget_weight: float, lr: float) -> Method:
-    """DualOptim's TOFU schedule for an LM host (see module docstring); 3 epochs of D_r ≈ 5 passes over D_f at
-    tofu-mini-xs, as the paper's 5 epochs."""
+    """DualOptim's TOFU schedule for an LM host (see module docstring)."""
     return compose(forget=forget, retain=retain,
-                   rule=Derived(("forget_weight",), lambda h: Interleave(1, 5, forget_weight=h["forget_weight"])),
+                   rule=Derived(("forget_weight",), lambda h: Interleave(1, 5, forget_weight=h["forget_weight"],
+                                                                         epoch_over="forget")),
                    optimization=Derived(("epochs", "lr", "batch_size", "weight_decay", "forget_lr"),
                                         _paper_optimization),
-                   family=FAMILY, forget_weight=forget_weight, forget_lr=None, **{**SMALL, "epochs": 3, "lr": lr})
+                   family=FAMILY, forget_weight=forget_weight, forget_lr=None, **{**SMALL, "lr": lr})
 
 
 def _register_all() -> None:
     for name, forget, retain, weight, overrides, paper, summary in PRESETS:
         retain_part = f" | {retain}" if retain else " | —"
-        rule = "joint" if retain else "joint (forget only)"
         weight_part = f"{weight}·" if weight != 1.0 else ""
         register(name, lm(forget, retain, weight, **overrides),
-                 composition=f"{weight_part}{forget}{retain_part} × {rule}[adamw]", paper=paper, summary=summary,
+                 composition=f"{weight_part}{forget}{retain_part} × joint[adamw, epoch = D_f pass]", paper=paper,
+                 summary=summary,
                  reference=REFERENCE)
     for host, forget, retain, weight, lr in DUALOPTIM_HOSTS:
         register(f"dualoptim/llm/{host}", dualoptim_paper(forget, retain, weight, lr),
@@ -125,7 +130,7 @@ def _register_all() -> None:
                  summary=wrapped.summary + " Forget AdamW with the retain side's lr and decay (DualOptim's LLM "
                  "setting).", reference={**REFERENCE, "forget_lr": REFERENCE["lr"]})
     for host in ("llm/ga-gd", "llm/npo-gd"):
-        wrapped = eupmu(get_method(host), f"{host}+eupmu")
+        wrapped = eupmu(get_method(host), f"{host}+eupmu", epochs=EUPMU_EPOCHS)
         register(wrapped.name, wrapped.method, composition=wrapped.composition, paper=EUPMU,
                  summary=wrapped.summary + " A new combination: neither paper runs EUPMU on language models.",
                  reference=REFERENCE)
