@@ -4,9 +4,10 @@ Validation, never the reported split: the forget request is four authors (5–8 
 retain split, in no forget split and not in ``retain_perturbed``; the validation retain model is the stage-1
 reference fine-tuned on ``full`` without them. For each preset, every lr of :data:`LRS` is run (seed 1, the
 preset's other defaults) from the target; the script selects the lr with the highest forget quality (validation
-authors vs the validation retain model) among those keeping model utility ≥ 0.8 × the target's, else the
-highest model utility. It prints the grid and the selection; the selected values are pinned in
-``unlearnlab/language/presets.py`` by hand and recorded in docs/llm.md with this command's output.
+authors vs the validation retain model) among those keeping model utility ≥ 0.8 × the target's (ties: the lower
+forget-answer probability), else the highest model utility. It prints the grid and the selection; the selected
+values are pinned in ``unlearnlab/language/presets.py`` by hand and recorded in docs/llm.md with this command's
+output.
 
     python scripts/calibrate_llm.py [--methods llm/ga-gd,llm/npo-gd]
 """
@@ -60,7 +61,7 @@ def main() -> None:
             print(f"  {method:<22} lr {lr:.2e}: FQ {m['forget_quality']:.3g}  MU {m['model_utility']:.3f}  "
                   f"forget ROUGE {m['forget_Q_A_ROUGE']:.3f}  forget prob {m['forget_Q_A_Prob']:.3f}", flush=True)
         kept = [r for r in rows if r[2] >= floor]
-        best = max(kept, key=lambda r: r[1]) if kept else max(rows, key=lambda r: r[2])
+        best = max(kept, key=lambda r: (r[1], -r[4])) if kept else max(rows, key=lambda r: r[2])
         print(f"{method}: selected lr {best[0]:.2e} ({'MU floor kept' if kept else 'no lr kept the MU floor'})")
 
 

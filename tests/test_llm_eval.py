@@ -119,7 +119,7 @@ def test_tasks_from_author_lists():
 def test_unlearning_then_evaluating_moves_the_forget_metrics(models):
     task, target, _, retain_report = models
     before = lm.evaluate_lm(target, task, retain_report)
-    result = ul.unlearn(target, task, method="llm/ga-gd", epochs=2, lr=1e-3)
+    result = ul.unlearn(target, task, method="llm/ga-gd", epochs=8, lr=1e-3)
     after = lm.evaluate_lm(result.model, task, retain_report)
     assert after.metrics["forget_Q_A_Prob"] < before.metrics["forget_Q_A_Prob"]
     assert after.metrics["forget_Q_A_ROUGE"] < before.metrics["forget_Q_A_ROUGE"]

@@ -63,14 +63,14 @@ def lm(forget: str, retain: str | None, forget_weight: float = 1.0, **overrides:
 
 #: name, forget, retain, forget weight, overrides (the calibrated lr where it is not SMALL's), paper, summary
 PRESETS: list[tuple[str, str, str | None, float, dict[str, Any], str, str]] = [
-    ("llm/ga", "ga", None, 1.0, {"epochs": 5, "lr": 1e-4}, OPEN_UNLEARNING,
+    ("llm/ga", "ga", None, 1.0, {"lr": 3e-5}, OPEN_UNLEARNING,
      "Gradient ascent on the forget answers' NLL."),
     ("llm/ga-gd", "ga", "gd", 1.0, {"lr": 3e-4}, OPEN_UNLEARNING, "GA on D_f plus the NLL on D_r (GradDiff)."),
-    ("llm/ga-kl", "ga", "kl", 1.0, {"lr": 3e-5}, OPEN_UNLEARNING, "GA on D_f plus KL to the reference model on D_r."),
-    ("llm/npo", "npo", None, 1.0, {"epochs": 5, "lr": 1e-4}, NPO_PAPER,
+    ("llm/ga-kl", "ga", "kl", 1.0, {"lr": 1e-4}, OPEN_UNLEARNING, "GA on D_f plus KL to the reference model on D_r."),
+    ("llm/npo", "npo", None, 1.0, {"lr": 3e-5}, NPO_PAPER,
      "NPO against the model before unlearning (β = 0.1)."),
     ("llm/npo-gd", "npo", "gd", 1.0, {}, NPO_PAPER, "NPO on D_f plus the NLL on D_r."),
-    ("llm/npo-kl", "npo", "kl", 1.0, {}, NPO_PAPER, "NPO on D_f plus KL to the reference model on D_r."),
+    ("llm/npo-kl", "npo", "kl", 1.0, {"lr": 3e-5}, NPO_PAPER, "NPO on D_f plus KL to the reference model on D_r."),
     ("llm/simnpo", "simnpo", "gd", 1.0, {}, SIMNPO_PAPER,
      "SimNPO (length-normalised, no reference model) on D_f plus the NLL on D_r."),
     ("llm/me-gd", "max_entropy", "gd", 0.1, {}, CLOSER_LOOK,
@@ -78,7 +78,7 @@ PRESETS: list[tuple[str, str, str | None, float, dict[str, Any], str, str]] = [
     ("llm/idk-gd", "idk", "gd", 1.0, {}, CLOSER_LOOK, "NLL of refusals on forget questions plus the NLL on D_r."),
     ("llm/idk-ap", "idk", "ap", 1.0, {"lr": 3e-4}, CLOSER_LOOK,
      "NLL of refusals on forget questions plus answer preservation (true answer over refusal) on D_r."),
-    ("llm/rmu", "rmu", "rmu_retain", 1.0, {}, RMU_PAPER,
+    ("llm/rmu", "rmu", "rmu_retain", 1.0, {"lr": 3e-4}, RMU_PAPER,
      "Steer layer-ℓ activations on forget answers to c·u; keep them equal to the reference on retain answers."),
 ]
 
@@ -87,7 +87,7 @@ PRESETS: list[tuple[str, str, str | None, float, dict[str, Any], str, str]] = [
 #: forget passes with their paired retain batches
 EUPMU_EPOCHS = 2
 #: DualOptim's LLM rows: host, forget objective, retain objective, forget weight, calibrated lr
-DUALOPTIM_HOSTS = (("me-gd", "max_entropy", "gd", 0.1, 3e-4), ("idk-ap", "idk", "ap", 1.0, 1e-3))
+DUALOPTIM_HOSTS = (("me-gd", "max_entropy", "gd", 0.1, 1e-3), ("idk-ap", "idk", "ap", 1.0, 1e-4))
 
 
 def _paper_optimization(h: Mapping[str, Any]) -> Optimization:
