@@ -189,9 +189,9 @@ class CountingHooks:
     """Count samples through ``model.forward`` and through its backward pass.
 
     A forward hook adds the batch size to ``forward_samples``; when the output requires grad it registers a
-    tensor hook that adds the batch size to ``backward_samples`` when a gradient flows back through it. Work the
-    hooks cannot size (a ``torch.func.vmap`` over samples shows them one sample) is counted with
-    :func:`counted_as`.
+    tensor hook that adds the batch size to ``backward_samples`` when a gradient flows back through it. For a
+    model returning an output object (Hugging Face), its ``logits`` tensor is the output. Work the hooks cannot
+    size (a ``torch.func.vmap`` over samples shows them one sample) is counted with :func:`counted_as`.
     """
 
     active: ClassVar[list[CountingHooks]] = []
@@ -202,7 +202,9 @@ class CountingHooks:
         self.handle = model.register_forward_hook(self._hook)
         CountingHooks.active.append(self)
 
-    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def _hook(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        # Hugging Face models return an output object; its logits stand for the forward
+        output = output if isinstance(output, torch.Tensor) else getattr(output, "logits", None)
         if self.paused or not isinstance(output, torch.Tensor):
             return
         n = output.shape[0]
