@@ -8,7 +8,7 @@
     print(ul.evaluate(result.model, task).metrics)
 """
 
-from unlearnlab import families, generation, methods, models
+from unlearnlab import distributed, families, generation, methods, models
 from unlearnlab.api import UnlearnResult, train, unlearn
 from unlearnlab.data import ForgetTask, StreamData, TensorData, list_datasets, load_dataset, make_task
 from unlearnlab.errors import DivergenceError, UnlearnlabError
@@ -20,7 +20,7 @@ from unlearnlab.version import __version__
 
 __all__ = [
     "DivergenceError", "Evaluation", "ForgetTask", "Recipe", "StreamData", "TensorData", "UnlearnResult",
-    "UnlearnlabError", "__version__", "compose", "evaluate", "families", "generation", "get_method", "list_datasets",
-    "list_methods",
-    "list_metrics", "load_dataset", "make_task", "methods", "models", "register_method", "train", "unlearn",
+    "UnlearnlabError", "__version__", "compose", "distributed", "evaluate", "families", "generation", "get_method",
+    "list_datasets", "list_methods", "list_metrics", "load_dataset", "make_task", "methods", "models", "register_method",
+    "train", "unlearn",
 ]

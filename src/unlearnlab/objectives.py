@@ -31,6 +31,9 @@ class Objective(Component, ABC):
     """Base class. ``needs_teacher`` objectives get ``teacher``: a frozen eval copy of the model before unlearning."""
 
     needs_teacher: ClassVar[bool] = False
+    #: whether the loss is the mean of per-sample terms over the batch, so that the ranks of a distributed run can
+    #: combine their shares into the global-batch loss (docs/scaling.md); False refuses distributed runs
+    sample_mean: ClassVar[bool] = True
     internal: ClassVar[frozenset[str]] = frozenset({"sign", "per"})
     teacher: nn.Module | None = None
 
@@ -102,6 +105,7 @@ class WeightedAscent(Objective):
     alpha0: float = 25.0
     lam: float = 0.5
     internal: ClassVar[frozenset[str]] = frozenset({"total", "every", "calls"})
+    sample_mean: ClassVar[bool] = False  # the weights are normalised over the batch
     total: int = 1
     every: int = 1
     calls: int = 0

@@ -1,0 +1,55 @@
+"""How a rank holds the model during a distributed run: replicated under DDP, fully sharded under FSDP.
+
+* **DDP** (``parallel="ddp"``): the rank keeps the whole model; forwards go through
+  :class:`torch.nn.parallel.DistributedDataParallel`, which averages the gradients over ranks during backward.
+  Buffers are synchronised once, not at each forward (``forward_sync_buffers=False``): BatchNorm statistics are each
+  rank's.
+* **FSDP** (``parallel="fsdp"``): a copy of the model is sharded with FSDP2 (``torch.distributed.fsdp.
+  fully_shard``): every parameter, its gradient and every optimizer state exist on a rank as a 1/N slice
+  (``DTensor``), gathered for a unit's forward and backward and freed after; gradients are reduce-scattered and
+  averaged. Units: the modules a Hugging Face model names in ``_no_split_modules`` (its transformer blocks), else
+  every module that holds parameters itself; then the root. At the end the full weights are gathered on every rank
+  and written back into the caller's (unsharded) model. This side lives in :mod:`unlearnlab.distributed.fsdp`,
+  imported by FSDP runs only (FSDP2 and DTensor take seconds to import).
+
+Both average gradients over the N ranks, so a rank's loss must carry the weight N·n_k/B of its share
+(:meth:`unlearnlab.distributed.runtime.Runtime.global_mean`). docs/scaling.md explains when to use which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+
+@dataclass
+class Replica:
+    """The model of one rank during a run.
+
+    ``model`` is the caller's plain model, ``module`` the one whose parameters the optimizers step (``model``
+    itself under DDP, its sharded copy under FSDP) and ``forward`` what the training forwards call (the DDP
+    wrapper, or the sharded copy).
+    """
+
+    model: nn.Module
+    module: nn.Module
+    forward: nn.Module
+
+    #: the full state dict of ``module`` on every rank (set for a sharded ``module``)
+    gather: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
+
+    def finish(self) -> None:
+        """Write the run's weights back into ``model`` (gathered from the shards under FSDP; nothing under DDP)."""
+        if self.gather is not None:
+            self.model.load_state_dict(self.gather(self.module))
+
+
+def replicate(model: nn.Module, device: torch.device) -> Replica:
+    """``model`` (already on ``device``) wrapped in DDP; its weights and buffers start as rank 0's."""
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                  forward_sync_buffers=False)
+    return Replica(model, model, ddp)
