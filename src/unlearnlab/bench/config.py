@@ -45,7 +45,7 @@ def parse_yaml(text: str, what: str) -> Any:
 DEFAULT_METHODS = (
     "retrain", "ft", "ga", "rl", "neggrad-plus", "l1-sparse", "salun", "scrub", "eupmu", "dualoptim/salun",
 )
-EXECUTORS = ("serial", "local", "ray")
+EXECUTORS = ("serial", "local", "ray", "torchrun")
 PROFILES = ("default", "reference")
 
 
@@ -135,8 +135,8 @@ class RunConfig(Validated):
                                                                                "the original recipe)")
     protocol: str | None = Field(None, description="a named protocol (`unlearnlab protocols`)")
     quick: bool = Field(False, description="the protocol's --quick size")
-    executor: str | None = Field(None, description="serial | local | ray (default: serial, local with "
-                                                   "workers > 1)")
+    executor: str | None = Field(None, description="serial | local | ray | torchrun (default: serial, local with "
+                                                   "workers > 1, torchrun under torchrun)")
     workers: int | None = Field(None, ge=1, description="concurrent cells")
     ray_address: str | None = Field(None, description="Ray cluster address")
     forget_quality_n: int | None = Field(None, ge=2, description="N of the NeurIPS'23 forget score (>= 2)")

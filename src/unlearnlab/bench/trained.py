@@ -6,12 +6,16 @@ content-addressed :class:`~unlearnlab.bench.cache.ModelCache`. Training checkpoi
 cache entry and resumes from there after an interruption. A config with ``original: PATH`` brings the user's
 own original instead (checked by :func:`~unlearnlab.bench.plan.check_original`; re-verified against the hash
 the plan recorded). The grid runner, tuning and the forget-quality score all take their models from here, so
-they share cache entries.
+they share cache entries. Under ``torchrun`` (rank 0 driving, see :mod:`unlearnlab.distributed.serve`) a model to
+train is trained across every rank: the others receive a :class:`TrainOnRank` and train their own copy alongside;
+rank 0 alone stores it and its checkpoints, which every rank resumes from (DDP; FSDP trainings are not
+checkpointed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +24,12 @@ from torch import nn
 from unlearnlab.bench.cache import ModelCache, default_cache_dir, load_checkpoint
 from unlearnlab.bench.plan import Plan
 from unlearnlab.checksums import DamagedFileError
-from unlearnlab.data.forget import ForgetTask
+from unlearnlab.data.forget import ForgetTask, make_task
+from unlearnlab.distributed.runtime import Runtime
+from unlearnlab.distributed.serve import dispatch, leader
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.models import create
-from unlearnlab.training import train
+from unlearnlab.training import Recipe, train
 
 Progress = Callable[[str, float], None]
 #: the seed of every original model (one per data split)
@@ -64,7 +70,12 @@ def trained_model(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed:
 
     def fit(m: nn.Module) -> dict[str, Any]:
         tick = None if progress is None else (lambda done, total: progress(label, done / total))
-        stats = train(m, data, recipe, seed=seed, progress=tick, checkpoint=cache.partial(key))
+        rt = leader()
+        if rt is not None:
+            dispatch(TrainOnRank(p.config.dataset, p.config.forget, p.config.root, task.seed, p.config.model, kind,
+                                 recipe.to_dict(), seed))
+        checkpoint = None if rt is not None and rt.sharded else cache.partial(key)
+        stats = train(m, data, recipe, seed=seed, progress=tick, checkpoint=checkpoint, dist=rt)
         return {"seconds": stats.seconds, "device": str(p.device), **stats.counters.as_dict()}
 
     meta, _ = cache.get_or_train(key, model, fit)
@@ -93,3 +104,24 @@ def retrained_model(cache: ModelCache, task: ForgetTask, p: Plan, seed: int,
                     progress: Progress | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """The model retrained from scratch on ``task``'s D_r with ``seed``."""
     return trained_model(cache, "retrain", task, p, seed, progress)
+
+
+@dataclass(frozen=True)
+class TrainOnRank:
+    """A follower rank's part of training a grid's original (``kind="original"``, on D) or retrained model (on
+    D_r): the same task, model and recipe, trained on the rank's own device and then dropped."""
+
+    dataset: str
+    forget: str
+    root: str | None
+    task_seed: int
+    model: str
+    kind: str
+    recipe: dict[str, Any]
+    seed: int
+
+    def __call__(self, rt: Runtime) -> None:
+        task = make_task(self.dataset, self.forget, self.task_seed, device=rt.device, root=self.root)
+        model = create(self.model, task, seed=self.seed, device=rt.device)
+        data = task.train if self.kind == "original" else task.retain
+        train(model, data, Recipe.from_dict(self.recipe), seed=self.seed, dist=rt)

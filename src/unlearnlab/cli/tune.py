@@ -12,6 +12,7 @@ from unlearnlab.bench.config import parse_seeds, parse_yaml
 from unlearnlab.bench.tune import load_space
 from unlearnlab.bench.tune import tune as run_tune
 from unlearnlab.cli.common import app, console, echo, guard
+from unlearnlab.distributed.serve import single_process_only
 from unlearnlab.errors import UnlearnlabError
 
 
@@ -48,6 +49,7 @@ def tune(
     if threads:
         torch.set_num_threads(threads)
     with guard(out):
+        single_process_only("unlearnlab tune")
         fixed = {}
         for item in set_ or []:
             lhs, sep, rhs = item.partition("=")
