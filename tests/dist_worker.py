@@ -35,6 +35,8 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "fsdp/eupmu": ("eupmu", {**COMMON, "epsilon": -0.2, "lambda_lr": 0.1}, "fsdp"),
     "fsdp/scrub": ("scrub", {**COMMON, "epochs": 1}, "fsdp"),
     "fsdp/salun": ("salun", COMMON, "fsdp"),
+    "bn/ft": ("ft", {**COMMON, "epochs": 1}, "ddp"),
+    "fsdp/bn/ft": ("ft", {**COMMON, "epochs": 1}, "fsdp"),
 }
 #: training cases: case → parallel mode
 TRAIN_CASES = {"train": "ddp", "fsdp/train": "fsdp"}
@@ -69,6 +71,8 @@ def run_case(name: str, model: torch.nn.Module, forget: TensorData, retain: Tens
         stats = ul.train(fresh, retain, RECIPE, seed=2, family="classification", parallel=parallel or TRAIN_CASES[name])
         return {"state": fresh.state_dict(), "stats": stats.counters.as_dict()}
     method, hparams, mode = CASES[name]
+    if "bn/" in name:  # BatchNorm: each rank normalises with its share's statistics (docs/scaling.md)
+        model = ul.models.create("bn_cnn", task(), seed=4)
     try:
         res = ul.unlearn(model, method=method, forget=forget, retain=retain, seed=5, family="classification",
                          parallel=parallel or mode, **hparams)

@@ -107,6 +107,14 @@ def test_two_fsdp_ranks_take_the_single_process_steps(case, two_ranks, single):
     assert_same_steps(case, two_ranks, single)
 
 
+@pytest.mark.parametrize("case", ["bn/ft", "fsdp/bn/ft"])
+def test_batchnorm_statistics_end_averaged_so_every_rank_returns_the_same_model(case, two_ranks):
+    rank0, rank1 = (two_ranks[r][case]["state"] for r in range(2))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    fresh = ul.models.create("bn_cnn", worker.task(), seed=4).state_dict()
+    assert not torch.equal(rank0["1.1.running_mean"], fresh["1.1.running_mean"])
+
+
 def test_fsdp_shards_parameters_and_both_dualoptim_states(two_ranks):
     fractions = [two_ranks[r]["fsdp/shards"]["shards"] for r in range(2)]
     assert set(fractions[0]) == {"params", "forget/AdamW/exp_avg", "forget/AdamW/exp_avg_sq",

@@ -7,6 +7,6 @@ rank 0 alone writing (:mod:`unlearnlab.distributed.serve`).
 """
 
 from unlearnlab.distributed.env import Launch, launched
-from unlearnlab.distributed.runtime import PARALLEL, Runtime, runtime, shutdown, use
+from unlearnlab.distributed.runtime import PARALLEL, Runtime, is_main, runtime, shutdown, use
 
-__all__ = ["PARALLEL", "Launch", "Runtime", "launched", "runtime", "shutdown", "use"]
+__all__ = ["PARALLEL", "Launch", "Runtime", "is_main", "launched", "runtime", "shutdown", "use"]

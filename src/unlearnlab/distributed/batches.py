@@ -54,14 +54,6 @@ def global_rows(batch: Batch) -> int:
     return batch.total if isinstance(batch, Shard) else batch_size_of(batch)
 
 
-def row_weight(batch: Batch) -> tuple[int, int]:
-    """``(rows that count, rows of the global batch)``: ``(B, B)`` on one device."""
-    if isinstance(batch, Shard):
-        return batch.weight, batch.total
-    n = batch_size_of(batch)
-    return n, n
-
-
 def drawn_for(batch: Batch, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
     """``draw(n)`` for the rows of ``batch`` (leading dimension n).
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -33,7 +34,8 @@ def shard_in_place(module: nn.Module, world: int, device: torch.device) -> nn.Mo
     return module
 
 
-def shard(model: nn.Module, world: int, device: torch.device) -> Replica:
+def shard(model: nn.Module, world: int, device: torch.device, average: Callable[[Iterable[torch.Tensor]], None]
+          ) -> Replica:
     """A sharded copy of ``model`` (which stays as it is, wherever it lives).
 
     unlearnlab's cost-counting hooks would count into copies of their counters: the copy's are removed and the
@@ -48,7 +50,7 @@ def shard(model: nn.Module, world: int, device: torch.device) -> Replica:
         if isinstance(getattr(hook, "__self__", None), CountingHooks):
             CountingHooks(clone, hook.__self__.counters)
     shard_in_place(clone, world, device)
-    return Replica(model, clone, clone, full_state)
+    return Replica(model, clone, clone, average, full_state)
 
 
 def full_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ Both average gradients over the N ranks, so a rank's loss must carry the weight 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -38,18 +38,23 @@ class Replica:
     model: nn.Module
     module: nn.Module
     forward: nn.Module
-
+    #: averages tensors over the ranks, in place
+    average: Callable[[Iterable[torch.Tensor]], None]
     #: the full state dict of ``module`` on every rank (set for a sharded ``module``)
     gather: Callable[[nn.Module], dict[str, torch.Tensor]] | None = None
 
     def finish(self) -> None:
-        """Write the run's weights back into ``model`` (gathered from the shards under FSDP; nothing under DDP)."""
+        """Write the run's weights back into ``model`` (gathered from the shards under FSDP) and average its
+        floating-point buffers over the ranks (BatchNorm running statistics, which each rank updated from its own
+        shares), so that every rank ends with the same model."""
         if self.gather is not None:
             self.model.load_state_dict(self.gather(self.module))
+        self.average(b for b in self.model.buffers() if b.is_floating_point())
 
 
-def replicate(model: nn.Module, device: torch.device) -> Replica:
+def replicate(model: nn.Module, device: torch.device, average: Callable[[Iterable[torch.Tensor]], None]
+              ) -> Replica:
     """``model`` (already on ``device``) wrapped in DDP; its weights and buffers start as rank 0's."""
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                   forward_sync_buffers=False)
-    return Replica(model, model, ddp)
+    return Replica(model, model, ddp, average)

@@ -89,8 +89,8 @@ class Runtime:
         if self.sharded:
             from unlearnlab.distributed import fsdp  # FSDP2 and DTensor take seconds to import: FSDP runs only pay it
 
-            return fsdp.shard(model, self.world, self.device)
-        return replicate(model, self.device)
+            return fsdp.shard(model, self.world, self.device, self.average_)
+        return replicate(model, self.device, self.average_)
 
     def shard_in_place(self, module: nn.Module) -> nn.Module:
         """Shard ``module`` itself with FSDP2 (a frozen teacher: it is no one's copy, and must not stay whole)."""
@@ -125,6 +125,15 @@ class Runtime:
             if staged is not buf:
                 buf.copy_(staged.to(buf.device, buf.dtype))
 
+    def average_(self, tensors: Iterable[torch.Tensor]) -> None:
+        """Each tensor ← its average over ranks, in place (staged through this rank's device)."""
+        for tensor in tensors:
+            buf = tensor.detach()
+            staged = buf.to(self.device)
+            self.all_mean_(staged)
+            if staged is not buf:
+                buf.copy_(staged.to(buf.device))
+
     def all_mean_(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` ← its average over ranks, in place (gradients that autograd.grad computed outside DDP)."""
         dist.all_reduce(tensor)
@@ -148,6 +157,15 @@ class Runtime:
                              device=self.device)
         dist.all_reduce(value)
         counters.forward_samples, counters.backward_samples = (int(v) for v in value.tolist())
+
+
+def is_main() -> bool:
+    """Whether this process is the one that writes: rank 0 of a distributed run, or a single process. Guard your
+    own saves with it under torchrun (every rank holds the same result)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    launch = launched()
+    return launch is None or launch.rank == 0
 
 
 def use(parallel: str | None) -> None:

@@ -198,7 +198,8 @@ def compose(forget: Part = None, retain: Part = None, rule: Part = None, modifie
 
 
 class IterativeUnlearner(Unlearner):
-    """Runs one composed method: binds objectives, sets modifiers up, builds optimizers, runs the rule."""
+    """Runs one composed method: binds objectives, sets modifiers up, (in a distributed run) prepares the job for
+    its rank (:func:`unlearnlab.distributed.unlearning.prepare`), builds optimizers, runs the rule."""
 
     def __init__(self, forget: Objective | None, retain: Objective | None, rule: Rule, modifiers: list[Modifier],
                  optimization: Optimization):
