@@ -38,8 +38,8 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "bn/ft": ("ft", {**COMMON, "epochs": 1}, "ddp"),
     "fsdp/bn/ft": ("ft", {**COMMON, "epochs": 1}, "fsdp"),
 }
-#: training cases: case → parallel mode
-TRAIN_CASES = {"train": "ddp", "fsdp/train": "fsdp"}
+#: training cases: case → parallel mode; "train/resume" resumes from the state file ``resume.state`` in its folder
+TRAIN_CASES = {"train": "ddp", "fsdp/train": "fsdp", "train/resume": "ddp"}
 RECIPE = ul.Recipe(epochs=1, batch_size=16, lr=0.05)
 
 
@@ -60,15 +60,18 @@ def original(path: Path) -> torch.nn.Module:
     return model.eval()
 
 
-def run_case(name: str, model: torch.nn.Module, forget: TensorData, retain: TensorData,
+def run_case(name: str, model: torch.nn.Module, forget: TensorData, retain: TensorData, folder: Path,
              parallel: str | None = None) -> dict[str, Any]:
     """One case: the final parameters and the run's numeric statistics, or the UnlearnlabError's message.
-    ``parallel`` (default: the case's mode) is ignored in a single process."""
+    ``parallel`` (default: the case's mode) is ignored in a single process; ``folder`` holds training states."""
     if name == "fsdp/shards":
         return {"shards": shard_fractions(model, forget)}
     if name in TRAIN_CASES:
         fresh = ul.models.create("mlp", task(), seed=3)
-        stats = ul.train(fresh, retain, RECIPE, seed=2, family="classification", parallel=parallel or TRAIN_CASES[name])
+        resume = name == "train/resume"
+        stats = ul.train(fresh, retain, RECIPE.replace(epochs=2) if resume else RECIPE, seed=2,
+                         family="classification", parallel=parallel or TRAIN_CASES[name],
+                         checkpoint=folder / "resume.state" if resume else None)
         return {"state": fresh.state_dict(), "stats": stats.counters.as_dict()}
     method, hparams, mode = CASES[name]
     if "bn/" in name:  # BatchNorm: each rank normalises with its share's statistics (docs/scaling.md)
@@ -109,7 +112,7 @@ def main(out: str, weights: str, names: list[str]) -> None:
     torch.set_num_threads(1)
     forget, retain = task_data()
     model = original(Path(weights))
-    results = {name: run_case(name, model, forget, retain) for name in names}
+    results = {name: run_case(name, model, forget, retain, Path(out)) for name in names}
     rt = ul.distributed.runtime()
     torch.save(results, Path(out) / f"rank{0 if rt is None else rt.rank}.pt")
 

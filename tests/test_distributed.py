@@ -5,6 +5,7 @@ rank 0 touches the output folder and the model cache."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -18,11 +19,13 @@ import torch.distributed as dist
 from typer.testing import CliRunner
 
 import unlearnlab as ul
+import unlearnlab.api as api
 from unlearnlab.bench.executors import resolve
 from unlearnlab.cli import app
 from unlearnlab.distributed.batches import Shard, drawn_for, global_rows, shard_of, split_rows
 from unlearnlab.distributed.env import Launch
 from unlearnlab.distributed.serve import single_process_only
+from unlearnlab.families import get_family
 
 pytestmark = [pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                  reason="needs torch.distributed with the gloo backend"),
@@ -59,23 +62,29 @@ def weights(tmp_path_factory: pytest.TempPathFactory, trained_mlp: torch.nn.Modu
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory: pytest.TempPathFactory, weights: Path) -> list[dict]:
-    """Every case's outcome on rank 0 and rank 1 of one ``torchrun --nproc-per-node 2`` job."""
+def single(tmp_path_factory: pytest.TempPathFactory, weights: Path) -> dict:
+    """The cases in this process (no launch variables: one device). "train/resume" leaves the state of its first
+    epoch in ``single["folder"]``."""
+    folder = tmp_path_factory.mktemp("single")
+    forget, retain = worker.task_data()
+    model = worker.original(weights)
+    cases = {name: worker.run_case(name, model, forget, retain, folder)
+             for name in [*worker.CASES, *worker.TRAIN_CASES] if name != "certified-gradclip/secure"}
+    return {**cases, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory, weights: Path, single: dict) -> list[dict]:
+    """Every case's outcome on rank 0 and rank 1 of one ``torchrun --nproc-per-node 2`` job; rank 0 finds the
+    training state the single-process "train/resume" left after its first epoch."""
     out = tmp_path_factory.mktemp("ranks")
+    for state in single["folder"].glob("resume.state*"):
+        shutil.copy(state, out / state.name)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
            "--master-port", str(free_port()), str(Path(worker.__file__)), str(out), str(weights), *TWO_RANK_CASES]
     done = subprocess.run(cmd, env=environment(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
-
-
-@pytest.fixture(scope="module")
-def single(weights: Path) -> dict:
-    """The cases in this process (no launch variables: one device)."""
-    forget, retain = worker.task_data()
-    model = worker.original(weights)
-    return {name: worker.run_case(name, model, forget, retain)
-            for name in [*worker.CASES, *worker.TRAIN_CASES] if name != "certified-gradclip/secure"}
 
 
 def assert_same_steps(case: str, two_ranks: list[dict], single: dict) -> None:
@@ -91,6 +100,15 @@ def assert_same_steps(case: str, two_ranks: list[dict], single: dict) -> None:
                                   "train"])
 def test_two_ddp_ranks_take_the_single_process_steps(case, two_ranks, single):
     assert_same_steps(case, two_ranks, single)
+
+
+def test_every_rank_resumes_a_training_from_rank_0s_state(two_ranks, single):
+    """Rank 0 alone reads the state the single-process run left after epoch 1; had the other rank not received it,
+    the ranks would train different epochs (and never meet)."""
+    assert sorted(p.name for p in single["folder"].iterdir()) == ["resume.state", "resume.state.sha256"]
+    assert two_ranks[0]["train/resume"]["stats"]["optimizer_steps"] == single["train/resume"]["stats"][
+        "optimizer_steps"] == 14  # 7 steps per epoch, the first epoch's counted in the state
+    assert_same_steps("train/resume", two_ranks, single)
 
 
 @pytest.mark.parametrize("case", ["eupmu", "fsdp/eupmu"])
@@ -256,3 +274,10 @@ def test_run_refuses_parallel_without_torchrun(tmp_path):
     assert result.exit_code == 2
     assert "--parallel fsdp shares a run across the ranks of a torchrun job" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_family_whose_runs_cannot_be_shared_is_refused_under_torchrun(monkeypatch):
+    monkeypatch.setattr(api, "runtime", lambda parallel: ul.distributed.Runtime(0, 2, torch.device("cpu"), "ddp"))
+    with pytest.raises(ul.UnlearnlabError, match="The generation family does not run across ranks yet"):
+        api._runtime(None, get_family("generation"))
+    assert api._runtime(None, get_family("classification")).world == 2

@@ -21,6 +21,6 @@ from unlearnlab.version import __version__
 __all__ = [
     "DivergenceError", "Evaluation", "ForgetTask", "Recipe", "StreamData", "TensorData", "UnlearnResult",
     "UnlearnlabError", "__version__", "compose", "distributed", "evaluate", "families", "generation", "get_method",
-    "list_datasets", "list_methods", "list_metrics", "load_dataset", "make_task", "methods", "models", "register_method",
-    "train", "unlearn",
+    "list_datasets", "list_methods", "list_metrics", "load_dataset", "make_task", "methods", "models",
+    "register_method", "train", "unlearn",
 ]

@@ -181,7 +181,7 @@ def unlearn(
     """
     fam = get_family(family) if family is not None else family_of(task if task is not None else forget)
     info, params = _method(method, hparams, profile, fam)
-    rt = runtime(parallel)
+    rt = _runtime(parallel, fam)
     device = check_model(model)
     if rt is not None:
         model, inplace = _placed(model, inplace, rt)
@@ -241,7 +241,7 @@ def train(model: nn.Module, data: Any, recipe: Recipe | None = None, *, seed: in
     Under ``torchrun`` the ranks share the run as in :func:`unlearn` (``parallel``; with DDP the model moves to the
     rank's device; rank 0 alone writes the checkpoint)."""
     fam = get_family(family) if family is not None else family_of(data)
-    rt = runtime(parallel)
+    rt = _runtime(parallel, fam)
     device = check_model(model)
     if rt is not None:
         model, _ = _placed(model, True, rt)
@@ -253,6 +253,15 @@ def train(model: nn.Module, data: Any, recipe: Recipe | None = None, *, seed: in
         checkpoint = TrainCheckpoint(Path(checkpoint))  # a file path
     return train_loop(model, source, recipe or Recipe.default(), seed=seed, progress=progress,
                       loss_fn=loss_fn or fam.loss, checkpoint=checkpoint, dist=rt)
+
+
+def _runtime(parallel: str | None, fam: TaskFamily) -> Runtime | None:
+    """This rank's runtime (None in a single process); refuses a family whose runs cannot be shared."""
+    rt = runtime(parallel)
+    if rt is not None and not fam.distributed:
+        raise UnlearnlabError(f"The {fam.name} family does not run across ranks yet (docs/scaling.md): pass "
+                              "parallel='none' to run on each rank alone, or start it without torchrun.")
+    return rt
 
 
 def _placed(model: nn.Module, inplace: bool, rt: Runtime) -> tuple[nn.Module, bool]:

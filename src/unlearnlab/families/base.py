@@ -29,6 +29,10 @@ class TaskFamily(ABC):
     input_field: ClassVar[str | None] = None
     #: objective name → objective class (filled by the family module, extended by :meth:`register_objective`)
     objectives: ClassVar[dict[str, type]]
+    #: whether a run can be shared across ranks (docs/scaling.md): the loss is a per-sample mean, the model is
+    #: called through whatever wraps it, and per-sample random draws use the global batch
+    #: (:func:`unlearnlab.distributed.batches.drawn_for`)
+    distributed: ClassVar[bool] = True
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:

@@ -67,6 +67,9 @@ def require_denoiser(model: nn.Module) -> Denoiser:
 class Generation(TaskFamily):
     name = "generation"
     objectives: ClassVar[dict[str, Any]] = dict(GENERIC_OBJECTIVES)
+    #: not yet: the ε-loss reads the Denoiser's attributes off the called model (a DDP wrapper has none) and draws
+    #: t, ε and dropped labels for the rank's rows only (docs/scaling.md)
+    distributed: ClassVar[bool] = False
 
     def loss(self, model: nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:
         denoiser = require_denoiser(model)
