@@ -171,17 +171,18 @@ def test_parts_that_cannot_run_across_ranks_are_refused_on_every_rank(case, word
 GRID = """dataset: digits
 model: mlp
 forget: random:0.1
-methods: [retrain, ft]
+methods: [retrain, ft, sfron]
 seeds: [1]
 recipe: {epochs: 2}
-hparams: {ft: {epochs: 1}}
+hparams: {ft: {epochs: 1}, sfron: {iterations: 2}}
 threads: 1
 """
 
 
 def test_unlearnlab_run_on_two_ranks_writes_each_row_once_from_rank_0(tmp_path):
     """Started by a launcher that only sets the standard variables; rank 1 is given its own --out and model cache,
-    which must never appear."""
+    which must never appear. SFR-on cannot run across ranks: its cell fails on both, rank 0 exits 1 after the grid
+    and releases rank 1, which exits 0."""
     config = tmp_path / "grid.yaml"
     config.write_text(GRID)
     port, logs = str(free_port()), []
@@ -202,13 +203,15 @@ def test_unlearnlab_run_on_two_ranks_writes_each_row_once_from_rank_0(tmp_path):
         for log in logs:
             log.close()
     text = (tmp_path / "rank0.log").read_text()
-    assert codes == [0, 0], text[-3000:] + (tmp_path / "rank1.log").read_text()[-3000:]
+    assert codes == [1, 0], text[-3000:] + (tmp_path / "rank1.log").read_text()[-3000:]
     assert "executor torchrun × 2" in text
     with sqlite3.connect(tmp_path / "out0" / "results.sqlite") as db:
-        rows = db.execute("SELECT method, seed, status FROM runs ORDER BY method").fetchall()
-    assert rows == [("ft", 1, "done"), ("retrain", 1, "done")]
-    done = [line for line in (tmp_path / "out0" / "run.log").read_text().splitlines() if ": done · " in line]
-    assert len(done) == 2
+        rows = db.execute("SELECT method, seed, status, error FROM runs ORDER BY method").fetchall()
+    assert [row[:3] for row in rows] == [("ft", 1, "done"), ("retrain", 1, "done"), ("sfron", 1, "failed")]
+    assert "WeightedAscent is not a mean of per-sample losses" in rows[2][3]
+    log = (tmp_path / "out0" / "run.log").read_text().splitlines()
+    assert len([line for line in log if ": done · " in line]) == 2
+    assert len([line for line in log if ": failed · " in line]) == 1
     assert len(list((tmp_path / "cache0").glob("*.pt"))) == 2  # the original and the retrain, stored by rank 0
     assert not (tmp_path / "out1").exists() and not (tmp_path / "cache1").exists()
 

@@ -286,8 +286,8 @@ def test_salun_draws_fresh_wrong_labels_per_head_per_step_on_two_heads(monkeypat
     drawn: list[tuple[torch.Tensor, int, torch.Tensor]] = []
     original = mn.wrong_labels
 
-    def spy(labels, classes, generator):
-        out = original(labels, classes, generator)
+    def spy(labels, classes, generator, batch=None):
+        out = original(labels, classes, generator, batch)
         drawn.append((labels.clone(), classes, out.clone()))
         return out
 

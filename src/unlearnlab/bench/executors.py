@@ -48,7 +48,7 @@ from unlearnlab.bench.cells import Outcome, Row, Scores, attempt, failure
 from unlearnlab.bench.config import EXECUTORS
 from unlearnlab.distributed.env import launched
 from unlearnlab.distributed.runtime import Runtime
-from unlearnlab.distributed.serve import dispatch, leader
+from unlearnlab.distributed.serve import everywhere, leader
 from unlearnlab.errors import UnlearnlabError, unknown_name
 
 Progress = Callable[[str, float], None]
@@ -151,8 +151,8 @@ class TorchrunExecutor(SerialExecutor):
     name = "torchrun"
 
     def submit(self, row: Row, work: CellWork, progress: Progress | None = None, shared: Any = None) -> None:
-        dispatch(CellOnRank(work, {path: Path(path).read_bytes() for path in work.files()}))
-        super().submit(row, work, progress, shared)
+        files = {path: Path(path).read_bytes() for path in work.files()}
+        everywhere(CellOnRank(work, files), lambda: SerialExecutor.submit(self, row, work, progress, shared))
 
 
 def _watch_parent(parent: int) -> None:

@@ -26,10 +26,10 @@ from unlearnlab.bench.plan import Plan
 from unlearnlab.checksums import DamagedFileError
 from unlearnlab.data.forget import ForgetTask, make_task
 from unlearnlab.distributed.runtime import Runtime
-from unlearnlab.distributed.serve import dispatch, leader
+from unlearnlab.distributed.serve import everywhere, leader
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.models import create
-from unlearnlab.training import Recipe, train
+from unlearnlab.training import Recipe, TrainStats, train
 
 Progress = Callable[[str, float], None]
 #: the seed of every original model (one per data split)
@@ -71,11 +71,14 @@ def trained_model(cache: ModelCache, kind: str, task: ForgetTask, p: Plan, seed:
     def fit(m: nn.Module) -> dict[str, Any]:
         tick = None if progress is None else (lambda done, total: progress(label, done / total))
         rt = leader()
-        if rt is not None:
-            dispatch(TrainOnRank(p.config.dataset, p.config.forget, p.config.root, task.seed, p.config.model, kind,
-                                 recipe.to_dict(), seed))
         checkpoint = None if rt is not None and rt.sharded else cache.partial(key)
-        stats = train(m, data, recipe, seed=seed, progress=tick, checkpoint=checkpoint, dist=rt)
+
+        def fit_here() -> TrainStats:
+            return train(m, data, recipe, seed=seed, progress=tick, checkpoint=checkpoint, dist=rt)
+
+        stats = fit_here() if rt is None else everywhere(
+            TrainOnRank(p.config.dataset, p.config.forget, p.config.root, task.seed, p.config.model, kind,
+                        recipe.to_dict(), seed), fit_here)
         return {"seconds": stats.seconds, "device": str(p.device), **stats.counters.as_dict()}
 
     meta, _ = cache.get_or_train(key, model, fit)

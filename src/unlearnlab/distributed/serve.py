@@ -19,6 +19,8 @@ from unlearnlab.errors import UnlearnlabError
 
 T = TypeVar("T")
 _leading: Runtime | None = None
+#: whether rank 0 is inside a piece of work the followers run too (see :func:`drive`)
+_in_flight = False
 
 
 class RankWork(Protocol):
@@ -34,11 +36,16 @@ def leader() -> Runtime | None:
     return _leading
 
 
-def dispatch(work: RankWork) -> None:
-    """Send ``work`` to the followers (rank 0, while driving); rank 0 then runs its own part of it."""
+def everywhere(work: RankWork, local: Callable[[], T]) -> T:
+    """Run ``work`` on every follower and ``local()`` — rank 0's part of the same work — here (rank 0, driving)."""
+    global _in_flight
     if _leading is None:
         raise UnlearnlabError("Only rank 0 driving a distributed command dispatches work (distributed.serve.drive).")
     _leading.broadcast_object(work)
+    _in_flight = True
+    result = local()
+    _in_flight = False
+    return result
 
 
 def serve(rt: Runtime) -> None:
@@ -48,20 +55,25 @@ def serve(rt: Runtime) -> None:
 
 
 def drive(rt: Runtime | None, main: Callable[[], T]) -> T | None:
-    """``main()`` on rank 0 (or in a single process) while the other ranks :func:`serve`; they are released when
-    ``main`` returns or raises. Followers return None."""
-    global _leading
+    """``main()`` on rank 0 (or in a single process) while the other ranks :func:`serve`; followers return None.
+
+    They are released when ``main`` returns, or raises between two pieces of work (e.g. the exit status of a grid
+    with failed cells). An exception raised inside a piece of work leaves them in its collectives: rank 0 then just
+    exits with it, and the launcher (torchrun) stops the other ranks.
+    """
+    global _leading, _in_flight
     if rt is None:
         return main()
     if not rt.is_main:
         serve(rt)
         return None
-    _leading = rt
+    _leading, _in_flight = rt, False
     try:
         return main()
     finally:
         _leading = None
-        rt.broadcast_object(None)
+        if not _in_flight:
+            rt.broadcast_object(None)
 
 
 def single_process_only(what: str) -> None:
