@@ -149,9 +149,11 @@ def test_secure_noise_is_one_draw_for_every_rank(two_ranks):
     assert not all(torch.equal(rank0[k], seeded[k]) for k in rank0)  # the secure seed is not the run seed's
 
 
-def test_counters_sum_the_samples_of_every_rank(two_ranks, single):
-    # ft: 2 epochs over 101 retain samples; the ranks' shares add up to the single-process count
-    assert two_ranks[0]["ft"]["stats"]["forward_samples"] == single["ft"]["stats"]["forward_samples"] == 202
+@pytest.mark.parametrize("case", ["ft", "fsdp/ft"])
+def test_counters_sum_the_samples_of_every_rank(case, two_ranks, single):
+    # 2 epochs over 101 retain samples; the ranks' shares add up to the single-process count (under FSDP through
+    # the counting hooks carried over to the sharded copy)
+    assert two_ranks[0][case]["stats"]["forward_samples"] == single[case]["stats"]["forward_samples"] == 202
 
 
 @pytest.mark.parametrize(("case", "words"), [

@@ -38,17 +38,18 @@ def shard(model: nn.Module, world: int, device: torch.device, average: Callable[
           ) -> Replica:
     """A sharded copy of ``model`` (which stays as it is, wherever it lives).
 
-    unlearnlab's cost-counting hooks would count into copies of their counters: the copy's are removed and the
-    copy's forwards are counted into the counters of ``model``'s hooks (the user's own hooks stay as copied).
+    unlearnlab's cost-counting hooks would count into copies of their counters: the copy's are removed and
+    ``model``'s own counting hooks are registered on the copy too, so its forwards count where ``model``'s do (the
+    user's own hooks stay as copied).
     """
     clone = copy.deepcopy(model)
     for module in clone.modules():
         for hook_id, hook in list(module._forward_hooks.items()):
             if isinstance(getattr(hook, "__self__", None), CountingHooks):
                 del module._forward_hooks[hook_id]
-    for hook in model._forward_hooks.values():
+    for hook in list(model._forward_hooks.values()):
         if isinstance(getattr(hook, "__self__", None), CountingHooks):
-            CountingHooks(clone, hook.__self__.counters)
+            clone.register_forward_hook(hook)
     shard_in_place(clone, world, device)
     return Replica(model, clone, clone, average, full_state)
 
