@@ -281,8 +281,11 @@ def test_run_refuses_parallel_without_torchrun(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_family_whose_runs_cannot_be_shared_is_refused_under_torchrun(monkeypatch):
+@pytest.mark.parametrize("family", ["generation", "language_model"])
+def test_a_family_whose_runs_cannot_be_shared_is_refused_under_torchrun(family, monkeypatch):
+    if family == "language_model":
+        pytest.importorskip("unlearnlab.language")  # registers the family (needs transformers)
     monkeypatch.setattr(api, "runtime", lambda parallel: ul.distributed.Runtime(0, 2, torch.device("cpu"), "ddp"))
-    with pytest.raises(ul.UnlearnlabError, match="The generation family does not run across ranks yet"):
-        api._runtime(None, get_family("generation"))
+    with pytest.raises(ul.UnlearnlabError, match=f"The {family} family does not run across ranks yet"):
+        api._runtime(None, get_family(family))
     assert api._runtime(None, get_family("classification")).world == 2

@@ -32,6 +32,9 @@ HEALTH_SAMPLES = 256
 class LanguageModel(TaskFamily):
     name = "language_model"
     objectives: ClassVar[dict[str, Any]] = dict(GENERIC_OBJECTIVES)
+    #: not yet: the loss and several objectives average over answer tokens, not samples, and refusals and RMU's
+    #: control vector are drawn per local batch (docs/scaling.md)
+    distributed: ClassVar[bool] = False
 
     def loss(self, model: nn.Module, batch, reduction: str = "mean") -> torch.Tensor:
         nll, counts = answer_nll(model, batch)
