@@ -53,7 +53,7 @@ def test_quick_digits_run_writes_rows_table_gates_pictures_and_report(tmp_path, 
     assert {r["status"] for r in rows} == {"done"} and {r["protocol"] for r in rows} == {"ddpm-digits-class0 v1 quick"}
     salun = rows[3]
     assert salun["config"]["tier"]["sampler"]["steps"] == 2 and salun["config"]["tier"]["n_forget"] == 6
-    assert salun["config"]["changes"]["sampler"] == {"steps": 2}
+    assert salun["config"]["changes"]["sampler"] == {"steps": 2} and "ddpm/rl" not in salun["config"]["changes"]
     assert salun["config"]["hparams"]["iterations"] == 2 and salun["config"]["forget_class"] == 0
     assert salun["definitions"]["fd_clf"].startswith("v1:") and "ua_gap" in salun["metrics"]
     assert salun["env"]["unlearnlab"] and salun["split_hash"] == rows[0]["split_hash"]

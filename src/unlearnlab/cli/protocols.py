@@ -15,7 +15,9 @@ from unlearnlab.protocols import Protocol, aliases_of, get_protocol, list_protoc
 def _fields(spec: Protocol, quick: bool) -> dict[str, object]:
     sized = spec.sized(quick)
     if spec.is_experiment:
-        return {"experiment": sized.experiment, "seeds": sized.seeds}
+        optional = {"forget": sized.forget, "methods": ", ".join(sized.methods),
+                    "accepts": ", ".join(f"--{'set' if o == 'hparams' else o}" for o in sized.accepts)}
+        return {"experiment": sized.experiment, **{k: v for k, v in optional.items() if v}, "seeds": sized.seeds}
     return {"dataset": sized.dataset, "model": sized.model, "forget": sized.forget,
             "recipe": sized.recipe.to_dict() if sized.recipe else "Recipe.default(task)",
             "retrain_recipe": sized.retrain_recipe.to_dict() if sized.retrain_recipe else "= recipe",
