@@ -208,8 +208,7 @@ def run(
             cfg = from_dict(data)
         cfg = cfg.updated(**overrides, **bring, dataset=dataset, model=model, forget=forget, profile=profile,
                           methods=parse_methods(methods) if methods else None, hparams=_assigned(cfg.hparams, set_),
-                          executor=executor,
-                          workers=workers, ray_address=ray_address, forget_quality_n=forget_quality)
+                          executor=executor, workers=workers, ray_address=ray_address, forget_quality_n=forget_quality)
         use(parallel)
         if parallel is not None and launched() is None:
             raise UnlearnlabError(f"--parallel {parallel} shares a run across the ranks of a torchrun job: start it "
