@@ -154,6 +154,8 @@ def load_original(path: str, model: Denoiser, name: str) -> str:
         state, _ = state_and_meta(torch_object(data, file), str(file))
     except DamagedFileError as err:
         raise UnlearnlabError(f"original {path} cannot be used ({err.reason}): {how}, or use an intact copy.") from None
+    except OSError as err:
+        raise UnlearnlabError(f"original {path} cannot be read ({err.strerror}): check its permissions.") from None
     state = _with_prefix(state, model)
     embeddings = [f"{n}.weight" for n, m in model.named_modules()
                   if isinstance(m, nn.Embedding) and m.num_embeddings == model.num_classes + 1]
