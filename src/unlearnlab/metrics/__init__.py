@@ -28,12 +28,25 @@ from unlearnlab.metrics.mia import (
     MIA_DEFINITIONS,
     SVC_FEATURES,
     SVC_VARIANTS,
+    SvcAttack,
+    balanced_positions,
     entropy,
     m_entropy_fixed,
     mia_efficacy_svc_conf,
     mia_loss_lr_cv,
     mia_lr_entropy_member_rate,
+    svc_attack,
     svc_shadow_members,
+)
+from unlearnlab.metrics.noise import above_noise, noise_scale
+from unlearnlab.metrics.ulira import (
+    ULIRA_DEFINITIONS,
+    ShadowGaussians,
+    UliraReference,
+    attack_metrics,
+    balanced_membership,
+    fit_shadow_gaussians,
+    ulira,
 )
 
 METRIC_DEFINITIONS: dict[str, str] = {
@@ -50,6 +63,7 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "mean_metric_std": "(1/4) sum_{ua,ra,ta,mia} std_s method_k, ddof=1 (DualOptim's 'Avg std')",
     "forget_score_eps": FORGET_SCORE_DEFINITIONS["forget_score_eps"],
     "final_score": FORGET_SCORE_DEFINITIONS["final_score"],
+    **ULIRA_DEFINITIONS,
 }
 
 
@@ -60,6 +74,18 @@ def list_metrics(pattern: str | None = None) -> list[str]:
 
 __all__ = [
     "FORGET_SCORE_DEFINITIONS",
+    "ULIRA_DEFINITIONS",
+    "ShadowGaussians",
+    "SvcAttack",
+    "UliraReference",
+    "above_noise",
+    "attack_metrics",
+    "balanced_membership",
+    "balanced_positions",
+    "fit_shadow_gaussians",
+    "noise_scale",
+    "svc_attack",
+    "ulira",
     "GAP_METRICS",
     "METRIC_DEFINITIONS",
     "MIA_DEFINITIONS",
