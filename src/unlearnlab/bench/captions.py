@@ -171,3 +171,11 @@ def legend(rows: Sequence[Row], summaries: Sequence[Any], ddof: int) -> list[str
         lines.append("MIA-Efficacy: D_r is shorter than D_test here, so the shadow non-members were cut to |D_r| by a "
                      "seeded draw (the row's definition says so).")
     return lines
+
+
+def plot_title(rows: Sequence[Row]) -> str:
+    """A figure title in words: protocol (or custom grid), dataset / model, forget set, seeds."""
+    label = str(rows[0]["protocol"])
+    what, facts = _grid_facts(rows, label)
+    what = what.split(" (")[0] if what.startswith(("Protocol", "Custom")) else f"smoke demo ({label})"
+    return f"{what}, {', '.join(facts[:2])}, seeds {seed_range([int(r['seed']) for r in rows])}"

@@ -94,8 +94,8 @@ def attacks_table(rows: Sequence[dict[str, Any]], ddof: int = 1) -> str:
     ulira = next((((r.get("stats") or {}).get("evaluation") or {}).get("ulira") for r in done
                   if ((r.get("stats") or {}).get("evaluation") or {}).get("ulira")), None)
     what = ("every MIA computed" + (f" and U-LiRA (K = {ulira['n_shadows']} shadow models; {ulira['n_positive']} "
-                                    f"forget vs {ulira['n_negative']} held-out examples per model, FPR resolution "
-                                    f"{ulira['fpr_resolution']:.2g} %)" if ulira else ""))
+                                    "forget examples, each scored on the evaluated and on the retrained model; FPR "
+                                    f"resolution {ulira['fpr_resolution']:.2g} %)" if ulira else ""))
     notes = [*legend(rows, summaries, ddof)[:2],
              "Ideal values: each MIA = Retrain's; U-LiRA balanced accuracy 50 % and TPR = FPR (docs/metrics.md)."]
     return to_markdown(summaries, f"Attacks · {rows[0]['protocol']} · {what}", notes)

@@ -142,13 +142,18 @@ def _orientation(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def _best_threshold(pos: np.ndarray, neg: np.ndarray) -> float:
-    """The threshold τ (predict positive iff value > τ) that maximises ½(TPR + TNR) on these values; the
-    smallest such τ among the observed values (and −∞)."""
-    candidates = np.concatenate([[-np.inf], np.unique(np.concatenate([pos, neg]))])
+    """The threshold τ (predict positive iff value > τ) that maximises ½(TPR + TNR) on these values: the first
+    maximising observed value v and the next observed value v' give τ = (v + v')/2, the middle of the gap."""
+    values = np.unique(np.concatenate([pos, neg]))
+    candidates = np.concatenate([[-np.inf], values])
     sp, sn = np.sort(pos), np.sort(neg)
     tpr = 1.0 - np.searchsorted(sp, candidates, side="right") / len(sp)
     tnr = np.searchsorted(sn, candidates, side="right") / len(sn)
-    return float(candidates[int(np.argmax(tpr + tnr))])
+    i = int(np.argmax(tpr + tnr))
+    if i == len(values):  # above every value: predict nothing positive
+        return float(values[-1])
+    upper = float(values[i])
+    return upper - 1.0 if i == 0 else 0.5 * (float(candidates[i]) + upper)
 
 
 def _tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, fpr: float) -> float:
