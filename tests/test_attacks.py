@@ -196,6 +196,6 @@ def test_noise_scale_and_the_above_noise_rule():
 
 
 def test_public_api_evaluate_accepts_options(digits_task, trained_mlp):
-    res = ul.evaluate(trained_mlp, digits_task, options=EvalOptions(mias=("mia_lr_entropy_member_rate",)),
+    res = ul.evaluate(trained_mlp, digits_task, options=ul.EvalOptions(mias=("mia_lr_entropy_member_rate",)),
                       primary_mia="mia_lr_entropy_member_rate")
     assert "mia_efficacy_svc_conf" not in res.metrics and res["mia"] == res["mia_lr_entropy_member_rate"]

@@ -174,7 +174,7 @@ def test_protocol_selection_writes_the_values_in_the_committed_format(tmp_path: 
     assert doc["selected_on"] == "val" and doc["selection"]["ft"]["trials"] == 2
     (values,) = doc["protocols"].values()
     assert set(doc["protocols"]) == {"digits-random10"} and set(values["ft"]) == {"lr"}
-    assert "--protocol digits-random10 --all-methods" in doc["command"]
+    assert doc["commands"] == ["unlearnlab tune --protocol digits-random10 --method ft --trials 2 --seeds 1"]
     assert sorted(cache_dir.glob("original-*.pt"))  # the protocol's per-seed original, in the shared cache
     assert template_name("fmnist-class3") == "fmnist-class<c>" and template_name("fmnist-random10") == "fmnist-random10"
     from unlearnlab.protocols import get_protocol
@@ -190,4 +190,4 @@ def test_protocol_values_are_the_budgets_joined_by_the_selected_values(monkeypat
 
     monkeypatch.setattr(protocols_fmnist, "tuned_hparams", lambda name: {"ft": {"lr": 0.5, "epochs": 3}})
     values = protocols_fmnist.protocol_hparams("fmnist-random10")
-    assert values["ft"] == {"epochs": 3, "lr": 0.5} and values["rl"] == {"epochs": 2} and "ga" not in values
+    assert values["ft"] == {"epochs": 3, "lr": 0.5} and values["rl"] == {"epochs": 2} and values["ga"] == {"epochs": 1}

@@ -163,12 +163,20 @@ _MIAS: dict[str, Draw] = {"mia_efficacy_svc_conf": _svc, "mia_lr_entropy_member_
                           "mia_loss_lr_cv": _loss_cv}
 
 
+def mia_draw(name: str, outs: dict[str, Outputs], draw: int = 0) -> tuple[float, dict[str, Any]]:
+    """MIA ``name`` in % on attack set ``draw`` (0: the reference's) from the :class:`Outputs` of ``forget``,
+    ``retain`` and ``test``, with the draw's details (shadow-set sizes and cut, subsampled side)."""
+    if name not in _MIAS:
+        raise UnlearnlabError(f"Unknown MIA {name!r}: use one of {', '.join(_MIAS)}.")
+    return _MIAS[name](outs, draw)
+
+
 def _mias(outs: dict[str, Outputs], options: EvalOptions, values: dict[str, float], definitions: dict[str, str],
           details: dict[str, Any]) -> None:
     """Every MIA of ``options``: the reference draw under its name, plus the attack spread over K draws."""
     k = options.attack_draws
     for name in options.mias:
-        value, info = _MIAS[name](outs, 0)
+        value, info = mia_draw(name, outs)
         values[name] = value
         definitions[name] = METRIC_DEFINITIONS[name]
         if info:
@@ -177,7 +185,7 @@ def _mias(outs: dict[str, Outputs], options: EvalOptions, values: dict[str, floa
             definitions[name] += (f" [this row: shadow {info['cut']} cut to {min(info['members'], info['nonmembers'])}"
                                   " by a seeded draw to balance the two sets]")
         if k and name in options.resample:
-            draws = [_MIAS[name](outs, d)[0] for d in range(1, k + 1)]
+            draws = [mia_draw(name, outs, d)[0] for d in range(1, k + 1)]
             values[f"{name}_attack_mean"] = float(np.mean(draws))
             values[f"{name}_attack_std"] = float(np.std(draws, ddof=1)) if k > 1 else float("nan")
             definitions[f"{name}_attack_std"] = (f"std (ddof 1) of {name} over K = {k} resampled attack sets "

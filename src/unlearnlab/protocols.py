@@ -159,8 +159,9 @@ def _digits(forget: str, name: str) -> Protocol:
         name=name, version=2, paper="unlearnlab embedded default",
         description=(f"Embedded digits protocol: scikit-learn digits, {what}, mlp, small recipe (60 ep), every "
                      "default method, MIA-Efficacy (3.1) with its spread over 20 attack draws (plus the entropy "
-                     f"and loss attacks), the noise-floor row{ulira}, seeds 1-5, one original model per seed. v1 was the 3-seed plain `unlearnlab "
-                     "run` (still its defaults). --quick: 30 epochs, seed 1, retrain/ft/rl/salun."),
+                     f"and loss attacks), the noise-floor row{ulira}, seeds 1-5, one original model per seed. v1 "
+                     "was the 3-seed plain `unlearnlab run` (still its defaults). --quick: 30 epochs, seed 1, "
+                     "retrain/ft/rl/salun."),
         dataset="digits", model="mlp", forget=forget, recipe=None, methods=DEFAULT_METHODS, profile="default",
         primary_mia=SALUN_MIA, seeds=(1, 2, 3, 4, 5), family_param="c" if "<c>" in name else None,
         original_per_seed=True, ulira_shadows=DIGITS_SHADOWS if random else None, mias=DEFAULT_MIAS,

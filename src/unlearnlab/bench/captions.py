@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from unlearnlab.bench.plan import NOISE_FLOOR, REFERENCE
+from unlearnlab.bench.plan import NOISE_FLOOR
 from unlearnlab.data.forget import ForgetSpec
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.protocols import protocol_of_label

@@ -144,8 +144,8 @@ def plan(config: RunConfig) -> Plan:
     floor = (NOISE_FLOOR,) if config.noise_floor else ()
     methods = tuple(dict.fromkeys((REFERENCE, *floor, *canonical.values())))
     if config.primary_mia not in config.mias:
-        raise UnlearnlabError(f"primary_mia {config.primary_mia!r} is not among the MIAs computed ({', '.join(config.mias)}"
-                              "): add it to mias.")
+        raise UnlearnlabError(f"primary_mia {config.primary_mia!r} is not among the MIAs computed "
+                              f"({', '.join(config.mias)}): add it to mias.")
     if config.ulira_shadows and ForgetSpec.parse(config.forget).kind != "random":
         raise UnlearnlabError(f"U-LiRA (ulira_shadows) attacks a random forget set; {config.forget!r} is not one. "
                               "Drop ulira_shadows for class-wise or index forgetting (docs/metrics.md, 'U-LiRA').")

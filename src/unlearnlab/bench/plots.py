@@ -29,6 +29,7 @@ import matplotlib
 import matplotlib.ticker
 from matplotlib.figure import Figure
 
+from unlearnlab.bench.captions import method_labels, plot_title
 from unlearnlab.bench.experiment_plots import (
     certified_budget_plot,
     certified_budget_points,
@@ -37,7 +38,6 @@ from unlearnlab.bench.experiment_plots import (
     poisoning_fit_plot,
     poisoning_fits,
 )
-from unlearnlab.bench.captions import method_labels, plot_title
 from unlearnlab.bench.figures import digest, save_figure, slug
 from unlearnlab.bench.report import REFERENCE, group_rows, summarize
 from unlearnlab.bench.store import ResultStore
@@ -191,7 +191,8 @@ def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, y: str = 
     """Trade-off figure of one protocol's rows: ``y`` (UA gap, lower better) vs ``x`` (TA, higher better).
 
     Pareto front over the unlearning methods (Retrain, the black reference star, and the noise floor, a grey star,
-    are not part of it) as a dashed step line; methods on it are filled markers, dominated ones hollow. Error bars are the seed stds; the
+    are not part of it) as a dashed step line; methods on it are filled markers, dominated ones hollow. Error bars
+    are the seed stds; the
     bar of an absolute gap (``ua_gap``) stops at 0. Methods at the same point get nested markers (different shapes,
     decreasing sizes). ``y`` may also be a metric where higher is better only if it is ``forget_quality``;
     otherwise lower is treated as better. Returns paths.

@@ -4,7 +4,8 @@
 protocol (retrain excluded) with the protocol's dataset, model, forget set, recipe, profile, primary MIA and
 per-seed originals, each trial scored on D_val against Retrain of the same seed (docs/tuning.md). The protocol's
 budget keys (e.g. ``epochs``) stay fixed; what a method's space searches (its learning rate and own keys) is
-chosen. Each method's study lives in ``OUT/<method>/``, so a call resumes (more trials) where the last stopped.
+chosen. Each method's study lives in ``OUT/<method>/``, so a call resumes (more trials) where the last stopped;
+a call for some of the methods keeps the other methods' values already in the output.
 The values end in ``OUT/protocol-hparams.yaml``, in the format of ``protocol_data/fmnist_tuned.yaml``: copy its
 ``protocols`` entry there to make them the protocol's committed defaults (docs/protocols.md).
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from unlearnlab.bench.tune import default_space, tune
+from unlearnlab.bench.tune import NoFiniteTrial, default_space, tune
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.protocols import get_protocol
 from unlearnlab.utils import atomic_write_text
@@ -49,30 +50,47 @@ def tune_protocol(name: str, trials: int, seeds: Sequence[int], out: str | Path,
         raise UnlearnlabError(f"{unknown} are not methods of protocol {name!r} ({', '.join(spec.methods)}).")
     out = Path(out)
     say = log or (lambda text: None)
-    chosen: dict[str, dict[str, Any]] = {}
-    summary: dict[str, Any] = {}
+    key = template_name(name)
+    previous = _previous(out / OUTPUT, key)  # a call for some methods keeps the values of the others
+    chosen: dict[str, dict[str, Any]] = dict(previous.get("protocols", {}).get(key) or {})
+    summary: dict[str, Any] = dict(previous.get("selection") or {})
     for method in chosen_methods:
         space = default_space(method)
         fixed = {k: v for k, v in spec.hparams.get(method, {}).items() if k not in space}
         say(f"[bold]{method}[/bold]: searching {', '.join(space)} (fixed: {fixed or 'preset defaults'})")
-        result = tune(spec.dataset, spec.model, str(spec.forget), method, tuple(seeds), trials,
-                      out=out / method, space=space, hparams=fixed, select_on="val", profile=spec.profile,
-                      primary_mia=spec.primary_mia, recipe=spec.recipe.to_dict() if spec.recipe else None,
-                      original_per_seed=spec.original_per_seed, root=root, device=device, cache_dir=cache_dir,
-                      plots=True, log=say)
+        try:
+            result = tune(spec.dataset, spec.model, str(spec.forget), method, tuple(seeds), trials,
+                          out=out / method, space=space, hparams=fixed, select_on="val", profile=spec.profile,
+                          primary_mia=spec.primary_mia, recipe=spec.recipe.to_dict() if spec.recipe else None,
+                          original_per_seed=spec.original_per_seed, root=root, device=device, cache_dir=cache_dir,
+                          plots=True, log=say)
+        except NoFiniteTrial as err:  # every trial diverged: keep the preset's values, say so, go on
+            say(f"[yellow]{method}: {err}[/yellow]")
+            summary[method] = {"avg_gap_val": None, "note": "every trial diverged: the preset's values stay"}
+            chosen.pop(method, None)
+            continue
         chosen[method] = {k: _plain(v) for k, v in result.best_params.items()}
         summary[method] = {"avg_gap_val": round(result.best_value, 4), "trials": len(result.trials)}
+    which = "--all-methods" if methods is None else f"--method {','.join(chosen_methods)}"
+    command = f"unlearnlab tune --protocol {name} {which} --trials {trials} --seeds {','.join(map(str, seeds))}"
     document = {
         "selected_on": "val",
-        "command": (f"unlearnlab tune --protocol {name} --all-methods --trials {trials} --seeds "
-                    f"{','.join(map(str, seeds))}"),
+        "commands": [*previous.get("commands", []), command],
         "unlearnlab": __version__,
         "date": datetime.date.today().isoformat(),
         "selection": summary,
-        "protocols": {template_name(name): chosen},
+        "protocols": {key: chosen},
     }
     atomic_write_text(out / OUTPUT, yaml.safe_dump(document, sort_keys=False))
     return document
+
+
+def _previous(path: Path, key: str) -> dict[str, Any]:
+    """The earlier output in ``path`` when it holds values of protocol ``key``, else nothing."""
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return data if isinstance(data, dict) and key in (data.get("protocols") or {}) else {}
 
 
 def _plain(value: Any) -> Any:

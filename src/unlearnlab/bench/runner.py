@@ -32,7 +32,6 @@ from rich.markup import escape
 from unlearnlab.bench.cache import ModelCache, save_checkpoint
 from unlearnlab.bench.cells import Outcome, Row, Scores, attempt, finish, start
 from unlearnlab.bench.classification import RETRAIN_META_KEYS, ClassificationCell, clear_task_cache
-from unlearnlab.bench.ulira import reference_for, shadow_gaussians, shadow_identity
 from unlearnlab.bench.config import RunConfig
 from unlearnlab.bench.executors import make_executor, resolve
 from unlearnlab.bench.experiment import draw_plots
@@ -51,6 +50,7 @@ from unlearnlab.bench.trained import (
     retrain_identity,
     retrained_model,
 )
+from unlearnlab.bench.ulira import reference_for, shadow_gaussians, shadow_identity
 from unlearnlab.data.datasets import load_dataset
 from unlearnlab.data.forget import ForgetSpec, ForgetTask, make_task, plan_split
 from unlearnlab.evaluation import EvalOptions, Evaluation, evaluate

@@ -96,7 +96,7 @@ def attacks_table(rows: Sequence[dict[str, Any]], ddof: int = 1) -> str:
     what = ("every MIA computed" + (f" and U-LiRA (K = {ulira['n_shadows']} shadow models; {ulira['n_positive']} "
                                     "forget examples, each scored on the evaluated and on the retrained model; FPR "
                                     f"resolution {ulira['fpr_resolution']:.2g} %)" if ulira else ""))
-    notes = [*legend(rows, summaries, ddof)[:2],
+    notes = [*(n for n in legend(rows, summaries, ddof) if not n.startswith(("Avg.Gap", "RTE"))),
              "Ideal values: each MIA = Retrain's; U-LiRA balanced accuracy 50 % and TPR = FPR (docs/metrics.md)."]
     return to_markdown(summaries, f"Attacks · {rows[0]['protocol']} · {what}", notes)
 

@@ -4,8 +4,9 @@ One original per data split (trained on D with seed 1), or one per grid seed s w
 ``original_per_seed`` (trained with seed s, so the original's own variance enters the seed spread), and one
 retrained model per seed (fresh init with that seed, trained on D_r), each keyed by (kind, dataset, model,
 recipe, data or split hash, seed) in the content-addressed :class:`~unlearnlab.bench.cache.ModelCache`. The
-noise-floor model of seed s is a second retrain with seed ``NOISE_FLOOR_OFFSET`` + s (:mod:`unlearnlab.bench.plan`). The grid runner, tuning
-and the forget-quality score all take their models from here, so they share cache entries.
+noise-floor model of seed s is a second retrain with seed ``NOISE_FLOOR_OFFSET`` + s (:mod:`unlearnlab.bench.plan`).
+The grid runner, tuning and the forget-quality score all take their models from here, so they share cache
+entries.
 
 Training is timed as unlearning is (docs/metrics.md, "RTE"): W warm-up steps on a discarded copy first; the
 checkpoint records the warm-up, the device and the precision, so a run-time ratio compares like with like.

@@ -49,6 +49,11 @@ from unlearnlab.utils import atomic_write_text
 from unlearnlab.version import __version__
 
 SELECT_ON = ("val", "test")
+
+
+class NoFiniteTrial(UnlearnlabError):
+    """Every trial of a study diverged or failed: there is no value to select."""
+
 #: metric means recorded per trial (on the selection split), besides the objective
 TRIAL_METRICS = ("ua", "ra", "ta", "mia")
 
@@ -329,8 +334,8 @@ def tune(
     trials = trial_records(study)
     complete = [t for t in trials if t["state"] == "COMPLETE" and math.isfinite(t["value"])]
     if not complete:
-        raise UnlearnlabError(f"No trial of study {study_name!r} finished with a finite Avg.Gap "
-                              f"({len(trials)} trials); widen or move the search space.")
+        raise NoFiniteTrial(f"No trial of study {study_name!r} finished with a finite Avg.Gap "
+                            f"({len(trials)} trials); widen or move the search space.")
     best = min(complete, key=lambda t: (t["value"], t["number"]))
     result = TuneResult(best_params=dict(best["params"]), best_value=best["value"], trials=trials, method=name,
                         hparams={**fixed, **best["params"]}, select_on=select_on, compat=compat,

@@ -1,4 +1,4 @@
-"""Membership-inference metrics, each a named definition (evaluation spec §3.1–3.3).
+"""Membership-inference metrics, each a named definition (docs/metrics.md, "Membership-inference metrics").
 
 The three attacks differ in shadow data, feature, classifier and direction, so their numbers are never
 comparable with each other:
@@ -157,7 +157,10 @@ def balanced_positions(n_a: int, n_b: int, draw: int) -> tuple[np.ndarray, np.nd
     draw without replacement (``numpy_rng(draw, "svc-balance")``, ascending order). The third value names the cut
     side (``"a"`` or ``"b"``), or is ``None`` when both sides have the same length."""
     n = min(n_a, n_b)
-    keep = (lambda m: np.sort(numpy_rng(draw, "svc-balance").choice(m, n, replace=False)).astype(np.int64))
+
+    def keep(m: int) -> np.ndarray:
+        return np.sort(numpy_rng(draw, "svc-balance").choice(m, n, replace=False)).astype(np.int64)
+
     if n_a > n_b:
         return keep(n_a), np.arange(n_b, dtype=np.int64), "a"
     if n_b > n_a:
@@ -190,7 +193,7 @@ def mia_efficacy_svc_conf(
     target_labels: ArrayLike,
     feature: str = "confidence",
 ) -> float:
-    """SalUn/ℓ1-sparse MIA-Efficacy in % (evaluation §3.1), higher = more of D_f looks unseen.
+    """SalUn/ℓ1-sparse MIA-Efficacy in % (docs/metrics.md), higher = more of D_f looks unseen.
 
     With φ the feature (default: confidence φ(x) = p_y(x)), an ``SVC(C=3, gamma="auto", kernel="rbf")`` is fit
     on {φ(shadow members) → 1, φ(non-members) → 0} and
@@ -245,7 +248,7 @@ def _entropy_column(probs: ArrayLike, what: str) -> np.ndarray:
 def mia_lr_entropy_member_rate(
     member_probs: ArrayLike, nonmember_probs: ArrayLike, target_probs: ArrayLike
 ) -> float:
-    """SFR-on/DualOptim MIA in % (evaluation §3.2): share of the target set an entropy attack calls member.
+    """SFR-on/DualOptim MIA in % (docs/metrics.md): share of the target set an entropy attack calls member.
 
     ``LogisticRegression(class_weight="balanced", solver="lbfgs")`` (otherwise default: C = 1,
     max_iter = 100) is fit on {H(p(members)) → 1, H(p(non-members)) → 0}, H(p) = −Σ_k p_k log p_k with
@@ -262,7 +265,7 @@ def mia_lr_entropy_member_rate(
 
 
 def mia_loss_lr_cv(forget_losses: ArrayLike, test_losses: ArrayLike, seed: int = 0) -> dict[str, float | str]:
-    """NeurIPS 2023 starting-kit "simple MIA" (evaluation §3.3) on per-sample CE losses.
+    """NeurIPS 2023 starting-kit "simple MIA" (docs/metrics.md) on per-sample CE losses.
 
     Balance: the longer side is shuffled with the generator ``numpy_rng(seed, "mia_loss_lr_cv")`` and cut to
     the length n of the shorter one (the kit cuts the forget side; when |D_f| < |D_test| the test side is cut,

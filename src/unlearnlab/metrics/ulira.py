@@ -158,7 +158,7 @@ def _best_threshold(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def _tpr_at_fpr(pos: np.ndarray, neg: np.ndarray, fpr: float) -> float:
     """The largest TPR (%) of a rule "positive iff value > τ" with at most ⌊fpr·n_neg⌋ negatives above τ."""
-    allowed = int(math.floor(fpr * len(neg) + 1e-9))
+    allowed = math.floor(fpr * len(neg) + 1e-9)
     if allowed >= len(neg):
         return 100.0
     tau = np.sort(neg)[::-1][allowed]
