@@ -204,6 +204,13 @@ def test_poisoning_end_to_end_and_resume(tmp_path):
     mn = [r for r in rows if r["method"] == "minnorm-og"]
     assert all(r["stats"]["jacobian_columns"] == 50 and r["stats"]["projections"] == 2 for r in mn)
     assert "| 3 |" in table and (ctx.out / "minnorm_poisoning.md").read_text() == table
+    # every row carries its trial's poisoned-model facts; 50 steps at width 8 do not interpolate (threshold 0.01)
+    for r in rows:
+        m = r["metrics"]
+        assert m["original_steps"] == 50 and m["original_train_mse"] > s.interpolation_mse
+        assert m["original_interpolates"] is False
+    trial_lines = [line for line in table.splitlines() if line.startswith(("| 1 | 50 |", "| 2 | 50 |"))]
+    assert len(trial_lines) == 2 and all("| **no** |" in line for line in trial_lines)
     # every row stores its fit on the coarse grid; the first row run per trial the training points
     for r in rows:
         fit = r["stats"]["fit"]
@@ -267,16 +274,73 @@ def test_poisoning_optimizer_matches_plain_adamw():
         assert torch.allclose(pa, pb, atol=1e-5, rtol=1e-4)
 
 
+def test_poisoning_stops_at_the_first_check_that_interpolates():
+    data = sine_poisoning(2)
+    s = S.SineSetting("tiny-sine", width=16, poison_steps=400, epochs=(1,), grids={})
+    checks: list[tuple[int, float]] = []
+    model = S._sine_model(s, 2, torch.device("cpu"))
+    full = S.train_poisoned(model, data, 400, check_every=40, on_check=lambda k, e: checks.append((k, e["train_mse"])))
+    assert full["steps"] == 400 and [k for k, _ in checks] == list(range(40, 401, 40))
+    assert full["train_mse"] == pytest.approx(checks[-1][1])
+    # a threshold between the 4th and the 5th check's MSE (the MSE falls over these checks) stops at step 200
+    assert checks[4][1] < checks[3][1]
+    stop = (checks[3][1] + checks[4][1]) / 2
+    again = S._sine_model(s, 2, torch.device("cpu"))
+    out = S.train_poisoned(again, data, 400, stop_mse=stop, check_every=40)
+    assert out["steps"] == 200 and out["train_mse"] == pytest.approx(checks[4][1]) and out["train_mse"] <= stop
+    # checks do not perturb training: the stopped model equals 200 uninterrupted steps
+    plain = S._sine_model(s, 2, torch.device("cpu"))
+    S.train_poisoned(plain, data, 200, check_every=200)
+    assert all(torch.equal(a, b) for a, b in zip(again.parameters(), plain.parameters()))
+
+
+def test_poisoned_model_flag_follows_the_threshold_and_stop_is_part_of_the_cache_identity(tmp_path):
+    ctx = _ctx(tmp_path, seeds=(1,))
+    data = sine_poisoning(1)
+    loose = S.SineSetting("tiny-sine", width=8, poison_steps=60, epochs=(1,), grids={}, interpolation_mse=10.0,
+                          stop_at_interpolation=True, check_every=20)
+    _, facts = S.poisoned_model(ctx, loose, data)
+    assert facts["steps"] == 20 and facts["interpolates"] is True  # any model's MSE is below 10
+    strict = S.SineSetting("tiny-sine", width=8, poison_steps=60, epochs=(1,), grids={}, interpolation_mse=1e-6,
+                           stop_at_interpolation=True, check_every=20)
+    _, facts = S.poisoned_model(ctx, strict, data)
+    assert facts["steps"] == 60 and facts["interpolates"] is False  # a new identity: trained, not read from cache
+    assert loose.task_key(1) != strict.task_key(1) != S.SineSetting.full().task_key(1)
+
+
 def test_quick_scales_are_the_documented_ones():
     s = S.SineSetting.quick()
-    assert (s.width, s.poison_steps, s.epochs, s.n_pert) == (64, 20_000, (10, 100), 50)
-    runs = sum(len(C.grid_configs(s.grids[t][m])) for t in s.epochs for m in s.methods)
-    assert runs == 116 and set(s.methods) == set(C.SINE_METHODS)
+    assert (s.width, s.poison_steps, s.epochs, s.n_pert) == (64, 100_000, (10, 100), 50)
+    assert s.stop_mse == s.interpolation_mse == S.INTERPOLATION_MSE == 0.01 and s.check_every == 500
     full = S.SineSetting.full()
-    assert (full.width, full.poison_steps, full.epochs) == (300, 100_000, (10, 100, 1000))
+    assert (full.width, full.poison_steps, full.epochs, full.stop_mse) == (300, 100_000, (10, 100, 1000), None)
+    runs = {t: sum(len(C.grid_configs(s.grids[t][m])) for m in s.methods) for t in s.epochs}
+    assert runs == {10: 228, 100: 138} and set(s.methods) == set(C.SINE_METHODS)
     e, c = IS.erase_setting(True), IS.collapse_setting(True)
     assert e.settings == ((0.05, 5),) and c.settings == ((0.05, 10), (0.2, 10))
     assert e.methods == c.methods == C.IMAGE_METHODS
-    per_setting = sum(len(C.grid_configs(e.grids(0.05, 5)[m])) for m in e.methods)
-    assert per_setting == 36
-    assert sum(len(C.grid_configs(c.grids(p, t)[m])) for p, t in c.settings for m in c.methods) == 72
+    assert sum(len(C.grid_configs(e.grids(0.05, 5)[m])) for m in e.methods) == 84
+    assert sum(len(C.grid_configs(c.grids(p, t)[m])) for p, t in c.settings for m in c.methods) == 168
+
+
+def _subset_of_full(quick: C.Grid, full: C.Grid) -> None:
+    assert quick.keys() == full.keys()
+    for method, keys in quick.items():
+        assert keys.keys() == full[method].keys(), method  # no active hyperparameter dropped
+        for key, values in keys.items():
+            assert set(values) <= set(full[method][key]), (method, key, values)
+
+
+def test_quick_grids_search_only_and_these_of_the_papers_values():
+    quick, full = S.SineSetting.quick(), S.SineSetting.full()
+    for t in quick.epochs:  # the paper's grids of these T, whole
+        assert quick.grids[t] == full.grids[t]
+    for q, f in ((IS.erase_setting(True), IS.erase_setting(False)), (IS.collapse_setting(True),
+                                                                      IS.collapse_setting(False))):
+        for p_retain, t in q.settings:
+            g, paper = q.grids(p_retain, t), f.grids(p_retain, t)
+            _subset_of_full(g, paper)
+            for method in ("minnorm-og", "mnog/ridge"):  # every γ_reg of the paper
+                assert set(g[method]["reg_coef_decay"]) == set(paper[method]["reg_coef_decay"]) == {0.2, 0.4, 0.8}
+            for method in ("minnorm-og", "mnog/scrub"):  # every T_GD of the paper at this T
+                assert g[method]["num_gd_epochs"] == paper[method]["num_gd_epochs"]

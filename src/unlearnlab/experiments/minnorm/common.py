@@ -100,18 +100,22 @@ def complete_rows(ctx: ExperimentContext, task_key: str) -> dict[str, dict[str, 
 
 
 def trial_values(ctx: ExperimentContext, task_key: str, method: str, metric: str,
+                 configs: Sequence[Mapping[str, Any]] | None = None,
                  missing: float = math.nan) -> tuple[dict[str, dict[int, float]], dict[str, dict]]:
     """``method``'s values of ``metric`` in the context's trials: per configuration hash, trial seed → value (a
-    row without the metric counts as ``missing``); and the configurations by hash."""
+    row without the metric counts as ``missing``); and the configurations by hash. With ``configs`` only rows of
+    those configurations count (the present grid: rows of an older grid in the same store are left out)."""
+    allowed = None if configs is None else {config_hash(c) for c in configs}
     per: dict[str, dict[int, float]] = {}
-    configs: dict[str, dict] = {}
+    found: dict[str, dict] = {}
     for r in complete_rows(ctx, task_key).values():
-        if r["method"] != method or r["seed"] not in ctx.seeds:
+        if r["method"] != method or r["seed"] not in ctx.seeds or (allowed is not None
+                                                                     and r["config_hash"] not in allowed):
             continue
         v = r["metrics"].get(metric)
         per.setdefault(r["config_hash"], {})[r["seed"]] = missing if v is None else float(v)
-        configs[r["config_hash"]] = r["config"]
-    return per, configs
+        found[r["config_hash"]] = r["config"]
+    return per, found
 
 
 def write_table(ctx: ExperimentContext, name: str, text: str) -> str:

@@ -21,10 +21,10 @@ IMAGE_KEYS = ("lr", "reg_coef", "reg_coef_decay", "forget_weight", "noise_std", 
 def image_grid(lrs: Sequence[float], reg_minnorm: Sequence[float], reg_ridge: Sequence[float],
                reg_l1: Sequence[float], reg_npo: Sequence[float], reg_scrub: Sequence[float],
                decays: Sequence[float], ga: Sequence[float], sigmas: Sequence[float],
-               t_gd: Sequence[int], decays_minnorm: Sequence[float] | None = None) -> Grid:
+               t_gd: Sequence[int]) -> Grid:
     """The active hyperparameters of every image method (T_Proj 1): η for all; NGP, SCRUB, SalUn + λ_GA
     (``forget_weight``); NGD + σ; Ridge + λ_reg, γ_reg; ℓ1, NPO + λ_reg; SCRUB + λ_reg, T_GD; MinNorm-OG + λ_reg,
-    γ_reg (``decays_minnorm``, default ``decays``), T_GD."""
+    γ_reg, T_GD."""
     return {
         "mnog/retrain": {"lr": lrs}, "mnog/gd": {"lr": lrs}, "mnog/ga": {"lr": lrs},
         "mnog/ngp": {"lr": lrs, "forget_weight": ga}, "mnog/ngd": {"lr": lrs, "noise_std": sigmas},
@@ -32,9 +32,8 @@ def image_grid(lrs: Sequence[float], reg_minnorm: Sequence[float], reg_ridge: Se
         "mnog/l1-sparse": {"lr": lrs, "reg_coef": reg_l1}, "mnog/npo": {"lr": lrs, "reg_coef": reg_npo},
         "mnog/scrub": {"lr": lrs, "forget_weight": ga, "reg_coef": reg_scrub, "num_gd_epochs": t_gd},
         "mnog/salun": {"lr": lrs, "forget_weight": ga},
-        "minnorm-og": {"lr": lrs, "reg_coef": reg_minnorm,
-                       "reg_coef_decay": decays if decays_minnorm is None else decays_minnorm,
-                       "num_gd_epochs": t_gd, "proj_pd": (1,)},
+        "minnorm-og": {"lr": lrs, "reg_coef": reg_minnorm, "reg_coef_decay": decays, "num_gd_epochs": t_gd,
+                       "proj_pd": (1,)},
     }
 
 
@@ -97,15 +96,20 @@ def _collapse_full_grid(p_retain: float, t: int) -> Grid:
 
 
 def _erase_quick_grid(p_retain: float, t: int) -> Grid:
-    return image_grid(lrs=(1e-3, 1e-4), reg_minnorm=(0.05, 0.1), reg_ridge=(0.01, 0.1), reg_l1=(1e-3, 1e-2),
-                      reg_npo=(0.1,), reg_scrub=(0.1,), decays=(0.8,), ga=(0.01, 0.1), sigmas=(0.1, 1.0),
-                      t_gd=(0,))
+    """Subset of :func:`_erase_full_grid` at the same (p_retain, T): the two largest η, two values of each method's
+    strength (λ_reg, λ_GA, σ), every γ_reg and T_GD of the paper (docs/minnorm_experiments.md, "Grids")."""
+    t_gd = tuple(v for v in (0, 1, 2) if v <= t - 1)
+    return image_grid(lrs=(1e-3, 1e-4), reg_minnorm=(5e-2, 1e-1), reg_ridge=(1e-2, 1e-1), reg_l1=(1e-3, 1e-2),
+                      reg_npo=(1e-1,), reg_scrub=(1e-1,), decays=(0.2, 0.4, 0.8), ga=(1e-2, 1e-1), sigmas=(0.1, 1.0),
+                      t_gd=t_gd)
 
 
 def _collapse_quick_grid(p_retain: float, t: int) -> Grid:
-    return image_grid(lrs=(5e-3, 1e-3), reg_minnorm=(0.5, 0.9), reg_ridge=(0.01, 0.1), reg_l1=(1e-3, 1e-2),
-                      reg_npo=(0.1,), reg_scrub=(0.1,), decays=(0.8,), ga=(0.01, 0.1), sigmas=(0.1, 1.0),
-                      t_gd=(1,))
+    """Subset of :func:`_collapse_full_grid` at the same (p_retain, T), by the rule of :func:`_erase_quick_grid`."""
+    t_gd = _collapse_full_grid(p_retain, t)["minnorm-og"]["num_gd_epochs"]
+    return image_grid(lrs=(5e-3, 1e-3), reg_minnorm=(0.5, 0.9), reg_ridge=(0.01, 0.1), reg_l1=(0.01, 0.1),
+                      reg_npo=(0.1,), reg_scrub=(0.1,), decays=(0.2, 0.4, 0.8), ga=(1e-2, 1e-1), sigmas=(0.1, 1.0),
+                      t_gd=t_gd)
 
 
 def erase_setting(quick: bool) -> ImageSetting:

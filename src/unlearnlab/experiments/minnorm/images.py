@@ -199,20 +199,24 @@ def _image_metrics(s: ImageSetting, model: nn.Module, data: ColouredData) -> tup
                            "predicted as that colour's index"}
 
 
+def image_configs(s: ImageSetting, p_retain: float, t: int) -> dict[str, list[dict[str, Any]]]:
+    """Per method, the row configurations of one (p_retain, T): each grid point with T, B and p_retain (and
+    MinNorm-OG's n_pert); SCRUB points with T_GD > T are left out."""
+    grid = s.grids(p_retain, t)
+    out = {}
+    for method in s.methods:
+        extra = {"grad_sample_size": s.n_pert} if method == "minnorm-og" else {}
+        out[method] = [{**cfg, "epochs": t, "batch_size": s.batch_size, "p_retain": p_retain, **extra}
+                       for cfg in grid_configs(grid[method])
+                       if not (method == "mnog/scrub" and cfg.get("num_gd_epochs", 0) > t)]
+    return out
+
+
 def _image_experiment(ctx: ExperimentContext, s: ImageSetting) -> None:
     seeds = tuple(ctx.seeds)
-    cells: dict[int, list[Cell]] = {seed: [] for seed in seeds}
-    for p_retain, t in s.settings:
-        grid = s.grids(p_retain, t)
-        for method in s.methods:
-            for cfg in grid_configs(grid[method]):
-                config = {**cfg, "epochs": t, "batch_size": s.batch_size, "p_retain": p_retain}
-                if method == "minnorm-og":
-                    config["grad_sample_size"] = s.n_pert
-                if method == "mnog/scrub" and config.get("num_gd_epochs", 0) > t:
-                    continue
-                for seed in seeds:
-                    cells[seed].append(Cell(s.task_key(p_retain, t), method, config, seed))
+    cells = {seed: [Cell(s.task_key(p_retain, t), method, config, seed) for p_retain, t in s.settings
+                    for method, configs in image_configs(s, p_retain, t).items() for config in configs]
+             for seed in seeds}
     refs = {seed: [Cell(s.reference_key, name, {}, seed) for name in ("original", "ground-truth")] for seed in seeds}
     total = sum(len(cells[sd]) + 2 for sd in seeds)
     count = 0
@@ -265,9 +269,9 @@ def label_erasure(ctx: ExperimentContext, setting: ImageSetting | None = None) -
 
 
 def erasure_table(ctx: ExperimentContext, s: ImageSetting) -> str:
-    def point(task_key, method):
-        q, cfg = trial_values(ctx, task_key, method, "retain_quality")
-        e, _ = trial_values(ctx, task_key, method, "forget_error_all")
+    def point(task_key, method, configs=None):
+        q, cfg = trial_values(ctx, task_key, method, "retain_quality", configs)
+        e, _ = trial_values(ctx, task_key, method, "forget_error_all", configs)
         return {k: (mean_se(list(q[k].values())), mean_se(list(e[k].values())), len(q[k])) for k in q if k in e}, cfg
 
     refs, _ = point(s.reference_key, "original")
@@ -283,12 +287,12 @@ def erasure_table(ctx: ExperimentContext, s: ImageSetting) -> str:
                   f"{gt[1][0]:.4f} ± {gt[1][1]:.4f})", ""]
     gt_pt = (gt[0][0], gt[1][0]) if gt is not None else (1.0, 0.0)
     for p_retain, t in s.settings:
-        key = s.task_key(p_retain, t)
+        key, grid = s.task_key(p_retain, t), image_configs(s, p_retain, t)
         lines += [f"## p_retain {p_retain:g}, T = {t}", "",
                   "| Method | front size | closest-to-GT point (retain quality, forget error) | gt_distance | "
                   "configuration |", "|---|---|---|---|---|"]
         for m in s.methods:
-            pts, cfgs = point(key, m)
+            pts, cfgs = point(key, m, grid[m])
             if not pts:
                 lines.append(f"| {LABELS[m]} | — | — | — | — |")
                 continue
@@ -349,10 +353,10 @@ def collapse_table(ctx: ExperimentContext, s: ImageSetting) -> str:
               "|---|---|" + "---|" * len(s.methods)]
     chosen = []
     for p_retain, t in s.settings:
-        key = s.task_key(p_retain, t)
+        key, grid = s.task_key(p_retain, t), image_configs(s, p_retain, t)
         cells, scores = [], {}
         for m in s.methods:
-            per, cfgs = trial_values(ctx, key, m, "colour_accuracy")
+            per, cfgs = trial_values(ctx, key, m, "colour_accuracy", grid[m])
             per = {k: [x if math.isfinite(x) else 0.0 for x in v.values()] for k, v in per.items()}
             best = select_config(per, lower_is_better=False)
             if best is None:
