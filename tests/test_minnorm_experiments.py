@@ -252,6 +252,11 @@ def test_image_experiments_end_to_end_and_resume(tmp_path, kind):
     mn = next(r for r in rows if r["method"] == "minnorm-og")
     assert mn["stats"]["jacobian_columns"] > 0 and mn["config"]["grad_sample_size"] == 20
     assert "MinNorm-OG" in table
+    if kind == "collapse":  # a row of a configuration outside the present grid never enters the table
+        key = ctx.store.start(task_key=s.task_key(0.05, 1), protocol="test v1", method="minnorm-og", seed=1,
+                              config={**mn["config"], "lr": 0.5}, split_hash="x")
+        ctx.store.finish(key, "done", {"colour_accuracy": 1.0}, {}, {})
+        assert I.collapse_table(ctx, s) == table and "100.0" not in table
     ctx.store.close()
 
 

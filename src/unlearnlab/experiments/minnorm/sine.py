@@ -245,7 +245,8 @@ def poisoned_model(ctx: ExperimentContext, s: SineSetting, data: SineData) -> tu
     meta, cached = ctx.cache.get_or_train(identity, model, lambda m: train_poisoned(
         m, dev, s.poison_steps, s.poison_lr, s.poison_wd, s.stop_mse, s.check_every))
     model.eval()
-    facts = {k: meta[k] for k in ("train_mse", "retain_mse", "forget_mse", "max_residual", "steps")}
+    # (a model cached before retain_mse / max_residual were recorded lacks them)
+    facts = {k: meta.get(k) for k in ("train_mse", "retain_mse", "forget_mse", "max_residual", "steps")}
     facts["interpolates"] = facts["train_mse"] <= s.interpolation_mse
     ctx.log(f"poisoning seed {data.seed}: poisoned model {'cached' if cached else 'trained'} in "
             f"{time.perf_counter() - t0:.1f}s: {facts['steps']} steps, train MSE {facts['train_mse']:.2e} "
