@@ -178,9 +178,9 @@ def _digits(forget: str, name: str) -> Protocol:
 
 
 def _experiment(name: str, target: str, paper: str, description: str, seeds: tuple[int, ...],
-                quick_seeds: tuple[int, ...], aliases: tuple[str, ...] = ()) -> Protocol:
-    return Protocol(name=name, version=1, paper=paper, description=description, experiment=target, seeds=seeds,
-                    quick=QuickSize(seeds=quick_seeds), aliases=aliases,
+                quick_seeds: tuple[int, ...], aliases: tuple[str, ...] = (), version: int = 1) -> Protocol:
+    return Protocol(name=name, version=version, paper=paper, description=description, experiment=target,
+                    seeds=seeds, quick=QuickSize(seeds=quick_seeds), aliases=aliases,
                     quick_description="--quick: the scaled CPU version (see the experiment's docs page).")
 
 
@@ -249,15 +249,16 @@ def _register_defaults() -> None:
     register_protocol(_experiment(
         "minnorm-poisoning", "unlearnlab.experiments.minnorm:poisoning", _MNOG,
         "MinNorm-OG data poisoning (sine regression): median sup-norm error, trials 1-10; "
-        "--quick = S1 poisoning-small.", seeds=tuple(range(1, 11)), quick_seeds=(1, 2, 3), aliases=("mnog-sine",)))
+        "--quick = S1 poisoning-small.", seeds=tuple(range(1, 11)), quick_seeds=(1, 2, 3), aliases=("mnog-sine",),
+        version=2))
     register_protocol(_experiment(
         "minnorm-label-erasure", "unlearnlab.experiments.minnorm:label_erasure", _MNOG,
         "MinNorm-OG multi-class label erasure (CIFAR-10), seeds 1-5; --quick = S2 erase-digits.",
-        seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-erase-cifar10",)))
+        seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-erase-cifar10",), version=2))
     register_protocol(_experiment(
         "minnorm-collapse", "unlearnlab.experiments.minnorm:collapse", _MNOG,
         "MinNorm-OG representation collapse (CIFAR-10), seeds 1-5; --quick = S3 collapse-digits.",
-        seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-collapse-cifar10",)))
+        seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-collapse-cifar10",), version=2))
     # the short names
     for alias, target in {"salun-random": "salun-cifar10-random10", "salun-random1": "salun-cifar10-random1",
                           "salun-random5": "salun-cifar10-random5", "salun-random10": "salun-cifar10-random10",
