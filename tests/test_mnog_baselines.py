@@ -1,5 +1,6 @@
-"""MinNorm-OG's own baselines `mnog/npo`, `mnog/scrub`, `mnog/salun` (minnorm_og.md §5, §9.11), the issue's
-aliases, and the models `bn_cnn`, `sine_mlp` (README §2.13). Registry-wide checks live in tests/test_methods.py."""
+"""MinNorm-OG's own baselines `mnog/npo`, `mnog/scrub`, `mnog/salun`, their aliases, and the models `bn_cnn`,
+`sine_mlp` (docs/methods.md, "MinNorm-OG baselines: SCRUB, NPO and SalUn variants, aliases, `bn_cnn`, `sine_mlp`";
+docs/models.md, "Built-in architectures"). Registry-wide checks live in tests/test_methods.py."""
 
 from __future__ import annotations
 
