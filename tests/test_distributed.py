@@ -159,6 +159,7 @@ seeds: [1]
 recipe: {epochs: 2}
 hparams: {ft: {epochs: 1}, sfron: {iterations: 2}}
 threads: 1
+noise_floor: false
 """
 
 
