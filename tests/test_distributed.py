@@ -4,9 +4,7 @@ rank 0 touches the output folder and the model cache."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +14,7 @@ import dist_worker as worker
 import pytest
 import torch
 import torch.distributed as dist
+from dist_launch import environment, free_port, two_rank_job
 from typer.testing import CliRunner
 
 import unlearnlab as ul
@@ -26,29 +25,15 @@ from unlearnlab.distributed.batches import Shard, drawn_for, global_rows, shard_
 from unlearnlab.distributed.env import Launch
 from unlearnlab.distributed.serve import single_process_only
 from unlearnlab.families import get_family
+from unlearnlab.families.classification import Classification
 
 pytestmark = [pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                  reason="needs torch.distributed with the gloo backend"),
               pytest.mark.filterwarnings("ignore:.*forget accuracy did not move:UserWarning")]
 
-SRC = Path(ul.__file__).resolve().parents[1]
 LAUNCH = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
 #: every case the two ranks run in one torchrun job (see tests/dist_worker.py)
 TWO_RANK_CASES = [*worker.CASES, *worker.TRAIN_CASES, "fsdp/shards"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def environment(**extra: str) -> dict[str, str]:
-    """This interpreter's environment for a child: this checkout's package first, one thread, no launch variables."""
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCH}
-    env.update(PYTHONPATH=os.pathsep.join([str(SRC), str(Path(__file__).parent), env.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", **extra)
-    return env
 
 
 # ------------------------------------------------------------------------------------------- two ranks vs one
@@ -80,11 +65,7 @@ def two_ranks(tmp_path_factory: pytest.TempPathFactory, weights: Path, single: d
     out = tmp_path_factory.mktemp("ranks")
     for state in single["folder"].glob("resume.state*"):
         shutil.copy(state, out / state.name)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), str(Path(worker.__file__)), str(out), str(weights), *TWO_RANK_CASES]
-    done = subprocess.run(cmd, env=environment(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    return two_rank_job(worker.__file__, out, str(weights), *TWO_RANK_CASES)
 
 
 def assert_same_steps(case: str, two_ranks: list[dict], single: dict) -> None:
@@ -178,6 +159,7 @@ seeds: [1]
 recipe: {epochs: 2}
 hparams: {ft: {epochs: 1}, sfron: {iterations: 2}}
 threads: 1
+noise_floor: false
 """
 
 
@@ -281,11 +263,17 @@ def test_run_refuses_parallel_without_torchrun(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("family", ["generation", "language_model"])
-def test_a_family_whose_runs_cannot_be_shared_is_refused_under_torchrun(family, monkeypatch):
-    if family == "language_model":
-        pytest.importorskip("unlearnlab.language")  # registers the family (needs transformers)
+class LocalDraws(Classification):
+    """A family of one's own whose loss draws per-sample noise for the batch it is given, not the global batch:
+    it says so, and its runs are refused across ranks."""
+
+    name = "local_draws"
+    distributed = False
+
+
+def test_a_family_whose_runs_cannot_be_shared_is_refused_under_torchrun(monkeypatch):
     monkeypatch.setattr(api, "runtime", lambda parallel: ul.distributed.Runtime(0, 2, torch.device("cpu"), "ddp"))
-    with pytest.raises(ul.UnlearnlabError, match=f"The {family} family does not run across ranks yet"):
-        api._runtime(None, get_family(family))
-    assert api._runtime(None, get_family("classification")).world == 2
+    with pytest.raises(ul.UnlearnlabError, match="The local_draws family does not run across ranks"):
+        api._runtime(None, LocalDraws())
+    for family in ("classification", "generation"):
+        assert api._runtime(None, get_family(family)).world == 2

@@ -230,12 +230,14 @@ def unlearn(
 
 
 def train(model: nn.Module, data: Any, recipe: Recipe | None = None, *, seed: int = 1,
-          loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+          loss_fn: Callable[[nn.Module, Batch], torch.Tensor | tuple[torch.Tensor, int | torch.Tensor]] | None = None,
           progress: Callable[[int, int], None] | None = None, family: str | TaskFamily | None = None,
           checkpoint: str | Path | TrainCheckpoint | None = None, parallel: str | None = None) -> TrainStats:
     """Train ``model`` in place on ``data`` (a source, ``(x, y)`` tensors, a Dataset or a DataLoader, as
     :func:`unlearn` takes them) with ``recipe`` (default :meth:`Recipe.default`) and ``loss_fn(model, batch)``
-    (default: the family's loss, mean cross-entropy for classifiers). With ``checkpoint`` (a file path), the
+    (default: the family's loss, mean cross-entropy for classifiers, the answer-token mean for language models;
+    ``loss_fn`` may return ``(loss, number of terms it averages)``, which a distributed run needs for a mean over
+    anything but rows: :func:`unlearnlab.training.train`). With ``checkpoint`` (a file path), the
     training state is saved there after every epoch and a second call with the same arguments resumes where an
     interrupted one stopped (:func:`unlearnlab.training.train`); delete the file once you have saved the model.
     Under ``torchrun`` the ranks share the run as in :func:`unlearn` (``parallel``; with DDP the model moves to the
@@ -252,15 +254,16 @@ def train(model: nn.Module, data: Any, recipe: Recipe | None = None, *, seed: in
     if checkpoint is not None and not isinstance(checkpoint, TrainCheckpoint):
         checkpoint = TrainCheckpoint(Path(checkpoint))  # a file path
     return train_loop(model, source, recipe or Recipe.default(), seed=seed, progress=progress,
-                      loss_fn=loss_fn or fam.loss, checkpoint=checkpoint, dist=rt)
+                      loss_fn=loss_fn or fam.weighted_loss, checkpoint=checkpoint, dist=rt)
 
 
 def _runtime(parallel: str | None, fam: TaskFamily) -> Runtime | None:
     """This rank's runtime (None in a single process); refuses a family whose runs cannot be shared."""
     rt = runtime(parallel)
     if rt is not None and not fam.distributed:
-        raise UnlearnlabError(f"The {fam.name} family does not run across ranks yet (docs/scaling.md): pass "
-                              "parallel='none' to run on each rank alone, or start it without torchrun.")
+        raise UnlearnlabError(f"The {fam.name} family does not run across ranks (it sets distributed = False: "
+                              "docs/scaling.md): pass parallel='none' to run on each rank alone, or start it "
+                              "without torchrun.")
     return rt
 
 

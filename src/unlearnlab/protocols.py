@@ -122,7 +122,8 @@ def _salun_random(percent: int, dataset: str = "cifar10") -> Protocol:
     return Protocol(
         name=f"salun-{dataset}-random{percent}", version=1, paper=_SALUN_PAPER,
         description=(f"SalUn/OPTML random forgetting of {percent}% of the 45k {dataset.upper()} train split "
-                     f"(val_seed 1), ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (docs/metrics.md), seeds 1-5, "
+                     f"(val_seed 1), ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (docs/metrics.md), "
+                     "seeds 1-5, "
                      f"reference hyperparameters. {_QUICK_NOTE}"),
         dataset=dataset, forget=f"random:{fraction:g}",
         **_salun_settings("cifar100-random10" if dataset == "cifar100" else f"random{max(percent, 10)}"),
@@ -133,7 +134,8 @@ def _salun_class() -> Protocol:
     return Protocol(
         name="salun-cifar10-class<c>", version=1, paper=_SALUN_PAPER, family_param="c",
         description=("SalUn/OPTML class-wise forgetting: D_f = all 4,500 train images of class c, the test set "
-                     "drops class c; CIFAR-10 ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (docs/metrics.md), "
+                     "drops class c; CIFAR-10 ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy "
+                     "(docs/metrics.md), "
                      f"seeds 1-5. `classwise` = class 0. {_QUICK_NOTE.replace('mlp', 'mlp, class c')}"),
         dataset="cifar10", forget="class:<c>", **_salun_settings("class"),
     )
@@ -143,7 +145,8 @@ def _dualoptim() -> Protocol:
     return Protocol(
         name="dualoptim-cifar10-random10", version=1, paper="DualOptim (CityU-MLO)",
         description=("DualOptim protocol: the SalUn CIFAR-10 split and random 10% forgetting, ResNet-18, primary "
-                     "MIA = entropy logistic regression member rate (docs/metrics.md), seeds 1-5; shows Avg.Gap (matched) and "
+                     "MIA = entropy logistic regression member rate (docs/metrics.md), seeds 1-5; shows Avg.Gap "
+                     "(matched) and "
                      "a second table with avg_gap_means, gap_means_ua_ra_ta (DualOptim 'ToW') and "
                      "mean_metric_std (DualOptim 'Avg std'), std ddof = 1 (std_ddof=0 would reproduce "
                      f"parse_result.py). {_QUICK_NOTE}"),
@@ -166,7 +169,8 @@ def _digits(forget: str, name: str) -> Protocol:
     return Protocol(
         name=name, version=2, paper="unlearnlab embedded default",
         description=(f"Embedded digits protocol: scikit-learn digits, {what}, mlp, small recipe (60 ep), every "
-                     "default method, MIA-Efficacy (docs/metrics.md) with its spread over 20 attack draws (plus the entropy "
+                     "default method, MIA-Efficacy (docs/metrics.md) with its spread over 20 attack draws (plus the "
+                     "entropy "
                      f"and loss attacks), the noise-floor row{ulira}, seeds 1-5, one original model per seed. v1 "
                      "was the 3-seed plain `unlearnlab run` (still its defaults). --quick: 30 epochs, seed 1, "
                      "retrain/ft/rl/salun."),

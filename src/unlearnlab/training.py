@@ -397,7 +397,7 @@ def train(
     recipe: Recipe,
     seed: int = 1,
     progress: Callable[[int, int], None] | None = None,
-    loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor | tuple[torch.Tensor, int | torch.Tensor]] | None = None,
     checkpoint: TrainCheckpoint | None = None,
     dist: Runtime | None = None,
     streams: Mapping[str, torch.Generator] | None = None,
@@ -419,7 +419,10 @@ def train(
 
     With ``dist`` (a rank of a distributed run) each step is the single-device step on the global batch: the rank
     trains on its share through DDP or FSDP, and ``model`` ends with the run's weights on every rank
-    (docs/scaling.md). Rank 0 alone reads and writes ``checkpoint``; every rank resumes from its state (DDP only).
+    (docs/scaling.md). ``loss_fn`` may return ``(loss, w)`` with w the number of terms its mean averages (a
+    family's :meth:`~unlearnlab.families.base.TaskFamily.weighted_loss`: answer tokens for a language model); a
+    plain loss is taken as a mean over the batch's rows. Rank 0 alone reads and writes ``checkpoint``; every rank
+    resumes from its state (DDP only).
     """
     if len(data) == 0:
         raise UnlearnlabError("Cannot train on an empty dataset.")
@@ -471,8 +474,9 @@ def train(
                     batch = {**batch, "x": batch["x"].contiguous(memory_format=torch.channels_last)}
                 with precision.autocast():
                     loss = loss_fn(net, batch)
+                    loss, weight = loss if isinstance(loss, tuple) else (loss, None)
                     if dist is not None:
-                        loss = dist.global_mean(loss, batch)
+                        loss = dist.global_mean(loss, batch, weight)
                 opt.zero_grad(set_to_none=True)
                 precision.backward(loss)
                 precision.unscale(opt)  # the clip reads true gradients

@@ -4,7 +4,8 @@ Figures are built with :class:`matplotlib.figure.Figure` (rendered by the Agg/PD
 ``pyplot``: no global backend is switched, no window opens, and nothing leaks between calls.
 
 * :func:`sensitivity_plot`: a metric against one hyperparameter over every trial of a search, the selected
-  trial marked — the whole curve, not only the best point (the DualOptim paper reports the whole Avg.Gap-vs-η_f curve; docs/tuning.md).
+  trial marked — the whole curve, not only the best point (the DualOptim paper reports the whole Avg.Gap-vs-η_f
+  curve; docs/tuning.md).
 * :func:`tradeoff_plot`: the unlearning–utility trade-off of one protocol/task group of a results database —
   per method, the UA gap to Retrain (lower is better) against TA (higher is better), seed std as error bars
   (an absolute gap's bar stops at 0), Retrain as the reference star, the Pareto front drawn through the

@@ -64,16 +64,19 @@ TRIAL_METRICS = ("ua", "ra", "ta", "mia")
 Space = dict[str, Any]
 
 _DUALOPTIM_FORGET_LR = {"low": 1e-5, "high": 3e-2, "log": True}  # DualOptim's η_f grid, widened (docs/tuning.md)
-_EUPMU_EPSILON = {"low": -0.1, "high": -0.001, "log": True}  # EUPMU's |ε| ≈ 0.01–0.06, log scale, widened (docs/tuning.md)
+#: EUPMU's |ε| ≈ 0.01–0.06, log scale, widened (docs/tuning.md)
+_EUPMU_EPSILON = {"low": -0.1, "high": -0.001, "log": True}
 _EUPMU_EPSILON_NORMALISED = {"low": 10.0, "high": 5000.0, "log": True}  # eupmu: paper range, lr_normalised
 _LAMBDA_LR = {"low": 0.1, "high": 10.0, "log": True}  # EUPMU's λ step size (β in the paper)
 
 #: Per-method ranges from the specs; every other preset with a float ``lr`` gets a log-uniform lr range
 #: of a decade either side of its (calibrated) default. Explicit entries override that default.
 SEARCH_SPACES: dict[str, Space] = {
-    "ga": {"lr": {"low": 1e-5, "high": 1e-1, "log": True}},  # the range the baselines' maintainers searched (docs/tuning.md)
+    # the range the baselines' maintainers searched (docs/tuning.md)
+    "ga": {"lr": {"low": 1e-5, "high": 1e-1, "log": True}},
     "neggrad-plus": {"beta": {"low": 0.9, "high": 0.999, "log": False}},  # β 0.95 → 0.999 (docs/tuning.md)
-    "l1-sparse": {"alpha": {"low": 3e-5, "high": 1e-2, "log": True}},  # the reference grids {5e-5 … 2e-3}, widened (docs/tuning.md)
+    # the reference grids {5e-5 … 2e-3}, widened (docs/tuning.md)
+    "l1-sparse": {"alpha": {"low": 3e-5, "high": 1e-2, "log": True}},
     "iu": {"alpha": {"low": 0.01, "high": 10.0, "log": True}},  # the reference grids {0.03 … 10} (docs/tuning.md)
     "scrub": {"forget_lr": {"low": 1e-4, "high": 0.1, "log": True}},  # baselines table: forget lr searched
     "scrub-original": {"forget_lr": {"low": 5e-5, "high": 5e-3, "log": True}},

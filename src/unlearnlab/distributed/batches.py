@@ -2,11 +2,11 @@
 
 In a run over N ranks every rank forms the same global batch as a single-device run (same generator, same
 permutation, same transform), then keeps rows ``[start, start + n_k)`` with the first ``B mod N`` ranks holding
-⌈B/N⌉ rows and the others ⌊B/N⌋ (``torch.tensor_split``'s split). Each rank's loss is the mean over its rows, and
-:meth:`unlearnlab.distributed.runtime.Runtime.global_mean` turns it into the global-batch mean (docs/scaling.md,
-"Exactness"). A rank whose share is empty (a global batch of fewer than N rows, e.g. the last one of a pass) holds
-row 0 as a stand-in with weight 0: it runs the same forward and backward as the other ranks (the collectives need
-every rank) and contributes nothing.
+⌈B/N⌉ rows and the others ⌊B/N⌋ (``torch.tensor_split``'s split). Each rank's loss is the mean over its rows (or
+over its rows' answer tokens), and :meth:`unlearnlab.distributed.runtime.Runtime.global_mean` turns it into the
+global-batch mean (docs/scaling.md, "What a distributed run guarantees"). A rank whose share is empty (a global
+batch of fewer than N rows, e.g. the last one of a pass) holds row 0 as a stand-in with weight 0: it runs the same
+forward and backward as the other ranks (the collectives need every rank) and contributes nothing.
 """
 
 from __future__ import annotations

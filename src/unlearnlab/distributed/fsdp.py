@@ -40,9 +40,11 @@ def shard(model: nn.Module, world: int, device: torch.device, average: Callable[
 
     unlearnlab's cost-counting hooks would count into copies of their counters: the copy's are removed and
     ``model``'s own counting hooks are registered on the copy too, so its forwards count where ``model``'s do (the
-    user's own hooks stay as copied).
+    user's own hooks stay as copied). The random generators ``model``'s modules hold (a denoiser's noise stream)
+    are shared, not copied: the run's draws advance ``model``'s own streams, as they do on one device.
     """
-    clone = copy.deepcopy(model)
+    generators = {id(g): g for m in model.modules() for g in vars(m).values() if isinstance(g, torch.Generator)}
+    clone = copy.deepcopy(model, memo=dict(generators))
     for module in clone.modules():
         for hook_id, hook in list(module._forward_hooks.items()):
             if isinstance(getattr(hook, "__self__", None), CountingHooks):

@@ -12,8 +12,9 @@
   and written back into the caller's (unsharded) model. This side lives in :mod:`unlearnlab.distributed.fsdp`,
   imported by FSDP runs only (FSDP2 and DTensor take seconds to import).
 
-Both average gradients over the N ranks, so a rank's loss must carry the weight N·n_k/B of its share
-(:meth:`unlearnlab.distributed.runtime.Runtime.global_mean`). docs/scaling.md explains when to use which.
+Both average gradients over the N ranks, so a rank's loss must carry the weight N·w_k/W of its share (w_k the
+terms its loss averages, W their sum over ranks: :meth:`unlearnlab.distributed.runtime.Runtime.global_mean`).
+docs/scaling.md explains when to use which.
 """
 
 from __future__ import annotations
@@ -52,9 +53,17 @@ class Replica:
         self.average(b for b in self.model.buffers() if b.is_floating_point())
 
 
-def replicate(model: nn.Module, device: torch.device, average: Callable[[Iterable[torch.Tensor]], None]
-              ) -> Replica:
-    """``model`` (already on ``device``) wrapped in DDP; its weights and buffers start as rank 0's."""
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The module a DDP wrapper holds, else ``model`` itself: a family reads the model's own attributes (a
+    denoiser's schedule and noise stream) there while calling ``model``, so that backward averages the gradients."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def replicate(model: nn.Module, device: torch.device, average: Callable[[Iterable[torch.Tensor]], None],
+              partial: bool = False) -> Replica:
+    """``model`` (already on ``device``) wrapped in DDP; its weights and buffers start as rank 0's. ``partial``:
+    some losses reach only part of the parameters (RMU's hidden-state losses), so DDP looks for the parameters a
+    backward left without a gradient (they keep none, as on one device)."""
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                  forward_sync_buffers=False)
+                                  forward_sync_buffers=False, find_unused_parameters=partial)
     return Replica(model, model, ddp, average)

@@ -31,19 +31,22 @@ _default: str | None = None
 
 
 class _GlobalMean(torch.autograd.Function):
-    """Value: the global-batch mean Σ_k n_k·ℓ_k / B (one all-reduce). Gradient to the rank's loss ℓ_k: scaled
-    by N·n_k/B, so that the ranks' average (what DDP and FSDP apply) is Σ_k (n_k/B)·∇ℓ_k = ∇ of the global mean."""
+    """Value: the global-batch mean L = Σ_k w_k·ℓ_k / W, W = Σ_k w_k (one all-reduce of the pair (w_k·ℓ_k, w_k)).
+    Gradient to the rank's loss ℓ_k: scaled by N·w_k/W, so that the ranks' average (what DDP and FSDP apply) is
+    Σ_k (w_k/W)·∇ℓ_k = ∇L. w_k is how many terms ℓ_k averages: the rank's rows, or its answer tokens for a mean
+    over tokens (docs/scaling.md, "Same loss")."""
 
     @staticmethod
-    def forward(ctx: Any, loss: torch.Tensor, weight: int, total: int, world: int) -> torch.Tensor:
-        summed = loss.detach().float() * weight
-        dist.all_reduce(summed)
-        ctx.scale = world * weight / total
-        return (summed / total).to(loss.dtype)
+    def forward(ctx: Any, loss: torch.Tensor, weight: int | torch.Tensor, world: int) -> torch.Tensor:
+        w = torch.as_tensor(weight, dtype=torch.float64, device=loss.device)
+        pair = torch.stack([loss.detach().double() * w, w])
+        dist.all_reduce(pair)
+        ctx.scale = (world * w / pair[1]).to(loss.dtype)
+        return (pair[0] / pair[1]).to(loss.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        return grad * ctx.scale, None, None, None
+        return grad * ctx.scale, None, None
 
 
 class Runtime:
@@ -73,24 +76,29 @@ class Runtime:
         for batch in batches:
             yield self.shard(batch)
 
-    def global_mean(self, loss: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The mean of a per-sample loss over the global batch, from this rank's mean ``loss`` over its rows.
+    def global_mean(self, loss: torch.Tensor, batch: Batch, weight: int | torch.Tensor | None = None
+                    ) -> torch.Tensor:
+        """The mean of a loss over the global batch, from this rank's mean ``loss`` over its share ``batch``.
 
-        A batch that is not a :class:`Shard` is the same on every rank: its loss is returned as it is (the ranks'
-        gradients agree and their average is that gradient).
+        ``weight`` is how many terms ``loss`` averages (default: the share's rows; an answer-token count for a
+        mean over tokens); a stand-in share weighs 0 whatever it says. A batch that is not a :class:`Shard` is
+        the same on every rank: its loss is returned as it is (the ranks' gradients agree and their average is
+        that gradient).
         """
         if not isinstance(batch, Shard):
             return loss
-        return _GlobalMean.apply(loss, batch.weight, batch.total, self.world)
+        return _GlobalMean.apply(loss, batch.weight if weight is None or batch.weight == 0 else weight, self.world)
 
     # ------------------------------------------------------------------------------------------- models
-    def replicate(self, model: nn.Module) -> Replica:
-        """``model`` as this rank holds it for a run (DDP wrapper or sharded copy, docs/scaling.md)."""
+    def replicate(self, model: nn.Module, partial: bool = False) -> Replica:
+        """``model`` as this rank holds it for a run (DDP wrapper or sharded copy, docs/scaling.md); ``partial``:
+        some of its losses leave parameters without a gradient (see :func:`~unlearnlab.distributed.models.replicate`;
+        FSDP needs no notice)."""
         if self.sharded:
             from unlearnlab.distributed import fsdp  # FSDP2 and DTensor take seconds to import: FSDP runs only pay it
 
             return fsdp.shard(model, self.world, self.device, self.average_)
-        return replicate(model, self.device, self.average_)
+        return replicate(model, self.device, self.average_, partial)
 
     def shard_in_place(self, module: nn.Module) -> nn.Module:
         """Shard ``module`` itself with FSDP2 (a frozen teacher: it is no one's copy, and must not stay whole)."""
@@ -144,6 +152,13 @@ class Runtime:
         box = [obj if self.is_main else None]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def global_max(self, value: int) -> int:
+        """The largest of the ranks' ``value``s, on every rank: a check on a global batch that its shares make
+        (a length limit) then fails on every rank or on none, as it does on one device."""
+        box = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(box, op=dist.ReduceOp.MAX)
+        return int(box.item())
 
     def secure_seed(self) -> int:
         """A seed drawn by rank 0 from the operating system's entropy, the same on every rank, stored nowhere."""

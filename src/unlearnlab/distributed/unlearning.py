@@ -30,15 +30,17 @@ if TYPE_CHECKING:
 
 class RankObjective:
     """An objective as one rank computes it: its forwards go through the run's wrapper (DDP, so that backward
-    averages the gradients) and its value is the global-batch mean (:meth:`Runtime.global_mean`). Every other
-    attribute is the objective's own."""
+    averages the gradients) and its value is the global-batch mean (:meth:`Runtime.global_mean`), each rank's
+    share weighted by the terms its loss averages (:meth:`~unlearnlab.objectives.Objective.weighted`: rows, or
+    answer tokens). Every other attribute is the objective's own."""
 
     def __init__(self, objective: Any, runtime: Runtime, replica: Replica):
         self.objective, self.runtime, self.replica = objective, runtime, replica
 
     def __call__(self, model: Any, batch: Batch, ctx: Any) -> torch.Tensor:
         forward = self.replica.forward if model is self.replica.module else model
-        return self.runtime.global_mean(self.objective(forward, batch, ctx), batch)
+        loss, weight = self.objective.weighted(forward, batch, ctx)
+        return self.runtime.global_mean(loss, batch, weight)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.objective, name)
@@ -81,7 +83,8 @@ def prepare(job: Job, runtime: Runtime, precision: str) -> Replica:
         teachers = {id(t): t for t in (getattr(o, "teacher", None) for o in (job.forget, job.retain)) if t is not None}
         for teacher in teachers.values():
             runtime.shard_in_place(teacher)
-    replica = runtime.replicate(job.model)
+    partial = any(not getattr(o, "reaches_every_parameter", True) for o in (job.forget, job.retain) if o is not None)
+    replica = runtime.replicate(job.model, partial)
     job.model = replica.module
     job.forward = replica.forward
 
