@@ -206,16 +206,24 @@ class CountingHooks:
         CountingHooks.active.append(self)
 
     def _hook(self, module: nn.Module, inputs: tuple, output: object) -> None:
-        # Hugging Face models return an output object; its logits stand for the forward
+        # Hugging Face models return an output object; its logits stand for the forward, and a loss on the hidden
+        # states alone (RMU) is a backward through the model too
+        hidden = () if isinstance(output, torch.Tensor) else tuple(getattr(output, "hidden_states", None) or ())
         output = output if isinstance(output, torch.Tensor) else getattr(output, "logits", None)
         if self.paused or not isinstance(output, torch.Tensor):
             return
         n = output.shape[0]
         self.counters.forward_samples += n
-        if output.requires_grad:
-            def on_backward(grad: torch.Tensor, n: int = n) -> None:
+        watched = [t for t in (output, *hidden) if isinstance(t, torch.Tensor) and t.requires_grad]
+        once = len(watched) > 1  # several outputs of one forward: count its backward once, whichever carried it
+        counted: list[bool] = []
+
+        def on_backward(grad: torch.Tensor, n: int = n) -> None:
+            if not (once and counted):
+                counted.append(True)
                 self.counters.backward_samples += n
-            output.register_hook(on_backward)
+        for tensor in watched:
+            tensor.register_hook(on_backward)
 
     def remove(self) -> None:
         self.handle.remove()
