@@ -35,9 +35,12 @@ FMNIST_ATTACK_DRAWS = 10
 FMNIST_SHADOWS = 16
 FMNIST_QUICK_SHADOWS = 8
 QUICK_METHODS = ("retrain", "ft", "rl", "salun")
+#: the default methods with DualOptim as the generic wrapper on SalUn (``salun+dualoptim``: SalUn's own retain
+#: optimizer, a separate AdamW for the forget loss), the form whose η_f was selected on D_val for these protocols
+FMNIST_METHODS = tuple("salun+dualoptim" if m == "dualoptim/salun" else m for m in DEFAULT_METHODS)
 #: unlearning budget of each method: 2 epochs over its data; GA, whose ascent on 5,400 forget images diverges
 #: within its preset's 3 epochs, 1 epoch
-FMNIST_BUDGETS: dict[str, dict[str, Any]] = {m: {"epochs": 1 if m == "ga" else 2} for m in DEFAULT_METHODS
+FMNIST_BUDGETS: dict[str, dict[str, Any]] = {m: {"epochs": 1 if m == "ga" else 2} for m in FMNIST_METHODS
                                              if m != "retrain"}
 #: where the selected values live (written by `unlearnlab tune --protocol … --all-methods`)
 TUNED_FILE = "protocol_data/fmnist_tuned.yaml"
@@ -67,7 +70,7 @@ def _fmnist(name: str, forget: str, description: str, hparams_from: str, shadows
             quick_shadows: int | None) -> Protocol:
     return Protocol(
         name=name, version=1, paper=_PAPER, description=description, dataset="fashion-mnist", model="fmnist_cnn",
-        forget=forget, recipe=FMNIST_RECIPE, methods=DEFAULT_METHODS, profile="default",
+        forget=forget, recipe=FMNIST_RECIPE, methods=FMNIST_METHODS, profile="default",
         hparams=protocol_hparams(hparams_from), primary_mia=KIT_MIA, mias=FMNIST_MIAS, seeds=(1, 2, 3, 4, 5),
         attack_draws=FMNIST_ATTACK_DRAWS, original_per_seed=True, ulira_shadows=shadows,
         family_param="c" if "<c>" in name else None,
@@ -113,7 +116,7 @@ def neurips23_kit() -> Protocol:
                      "seed 42), primary MIA = the kit's simple loss MIA (cross-validated accuracy, ideal 50 %), 10 "
                      "subsamples, seeds 1-3, values of fmnist-random10. --quick: digits / mlp, seed 1."),
         dataset="fashion-mnist", model="fmnist_cnn", forget="random:0.1", recipe=FMNIST_RECIPE,
-        methods=DEFAULT_METHODS, hparams=protocol_hparams("fmnist-random10"), primary_mia=KIT_MIA, mias=FMNIST_MIAS,
+        methods=FMNIST_METHODS, hparams=protocol_hparams("fmnist-random10"), primary_mia=KIT_MIA, mias=FMNIST_MIAS,
         seeds=(1, 2, 3), attack_draws=FMNIST_ATTACK_DRAWS, original_per_seed=True, test_half=True,
         quick=_digits_quick(),
     )
@@ -129,6 +132,6 @@ def neurips23_official() -> Protocol:
                      "plus the usual table with the kit's loss MIA. Name N: neurips23-official-N8. --quick: digits / "
                      "mlp."),
         dataset="fashion-mnist", model="fmnist_cnn", forget="random:0.1", recipe=FMNIST_RECIPE,
-        methods=DEFAULT_METHODS, hparams=protocol_hparams("fmnist-random10"), primary_mia=KIT_MIA, mias=FMNIST_MIAS,
+        methods=FMNIST_METHODS, hparams=protocol_hparams("fmnist-random10"), primary_mia=KIT_MIA, mias=FMNIST_MIAS,
         seeds=(1,), attack_draws=FMNIST_ATTACK_DRAWS, family_param="N", quick=_digits_quick(),
     )
