@@ -29,6 +29,7 @@ from unlearnlab.data import list_datasets
 from unlearnlab.data.forget import ForgetSpec
 from unlearnlab.errors import UnlearnlabError, unknown_name
 from unlearnlab.evaluation import PRIMARY_MIAS
+from unlearnlab.generation.tiers import PROTOCOL_METHODS
 from unlearnlab.methods import get_method
 from unlearnlab.models import list_models
 from unlearnlab.training import Recipe
@@ -48,7 +49,10 @@ COMPAT_FLAGS = (
 GRID_COMPAT = ("std_ddof=0",)
 
 #: the only modules an experiment protocol may point to
-EXPERIMENT_MODULES = frozenset({"unlearnlab.experiments.minnorm", "unlearnlab.experiments.certified_budget"})
+EXPERIMENT_MODULES = frozenset({"unlearnlab.experiments.minnorm", "unlearnlab.experiments.certified_budget",
+                                "unlearnlab.experiments.ddpm"})
+#: run options an experiment protocol may accept besides out, root, seeds, device, threads and the cache
+EXPERIMENT_OPTIONS = ("methods", "hparams", "original")
 
 
 class QuickSize(Validated):
@@ -109,6 +113,9 @@ class Protocol(Validated):
     quick: QuickSize | None = None
     # ---- experiment protocols
     experiment: str | None = None
+    #: run options this experiment takes (:data:`EXPERIMENT_OPTIONS`): ``methods`` (a subset of its methods),
+    #: ``hparams`` (``--set``), ``original`` (``--original``)
+    accepts: tuple[str, ...] = ()
     quick_description: str = ""
     aliases: tuple[str, ...] = ()
     #: ``"<c>"`` for a family such as ``digits-class<c>`` (instantiate with :func:`get_protocol`)
@@ -128,6 +135,14 @@ class Protocol(Validated):
         bad = [c for c in value if c not in COMPAT_FLAGS]
         if bad:
             raise UnlearnlabError(f"unknown compat flag(s) {bad}; known: {', '.join(COMPAT_FLAGS)}.")
+        return value
+
+    @field_validator("accepts")
+    @classmethod
+    def _accepts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [o for o in value if o not in EXPERIMENT_OPTIONS]
+        if bad:
+            raise UnlearnlabError(f"unknown experiment option(s) {bad}; known: {', '.join(EXPERIMENT_OPTIONS)}.")
         return value
 
     @model_validator(mode="after")
@@ -180,7 +195,7 @@ class Protocol(Validated):
         p = self.sized(quick)
         if self.is_experiment:
             target = str(self.experiment).removeprefix("unlearnlab.experiments.")
-            return {"data": f"experiment {target}", "forget": "(experiment)", "mia": "(experiment)",
+            return {"data": f"experiment {target}", "forget": p.forget or "(experiment)", "mia": "(experiment)",
                     "seeds": _seed_text(p.seeds)}
         recipe = p.recipe.epochs if p.recipe is not None else "default"
         return {"data": f"{p.dataset} / {p.model} / {recipe} ep", "forget": str(p.forget), "mia": p.primary_mia,
@@ -319,6 +334,34 @@ def _experiment(name: str, target: str, paper: str, description: str, seeds: tup
 
 _MNOG = "MinNorm-OG (minimum-norm unlearning, overparameterised)"
 
+#: class-wise forgetting in a class-conditional DDPM (docs/generation.md, "Running the protocols"): every row of
+#: the tier's method table; --quick keeps the SalUn/EUPMU/DualOptim comparison on one seed
+DDPM_METHODS = ("retrain", *PROTOCOL_METHODS.values())
+DDPM_QUICK_METHODS = ("retrain", "ddpm/rl", "ddpm/salun", "ddpm/salun+eupmu", "ddpm/rl+dualoptim",
+                      "ddpm/salun+dualoptim")
+_DDPM_TIERS = {
+    "digits": "CI tier: scikit-learn digits 8x8, residual-MLP noise predictor, 300-epoch original/retrain, DDIM 50 "
+              "steps, 200 + 9 x 100 samples, gates 80 % / 90 % / 8 x floor",
+    "fmnist": "dev tier: Fashion-MNIST pooled to 14x14 (/usr/share/datasets/fashion-mnist or --root), UNet (16, 32, "
+              "32), 12-epoch original/retrain, DDIM 50 steps, 500 + 9 x 200 samples, gates 70 % / 90 % / 2 x floor",
+    "cifar10": "paper tier (GPU): the user's CIFAR-10 files (--root), the papers' UNet and budgets (profile "
+               "reference), DDIM 1000 steps, 500 + 9 x 5,000 samples; --original takes your trained model",
+}
+
+
+def _ddpm(tier: str) -> Protocol:
+    return Protocol(
+        name=f"ddpm-{tier}-class<c>", version=1, family_param="c", forget="class:<c>",
+        paper="SalUn (Fan et al., ICLR 2024); EUPMU; DualOptim: DDPM class-wise forgetting",
+        description=(f"Forget class c of a class-conditional DDPM with classifier-free guidance, {_DDPM_TIERS[tier]}; "
+                     "methods ddpm/* at the tier's budgets, seeds 1-3; UA, fidelity, fd_clf/kid_clf in the "
+                     "evaluation classifier's features, gaps to Retrain, validity gates, sample grids. --quick: "
+                     f"seed 1, {', '.join(m.removeprefix('ddpm/') for m in DDPM_QUICK_METHODS)}."),
+        experiment=f"unlearnlab.experiments.ddpm:{tier}", methods=DDPM_METHODS, seeds=(1, 2, 3),
+        accepts=("methods", "hparams", "original"),
+        quick=QuickSize(methods=DDPM_QUICK_METHODS, seeds=(1,)),
+        quick_description="--quick: seed 1 and the SalUn/EUPMU/DualOptim rows (see docs/generation.md).")
+
 _PROTOCOLS: dict[str, Protocol] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -342,6 +385,8 @@ def _register_defaults() -> None:
     register_protocol(_dualoptim())
     register_protocol(_digits("random:0.1", "digits-random10"))
     register_protocol(_digits("class:<c>", "digits-class<c>"))
+    for tier in _DDPM_TIERS:
+        register_protocol(_ddpm(tier))
     register_protocol(_experiment(
         "certified-budget", "unlearnlab.experiments.certified_budget:run",
         "Certified unlearning for neural networks (ICML 2025)",
@@ -429,6 +474,8 @@ def validate(protocol: Protocol, quick: bool = False) -> None:
         raise UnlearnlabError(f"{where}: seeds must be integers >= 1, got {p.seeds}.")
     if p.is_experiment:
         resolve_experiment(p.experiment, import_module=False)
+        if p.forget is not None:
+            ForgetSpec.parse(p.forget)
         return
     if p.dataset not in list_datasets():
         raise unknown_name("dataset", str(p.dataset), list_datasets())

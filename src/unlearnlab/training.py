@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -396,6 +396,7 @@ def train(
     progress: Callable[[int, int], None] | None = None,
     loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
     checkpoint: TrainCheckpoint | None = None,
+    streams: Mapping[str, torch.Generator] | None = None,
 ) -> TrainStats:
     """Minimise ``loss_fn`` (default: mean cross-entropy) on the batch source ``data`` with ``recipe``.
 
@@ -404,11 +405,13 @@ def train(
     GradScaler for fp16); on CUDA, image models and batches use the channels-last memory format. The public
     :func:`unlearnlab.train` also takes ``(x, y)`` tensors, Datasets and DataLoaders.
 
-    With ``checkpoint``, the loop's whole state is saved there after every epoch but the last
-    (:mod:`unlearnlab.train_state`), and a call that finds a state of the same training resumes after its epoch:
-    the result is the model an uninterrupted call would have produced (bit-identical on the CPU; with
-    ``StreamData``, only if the user's loader is reproducible). Seconds and counters include the epochs trained
-    before the interruption. The caller deletes the state once the model is saved (:meth:`TrainCheckpoint.clear`).
+    With ``checkpoint``, the loop's whole state is saved there after every epoch but the last (at most once per
+    its ``min_interval`` seconds; :mod:`unlearnlab.train_state`), and a call that finds a state of the same
+    training resumes after its epoch: the result is the model an uninterrupted call would have produced
+    (bit-identical on the CPU; with ``StreamData``, only if the user's loader is reproducible). ``streams`` names
+    further generators ``loss_fn`` draws from (a diffusion model's noise): their states are saved and restored
+    with the rest. Seconds and counters include the epochs trained before the interruption. The caller deletes
+    the state once the model is saved (:meth:`TrainCheckpoint.clear`).
     """
     if len(data) == 0:
         raise UnlearnlabError("Cannot train on an empty dataset.")
@@ -426,10 +429,10 @@ def train(
     precision = Precision(recipe.precision, device)
     first, trained_before = 0, 0.0
     if checkpoint is not None:
-        identity = fingerprint(model, recipe.to_dict(), seed, len(data))
+        identity = fingerprint(model, recipe.to_dict(), seed, len(data), tuple(streams or ()))
         saved = checkpoint.load(identity)
         if saved is not None:
-            restore(saved, model, opt, sched, precision.scaler, gen)
+            restore(saved, model, opt, sched, precision.scaler, gen, streams)
             first, trained_before, counters = saved["epoch"], saved["seconds"], Counters(**saved["counters"])
             checkpoint.note(f"resuming training from epoch {first} of {recipe.epochs} ({checkpoint.path.name})")
             if progress is not None:
@@ -439,6 +442,7 @@ def train(
         model.to(memory_format=torch.channels_last)
     model.train()
     start = time.perf_counter() - trained_before
+    saved_at = time.perf_counter()
     loss_sum = torch.zeros((), device=device)
     transform = augment_images if recipe.augment else None
     with batchnorm_singletons(model):
@@ -461,9 +465,11 @@ def train(
                     counters.optimizer_steps += 1
                 loss_sum += loss.detach()
             check_finite(loss_sum, f"training epoch {epoch}")
-            if checkpoint is not None and epoch + 1 < recipe.epochs:
+            if (checkpoint is not None and epoch + 1 < recipe.epochs
+                    and time.perf_counter() - saved_at >= checkpoint.min_interval):
                 checkpoint.save(capture(model, opt, sched, precision.scaler, gen, epoch + 1, counters.as_dict(),
-                                        time.perf_counter() - start, identity))
+                                        time.perf_counter() - start, identity, streams))
+                saved_at = time.perf_counter()
             if progress is not None:
                 progress(epoch + 1, recipe.epochs)
     if device.type == "cuda":

@@ -127,8 +127,9 @@ def report(out: str | Path, fmt: str = "markdown") -> str:
         if fmt not in ("markdown", "all"):
             raise UnlearnlabError(f"{saved['protocol']} is an experiment protocol: its tables are Markdown only "
                                   "(--format markdown or all).")
+        given = {k: saved[k] for k in ("root", "cache_dir", "methods", "hparams", "original") if k in saved}
         config = RunConfig(protocol=saved["protocol"], quick=bool(saved.get("quick")),
-                           seeds=tuple(saved["seeds"]), out=str(folder), device=saved.get("device"))
+                           seeds=tuple(saved["seeds"]), out=str(folder), device=saved.get("device"), **given)
         return run_experiment(config)  # draws the experiment's plots too
     with ResultStore(path) as store:
         if fmt != "all":

@@ -43,6 +43,8 @@ from unlearnlab.version import __version__
 CELLS_FAILED = 1
 #: keys an experiment protocol takes from a config file
 EXPERIMENT_KEYS = {"out", "root", "cache", "cache_dir", "device", "threads", "seeds", "protocol", "quick"}
+#: flags of the options an experiment protocol may accept (``Protocol.accepts``)
+OPTION_FLAGS = {"--methods": "methods", "--set": "hparams", "--original": "original"}
 
 
 def _default(key: str) -> str:
@@ -189,31 +191,43 @@ def run(
                              "--forget-quality": forget_quality, "--original": original,
                              "--save-models": save_models}
                 cfg = _experiment_config(spec, quick, data, grid_only, overrides)
+                if spec.accepts:
+                    cfg = cfg.updated(methods=parse_methods(methods) if methods else None,
+                                      hparams=_assigned(cfg.hparams, set_), original=original)
                 _run_experiment(spec, cfg)
                 return
             cfg = spec.run_config(quick, **{k: v for k, v in data.items() if k not in ("protocol", "quick")})
         else:
             cfg = from_dict(data)
-        hparams = {k: dict(v) for k, v in cfg.hparams.items()}
-        for item in set_ or []:
-            method, key, value = parse_assignment(item)
-            hparams.setdefault(method, {})[key] = value
         cfg = cfg.updated(**overrides, **bring, dataset=dataset, model=model, forget=forget, profile=profile,
-                          methods=parse_methods(methods) if methods else None, hparams=hparams, executor=executor,
+                          methods=parse_methods(methods) if methods else None, hparams=_assigned(cfg.hparams, set_),
+                          executor=executor,
                           workers=workers, ray_address=ray_address, forget_quality_n=forget_quality)
         _run_grid(plan(cfg))
 
 
+def _assigned(hparams: dict[str, dict[str, Any]], items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``hparams`` with the ``--set METHOD.KEY=VALUE`` assignments applied."""
+    out = {k: dict(v) for k, v in hparams.items()}
+    for item in items or []:
+        method, key, value = parse_assignment(item)
+        out.setdefault(method, {})[key] = value
+    return out
+
+
 def _experiment_config(spec: Protocol, quick: bool, data: dict[str, Any], grid_only: dict[str, Any],
                        overrides: dict[str, Any]) -> RunConfig:
-    """The config of ``unlearnlab run --protocol <experiment>``: only output, device, cache, thread and seed
-    options apply."""
-    given = [flag for flag, value in grid_only.items() if value]
-    extra = sorted(set(data) - EXPERIMENT_KEYS)
+    """The config of ``unlearnlab run --protocol <experiment>``: only output, root, device, cache, thread and
+    seed options apply, and the options the protocol accepts (``--methods``, ``--set``, ``--original``)."""
+    keys = EXPERIMENT_KEYS | set(spec.accepts)
+    given = [flag for flag, value in grid_only.items() if value and OPTION_FLAGS.get(flag) not in spec.accepts]
+    extra = sorted(set(data) - keys)
     if given or extra:
+        takes = ["--out", "--root", "--seeds", "--device", "--threads", "--no-cache", "--quick",
+                 *(flag for flag, key in OPTION_FLAGS.items() if key in spec.accepts)]
         raise UnlearnlabError(f"{', '.join(given + extra)}: protocol {spec.name!r} is an experiment; it takes only "
-                              "--out, --seeds, --device, --threads, --no-cache and --quick.")
-    base = {k: v for k, v in data.items() if k in EXPERIMENT_KEYS}
+                              f"{', '.join(takes)}.")
+    base = {k: v for k, v in data.items() if k in keys}
     cfg = from_dict({**base, "protocol": spec.name, "quick": quick,
                      "seeds": base.get("seeds", list(spec.sized(quick).seeds))})
     return cfg.updated(**overrides)
