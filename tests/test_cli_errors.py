@@ -10,6 +10,7 @@ import builtins
 import errno
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -143,6 +144,10 @@ def _unconditional_unet(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_cifar10_binary(out.parent / "cifar")
 
 
+def _no_diffusers(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # `import diffusers` raises ImportError
+
+
 def _tofu_files(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """TOFU-format files of a 10-author dataset (with and without forget10), and tiny local Hugging Face
     checkpoints: one that fits them, one with an 8-token context, one whose embedding table is smaller than its
@@ -242,6 +247,8 @@ CASES: list[tuple[str, Prepare, list[str], str]] = [
      r"'unet' is neither a method of this run nor a setting group"),
     ("ddpm-method-not-in-protocol", _nothing, [*DDPM, "--methods", "retrain,salun"],
      r"salun: not a method of protocol 'ddpm-digits-class0'"),
+    ("ddpm-unet-without-diffusers", _no_diffusers, ["--protocol", "ddpm-fmnist-class0", "--quick"],
+     r"The UNet models need the optional extra 'gen': pip install 'unlearnlab\[gen\]'"),
     ("experiment-original", _denoisers, ["--protocol", "certified-budget", "--quick", "--original", "{tmp}/five.pt"],
      r"--original: protocol 'certified-budget' is an experiment; it takes only --out, --root"),
     ("tofu-forget-split-missing", _tofu_files,

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.cli import app
 from unlearnlab.experiments import ddpm, ddpm_tables
-from unlearnlab.generation import diffusion_recipe, digits_denoiser, train_denoiser
+from unlearnlab.generation import diffusion_recipe, digits_denoiser, train_denoiser, unet_denoiser
 from unlearnlab.generation.evaluation import Gate
 from unlearnlab.generation.tiers import generation_task, get_tier
 from unlearnlab.train_state import TrainCheckpoint
@@ -53,7 +53,7 @@ def test_quick_digits_run_writes_rows_table_gates_pictures_and_report(tmp_path, 
     assert {r["status"] for r in rows} == {"done"} and {r["protocol"] for r in rows} == {"ddpm-digits-class0 v1 quick"}
     salun = rows[3]
     assert salun["config"]["tier"]["sampler"]["steps"] == 2 and salun["config"]["tier"]["n_forget"] == 6
-    assert salun["config"]["changes"]["sampler"] == {"steps": 2}
+    assert salun["config"]["changes"]["sampler"] == {"steps": 2} and "ddpm/rl" not in salun["config"]["changes"]
     assert salun["config"]["hparams"]["iterations"] == 2 and salun["config"]["forget_class"] == 0
     assert salun["definitions"]["fd_clf"].startswith("v1:") and "ua_gap" in salun["metrics"]
     assert salun["env"]["unlearnlab"] and salun["split_hash"] == rows[0]["split_hash"]
@@ -126,17 +126,23 @@ def test_the_users_original_is_used_and_recorded(tmp_path, cache_dir):
 
 
 def test_cifar10_tier_runs_end_to_end_on_tiny_official_files(tmp_path, cache_dir):
+    """The paper tier on tiny files in the official binary format, with a smaller UNet, and the user's original as
+    a bare diffusers UNet2DModel state dict (as a user who trained one with diffusers would pass it)."""
     pytest.importorskip("diffusers")
     root = write_cifar10_binary(tmp_path / "data")
+    mine = unet_denoiser("fmnist", (3, 32, 32), seed=4).net.unet
+    torch.save(mine.state_dict(), tmp_path / "unet.pt")
     out = tmp_path / "out"
     result = invoke("--protocol", "ddpm-cifar10-class3", "--out", str(out), "--root", str(root), "--seeds", "1",
                     "--methods", "retrain,ddpm/salun", "--set", "tier.model=unet:fmnist", "--set", "tier.epochs=1",
                     "--set", "tier.n_forget=2", "--set", "tier.n_per_class=2", "--set", "tier.classifier_epochs=1",
-                    "--set", "sampler.steps=2", "--set", "ddpm/salun.iterations=1", "--device", "cpu")
+                    "--set", "sampler.steps=2", "--set", "ddpm/salun.iterations=1", "--device", "cpu",
+                    "--original", str(tmp_path / "unet.pt"))
     assert result.exit_code == 0, result.output
     rows = rows_of(out)
     assert [(r["method"], r["status"]) for r in rows] == [("original", "done"), ("retrain", "done"),
                                                           ("ddpm/salun", "done")]
+    assert not any(p.name.startswith("ddpm-original") for p in cache_dir.iterdir())  # the user's was used
     tier = rows[2]["config"]["tier"]
     assert tier["tier"] == "cifar10" and tier["model"] == "unet:fmnist" and tier["profile"] == "reference"
     assert rows[2]["config"]["hparams"]["iterations"] == 1

@@ -89,3 +89,15 @@ def test_generic_wrappers_run_on_language_model_hosts(trained):
 def test_lm_presets_refuse_classifiers():
     with pytest.raises(UnlearnlabError, match="does not run on the classification family"):
         ul.get_method("llm/npo-gd").build({}, "classification")
+
+
+
+def test_rmu_counts_its_backward_passes_though_its_loss_reads_hidden_states(trained):
+    """RMU's losses read h_ℓ, not the logits: each step still backpropagates through the model, once per forward."""
+    model, task = trained
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = ul.unlearn(model, task, method="llm/rmu", epochs=1, seed=1)
+    counters = result.counters
+    assert counters.optimizer_steps > 0
+    assert 0 < counters.backward_samples <= counters.forward_samples

@@ -40,7 +40,7 @@ from unlearnlab.bench.cache import ArchitectureError, check_state_dict, state_an
 from unlearnlab.bench.cells import Row, Scores, check_finite
 from unlearnlab.bench.store import config_hash
 from unlearnlab.checksums import DamagedFileError, read_checked, sha256_hex, torch_object
-from unlearnlab.data.datasets import load_dataset
+from unlearnlab.data.datasets import ImageDataset, load_dataset
 from unlearnlab.data.forget import ForgetSpec, ForgetTask
 from unlearnlab.errors import HealthWarning, UnlearnlabError
 from unlearnlab.experiments import ExperimentContext
@@ -62,6 +62,7 @@ from unlearnlab.generation.training import (
     eval_classifier_network,
     train_denoiser,
 )
+from unlearnlab.generation.unet import require_diffusers
 from unlearnlab.methods import get_method
 from unlearnlab.train_state import TrainCheckpoint
 from unlearnlab.training import train
@@ -85,7 +86,7 @@ class Setup:
     label: str
     forget_class: int
     task: ForgetTask
-    dataset: Any
+    dataset: ImageDataset
     #: unlearning presets in table order (Retrain is the reference, not among them)
     methods: tuple[str, ...]
     #: preset → the overrides ``unlearn`` gets (the tier's budget, then the user's values)
@@ -121,6 +122,8 @@ def prepare(ctx: ExperimentContext, tier_name: str) -> Setup:
     overrides = {m: {**tier.budgets.get(m, {}), **changes.get(m, {})} for m in methods}
     resolved = {m: get_method(m).resolve(overrides[m], tier.profile, family=GENERATION) for m in methods}
     timestep_sequence(tier.timesteps, tier.sampler.steps)  # more sampler steps than T is an error
+    if tier.model.startswith("unet:"):
+        require_diffusers()
     ds = load_dataset(tier.dataset, ctx.root)
     task = generation_task(tier, c, seed=1, device=ctx.device, dataset=ds)
     original, sha = None, None
@@ -151,6 +154,8 @@ def load_original(path: str, model: Denoiser, name: str) -> str:
         state, _ = state_and_meta(torch_object(data, file), str(file))
     except DamagedFileError as err:
         raise UnlearnlabError(f"original {path} cannot be used ({err.reason}): {how}, or use an intact copy.") from None
+    except OSError as err:
+        raise UnlearnlabError(f"original {path} cannot be read ({err.strerror}): check its permissions.") from None
     state = _with_prefix(state, model)
     embeddings = [f"{n}.weight" for n, m in model.named_modules()
                   if isinstance(m, nn.Embedding) and m.num_embeddings == model.num_classes + 1]
@@ -249,7 +254,8 @@ class TierRun:
     # ---------------------------------------------------------------------------------------------- rows
     def row(self, name: str, seed: int, config: dict[str, Any]) -> Row:
         s = self.setup
-        base = {"forget_class": s.forget_class, "tier": s.tier.settings(), "changes": s.changes,
+        changes = {g: v for g, v in s.changes.items() if g in SETTING_GROUPS or g == name}  # this row's only
+        base = {"forget_class": s.forget_class, "tier": s.tier.settings(), "changes": changes,
                 "original": s.original_sha256 or "trained"}
         return Row(s.task_key, s.label, name, seed, {**base, **config}, s.task.split_hash,
                    name=f"{name} (seed {seed})")

@@ -181,7 +181,7 @@ def render(rows: Sequence[dict[str, Any]], label: str, methods: Sequence[str], s
                      f"accuracy {classifier['test_accuracy']:.1f} %. fd_clf and kid_clf are measured in its "
                      "features (not FID/KID); floor = real-vs-real fd_clf.")
     lines.append(_settings_line(tier, seeds))
-    changes = _changes_line(first.get("changes") or {})
+    changes = _changes_line({g: v for r in rows for g, v in (r["config"].get("changes") or {}).items()})
     if changes:
         lines += ["", changes]
     groups: dict[str, list[dict[str, Any]]] = {}

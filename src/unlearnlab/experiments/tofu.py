@@ -185,8 +185,8 @@ def retain_logs(path: str | Path) -> lm_eval.TofuReport:
                               f"(forget_truth_ratio.value_by_index.*.score): {type(err).__name__}: {err}.") from None
     metrics = {k: v["agg_value"] for k, v in logs.items() if isinstance(v, dict) and "agg_value" in v}
     auc = metrics.get("mia_min_k")
-    return lm_eval.TofuReport(metrics, {k: f"from {file.name}" for k in metrics}, {}, ratios,
-                              0.5 if auc is None else float(auc))
+    return lm_eval.TofuReport(metrics, {k: f"from {file.name}" for k in metrics}, forget_truth_ratios=ratios,
+                              mink_auc=0.5 if auc is None else float(auc))
 
 
 def prepare(ctx: ExperimentContext, tier_name: str, forget: str) -> Setup:

@@ -61,9 +61,9 @@ def retain_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
 def stored_report(row: dict[str, Any]) -> TofuReport:
     """The report a ``done`` row recorded: metrics, definitions, forget truth ratios, Min-K AUC, samples."""
     stats = row["stats"]
-    return TofuReport(dict(row["metrics"]), dict(row["definitions"]), {},
-                      [float(x) for x in stats.get("forget_truth_ratios", [])], float(stats.get("mink_auc", 0.5)),
-                      list(stats.get("samples", [])))
+    return TofuReport(dict(row["metrics"]), dict(row["definitions"]),
+                      forget_truth_ratios=[float(x) for x in stats.get("forget_truth_ratios", [])],
+                      mink_auc=float(stats.get("mink_auc", 0.5)), samples=list(stats.get("samples", [])))
 
 
 def _done(rows: Sequence[dict[str, Any]], method: str) -> dict[int, dict[str, Any]]:

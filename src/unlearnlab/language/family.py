@@ -34,12 +34,18 @@ class LanguageModel(TaskFamily):
     objectives: ClassVar[dict[str, Any]] = dict(GENERIC_OBJECTIVES)
 
     def loss(self, model: nn.Module, batch, reduction: str = "mean") -> torch.Tensor:
-        nll, counts = answer_nll(model, batch)
-        if reduction == "none":
-            return nll / counts
         if reduction == "mean":
-            return nll.sum() / counts.sum()
+            return self.weighted_loss(model, batch)[0]
+        if reduction == "none":
+            nll, counts = answer_nll(model, batch)
+            return nll / counts
         raise UnlearnlabError(f"reduction must be 'mean' or 'none', got {reduction!r}.")
+
+    def weighted_loss(self, model: nn.Module, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Σ_i NLL_i / Σ_i n_i, Σ_i n_i): the mean over the batch's answer tokens and their number."""
+        nll, counts = answer_nll(model, batch)
+        tokens = counts.sum()
+        return nll.sum() / tokens, tokens
 
     def as_source(self, obj: Any, role: str, device: torch.device) -> Source:
         """A :class:`TensorData` (or a mapping of tensors) with the three fields, or a ``StreamData``."""

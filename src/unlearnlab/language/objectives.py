@@ -17,6 +17,11 @@ function, V the vocabulary size, B a batch of size b.
   vector (drawn once per run) and c = ``steering_coeff``; the retain side matches h_ℓ of the reference model.
 
 GA (``ga``) and GD (``gd``) are the generic ``neg_loss`` and ``loss``: −L and L with L the family loss.
+
+Across the ranks of a distributed run (docs/scaling.md): the means over tokens or positions (the family loss, IDK,
+ME, KL) report how many they average (``weighted``), so the ranks combine them into the global-batch mean; the
+others are means over samples. Refusals are drawn for the whole global batch and each rank keeps its rows; RMU's u
+is one draw per run from the run's seed, the same on every rank.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnlab.data.tensors import Batch
+from unlearnlab.distributed.batches import drawn_for
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.language.likelihood import answer_nll, forward, trimmed
 from unlearnlab.language.tokens import IGNORE_INDEX, pad_right
-from unlearnlab.objectives import FamilyLoss, NegativeLoss, Objective
+from unlearnlab.objectives import FamilyLoss, NegativeLoss, Objective, TermMean
 
 
 def reference(objective: Objective) -> nn.Module:
@@ -83,16 +89,16 @@ class SimNPO(Objective):
 
 
 @dataclass
-class MaxEntropy(Objective):
-    """ME: drive the next-token distribution at answer positions to uniform."""
+class MaxEntropy(TermMean):
+    """ME: drive the next-token distribution at answer positions to uniform (a mean over those positions)."""
 
-    def __call__(self, model, batch, ctx):
+    def weighted(self, model, batch, ctx):
         batch = trimmed(batch)
         logits = forward(model, batch).logits[:, :-1].float()
         mask = batch["labels"][:, 1:] != IGNORE_INDEX
         logp = F.log_softmax(logits, dim=-1)
         kl = -math.log(logp.shape[-1]) - logp.mean(-1)
-        return kl[mask].mean()
+        return kl[mask].mean(), mask.sum()
 
 
 def with_completions(batch: Batch, completions: list[list[int]]) -> Batch:
@@ -124,23 +130,29 @@ class RefusalBatches(Objective):
         self._pool, self._context = list(pool), int(job.data.info["context"])
 
     def refusal_batch(self, batch: Batch, ctx) -> Batch:
-        """``batch``'s prompts with one refusal each, drawn uniformly from the pool (run generator "refusals")."""
+        """``batch``'s prompts with one refusal each, drawn uniformly from the pool (run generator "refusals"; a
+        rank's share of a global batch keeps its rows of the global batch's draw). Longer than the context is an
+        error; in a distributed run the global batch's longest sequence decides, so every rank raises it or none."""
         if self._pool is None:
             raise UnlearnlabError(f"{type(self).__name__} was not bound to a run: use it through unlearnlab.unlearn.")
-        picks = torch.randint(len(self._pool), (len(batch["labels"]),), generator=ctx.generator("refusals"))
+        generator = ctx.generator("refusals")
+        picks = drawn_for(batch, lambda n: torch.randint(len(self._pool), (n,), generator=generator))
         out = with_completions(batch, [self._pool[int(i)] for i in picks])
-        if out["input_ids"].shape[1] > self._context:
-            raise UnlearnlabError(f"A question with a refusal is {out['input_ids'].shape[1]} tokens long, more than "
-                                  f"the model's context ({self._context}): use shorter refusals.")
+        width = int(out["input_ids"].shape[1])
+        if ctx.dist is not None:
+            width = ctx.dist.global_max(width)
+        if width > self._context:
+            raise UnlearnlabError(f"A question with a refusal is {width} tokens long, more than the model's context "
+                                  f"({self._context}): use shorter refusals.")
         return out
 
 
 @dataclass
-class IdkNLL(RefusalBatches):
-    """IDK: the family loss on each forget question answered with a refusal."""
+class IdkNLL(RefusalBatches, TermMean):
+    """IDK: the family loss on each forget question answered with a refusal (a mean over the refusals' tokens)."""
 
-    def __call__(self, model, batch, ctx):
-        return ctx.family.loss(model, self.refusal_batch(batch, ctx))
+    def weighted(self, model, batch, ctx):
+        return ctx.family.weighted_loss(model, self.refusal_batch(batch, ctx))
 
 
 @dataclass
@@ -159,18 +171,19 @@ class AnswerPreference(RefusalBatches):
 
 
 @dataclass
-class RetainKL(Objective):
-    """KL(p_ref ‖ p_θ) per non-padding position, averaged."""
+class RetainKL(TermMean):
+    """KL(p_ref ‖ p_θ) per non-padding position, averaged over those positions."""
 
     needs_teacher: ClassVar[bool] = True
 
-    def __call__(self, model, batch, ctx):
+    def weighted(self, model, batch, ctx):
         batch = trimmed(batch)
         logp = F.log_softmax(forward(model, batch).logits.float(), dim=-1)
         with torch.no_grad():
             logp_ref = F.log_softmax(forward(reference(self), batch).logits.float(), dim=-1)
         kl = (logp_ref.exp() * (logp_ref - logp)).sum(-1)
-        return kl[batch["attention_mask"].bool()].mean()
+        mask = batch["attention_mask"].bool()
+        return kl[mask].mean(), mask.sum()
 
 
 def hidden_state(model: nn.Module, batch: Batch, layer: int) -> torch.Tensor:
@@ -187,9 +200,11 @@ def activation_mse(h: torch.Tensor, target: torch.Tensor, batch: Batch) -> torch
 
 @dataclass
 class Steering(Objective):
-    """Base of the RMU objectives: ``layer`` (1 … number of blocks) checked against the model."""
+    """Base of the RMU objectives: ``layer`` (1 … number of blocks) checked against the model. Their losses do
+    not reach the blocks after ``layer`` nor the head."""
 
     layer: int = 1
+    reaches_every_parameter: ClassVar[bool] = False
 
     def bind(self, job) -> None:
         super().bind(job)

@@ -139,7 +139,7 @@ def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
 
 #: keyword arguments of :func:`unlearnlab.unlearn`; a preset's hyperparameters may not reuse them
 RESERVED_KEYS = frozenset({"task", "method", "forget", "retain", "seed", "profile", "inplace", "progress", "family",
-                           "original"})
+                           "original", "parallel"})
 _REGISTRY: dict[str, MethodInfo] = {}
 _ALIASES: dict[str, str] = {}
 #: wrapper name → function (host info, wrapped name) -> MethodInfo; filled by unlearnlab.methods.wrappers

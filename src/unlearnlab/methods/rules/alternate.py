@@ -27,6 +27,7 @@ from unlearnlab.methods.rules.base import Job, Rule
 class Alternate(Rule):
     max_epochs: int | None = None
     name: str = "alternate"
+    fsdp: ClassVar[bool] = True
 
     def phased(self, forget: bool, retain: bool) -> Rule:
         return self
@@ -63,6 +64,7 @@ class Interleave(Rule):
     retain_weight: float = 1.0
     epoch_over: str = "retain"
     name: str = "interleave"
+    fsdp: ClassVar[bool] = True
     internal: ClassVar[frozenset[str]] = frozenset({"name", "forget_weight", "retain_weight", "epoch_over"})
 
     def __post_init__(self) -> None:

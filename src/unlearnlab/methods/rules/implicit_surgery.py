@@ -34,6 +34,7 @@ import contextlib
 import math
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -113,6 +114,7 @@ class ImplicitSurgery(PairedSteps):
     signal_mode: str = "frozen_bn"
     fast: bool = False
     name: str = "implicit_surgery"
+    fsdp: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

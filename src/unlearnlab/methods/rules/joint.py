@@ -29,6 +29,7 @@ class Joint(Rule):
     iterations: int | None = None
     epoch_over: str = "retain"
     name: str = "joint"
+    fsdp: ClassVar[bool] = True
     internal: ClassVar[frozenset[str]] = frozenset({"name", "retain_weight", "forget_weight", "beta", "iterations",
                                                     "epoch_over"})
 
