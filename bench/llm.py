@@ -112,7 +112,9 @@ def bare_ga_gd(model, forget: TensorData, retain: TensorData, batch_size: int, l
             opt.step()
 
 
-def setup(size: str, args: argparse.Namespace, device: torch.device):
+def setup(size: str, device: torch.device):
+    """The ``size`` workload: model, a task whose forget and retain sets are equal-length records, a training
+    source of such records."""
     data_size, n_train, n_forget, n_retain = WORKLOADS[size]
     data = lm.generate(data_size, seed=0)
     tok = lm.build_tokenizer(data)
@@ -122,7 +124,7 @@ def setup(size: str, args: argparse.Namespace, device: torch.device):
     task.forget, task.retain = forget.to(device), retain.to(device)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"\n## {size}: {params:.2f} M parameters, vocabulary {len(tok)}, sequences of {length} tokens")
-    return model, task, train_src.to(device), length
+    return model, task, train_src.to(device)
 
 
 def training_section(size, model, source, args, device) -> None:
@@ -237,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# bench/llm.py  {datetime.date.today()}  {common.describe_machine(device)}")
     print(f"# repeats={args.repeats}, warm-up rounds={args.warmup}; clock={args.clock}; sections={sections}")
     for size in ([args.only] if args.only else list(WORKLOADS)):
-        model, task, source, _ = setup(size, args, device)
+        model, task, source = setup(size, device)
         if "training" in sections:
             training_section(size, model, source, args, device)
         if "unlearning" in sections:
