@@ -148,8 +148,34 @@ def _no_diffusers(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "diffusers", None)  # `import diffusers` raises ImportError
 
 
+def _tofu_files(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TOFU-format files of a 10-author dataset (with and without forget10), and tiny local Hugging Face
+    checkpoints: one that fits them, one with an 8-token context, one whose embedding table is smaller than its
+    tokenizer."""
+    pytest.importorskip("transformers")
+    from llm_helpers import TINY, tiny_data
+
+    from unlearnlab import language as lm
+
+    data = tiny_data()
+    data.write(out.parent / "TOFU")
+    (out.parent / "no-forget10").mkdir()
+    for path in (out.parent / "TOFU").iterdir():
+        if not path.name.startswith("forget10"):
+            (out.parent / "no-forget10" / path.name).write_bytes(path.read_bytes())
+    tok = lm.build_tokenizer(data)
+    lm.save_lm(lm.build_lm(TINY, tok), tok, out.parent / "ckpt")
+    lm.save_lm(lm.build_lm(lm.LMConfig(hidden=8, layers=1, heads=2, intermediate=8, context=8), tok), tok,
+               out.parent / "ckpt-short")
+    small = lm.build_lm(TINY, tok)
+    small.resize_token_embeddings(len(tok) - 5)
+    lm.save_lm(small, tok, out.parent / "ckpt-vocab")
+
+
 Prepare = Callable[[Path, pytest.MonkeyPatch], None]
 DDPM = ["--protocol", "ddpm-digits-class0", "--quick"]
+TOFU = ["--protocol", "tofu-mini-forget10", "--quick"]
+PAPER = ["--protocol", "tofu-forget10", "--root", "{tmp}/TOFU"]
 
 CASES: list[tuple[str, Prepare, list[str], str]] = [
     ("corrupt-db", _corrupt_db, FAST, r"results\.sqlite is not a readable unlearnlab results database.*mv "),
@@ -225,6 +251,40 @@ CASES: list[tuple[str, Prepare, list[str], str]] = [
      r"The UNet models need the optional extra 'gen': pip install 'unlearnlab\[gen\]'"),
     ("experiment-original", _denoisers, ["--protocol", "certified-budget", "--quick", "--original", "{tmp}/five.pt"],
      r"--original: protocol 'certified-budget' is an experiment; it takes only --out, --root"),
+    ("tofu-forget-split-missing", _tofu_files,
+     ["--protocol", "tofu-forget10", "--root", "{tmp}/no-forget10", "--original", "{tmp}/ckpt"],
+     r"Unknown split 'forget10'.*TOFU files in \S*no-forget10"),
+    ("tofu-checkpoint-missing", _tofu_files, [*PAPER, "--original", "{tmp}/missing"],
+     r"No model folder at '\S*missing': give the path of a local Hugging Face checkpoint"),
+    ("tofu-checkpoint-not-hf", _tofu_files, [*PAPER, "--original", "{tmp}/TOFU"], r"has no config\.json"),
+    ("tofu-vocabulary-mismatch", _tofu_files, [*PAPER, "--original", "{tmp}/ckpt-vocab"],
+     r"The tokenizer has \d+ tokens but the model's embedding table has \d+ rows"),
+    ("tofu-longer-than-context", _tofu_files, [*PAPER, "--original", "{tmp}/ckpt-short"],
+     r"is \d+ tokens long but the model's context is 8"),
+    ("tofu-mini-longer-than-context", _nothing, [*TOFU, "--set", "model.context=12"],
+     r"is \d+ tokens long but the model's context is 12"),
+    ("tofu-paper-without-root", _nothing, ["--protocol", "tofu-forget10"], r"needs the TOFU data folder: --root"),
+    ("tofu-paper-without-model", _tofu_files, PAPER, r"needs your target model: --original PATH"),
+    ("tofu-root-missing", _tofu_files, ["--protocol", "tofu-forget10", "--root", "{tmp}/none", "--original",
+                                        "{tmp}/ckpt"], r"No TOFU data folder at '\S*none'"),
+    ("tofu-retain-logs-missing", _tofu_files,
+     [*PAPER, "--original", "{tmp}/ckpt", "--set", "retain.eval={tmp}/none.json"],
+     r"retain\.eval \S*none\.json' is not a file"),
+    ("tofu-retain-two-references", _tofu_files, [*PAPER, "--original", "{tmp}/ckpt", "--set", "retain.eval=a",
+                                                 "--set", "retain.model=b"], r"give one of retain\.model=DIR"),
+    ("tofu-paper-quick", _nothing, ["--protocol", "tofu-forget10", "--quick"], r"tofu-forget10 has no quick size"),
+    ("tofu-original-on-mini", _tofu_files, [*TOFU, "--original", "{tmp}/ckpt"],
+     r"--original: protocol 'tofu-mini-forget10' is an experiment; it takes only"),
+    ("tofu-unknown-group", _nothing, [*TOFU, "--set", "unet.width=3"],
+     r"'unet' is neither a method of this run nor a setting group; use data\.KEY"),
+    ("tofu-retain-on-mini", _nothing, [*TOFU, "--set", "retain.model=x"], r"'retain' is neither a method"),
+    ("tofu-unknown-model-field", _nothing, [*TOFU, "--set", "model.width=3"],
+     r"--set model\.width: not a model field; use one of arch, context"),
+    ("tofu-too-few-authors", _nothing, [*TOFU, "--set", "data.authors=5"], r"needs >= 10 authors"),
+    ("tofu-unknown-recipe-key", _nothing, [*TOFU, "--set", "stage2.warmup=1"], r"Unknown recipe key\(s\) \['warmup'\]"),
+    ("tofu-method-not-in-protocol", _nothing, [*TOFU, "--methods", "salun"],
+     r"salun: not a method of protocol 'tofu-mini-forget10'"),
+    ("tofu-bad-method-value", _nothing, [*TOFU, "--set", "llm/npo-gd.beta=-1"], r"beta"),
 ]
 
 

@@ -50,7 +50,7 @@ __all__ = ["COMPAT_FLAGS", "DUALOPTIM_MIA", "GAP_VARIANTS", "GRID_COMPAT", "KIT_
 
 #: the only modules an experiment protocol may point to
 EXPERIMENT_MODULES = frozenset({"unlearnlab.experiments.minnorm", "unlearnlab.experiments.certified_budget",
-                                "unlearnlab.experiments.ddpm"})
+                                "unlearnlab.experiments.ddpm", "unlearnlab.experiments.tofu"})
 
 
 # --------------------------------------------------------------------------------------------- recipes
@@ -218,6 +218,48 @@ def _ddpm(tier: str) -> Protocol:
         quick=QuickSize(methods=DDPM_QUICK_METHODS, seeds=(1,)),
         quick_description="--quick: seed 1 and the SalUn/EUPMU/DualOptim rows (see docs/generation.md).")
 
+
+#: TOFU-format unlearning (docs/llm.md, "Running the protocols"): every llm/* host, DualOptim's own LLM runs, the
+#: generic +dualoptim wrapper on the hosts the DualOptim paper runs (GA+GD, NPO+GD, ME+GD, IDK+AP), +eupmu on
+#: GA+GD and NPO+GD (new combinations) and certified-gradclip as an exploratory row
+TOFU_HOSTS = ("llm/ga", "llm/ga-gd", "llm/ga-kl", "llm/npo", "llm/npo-gd", "llm/npo-kl", "llm/simnpo", "llm/me-gd",
+              "llm/idk-gd", "llm/idk-ap", "llm/rmu")
+TOFU_DUALOPTIM = ("dualoptim/llm/me-gd", "dualoptim/llm/idk-ap", "llm/ga-gd+dualoptim", "llm/npo-gd+dualoptim",
+                  "llm/me-gd+dualoptim", "llm/idk-ap+dualoptim")
+TOFU_METHODS = (*TOFU_HOSTS, *TOFU_DUALOPTIM, "llm/ga-gd+eupmu", "llm/npo-gd+eupmu", "certified-gradclip")
+TOFU_QUICK_METHODS = ("llm/ga-gd", "llm/npo-gd", "llm/me-gd", "dualoptim/llm/me-gd", "llm/npo-gd+dualoptim",
+                      "llm/npo-gd+eupmu")
+#: the paper tier: the DualOptim paper's TOFU rows (ME+GD, IDK+AP, GA+GD, NPO+GD, each with and without dual
+#: optimizers)
+TOFU_PAPER_METHODS = ("llm/me-gd", "dualoptim/llm/me-gd", "llm/idk-ap", "dualoptim/llm/idk-ap", "llm/ga-gd",
+                      "llm/ga-gd+dualoptim", "llm/npo-gd", "llm/npo-gd+dualoptim")
+_TOFU_PAPER = "TOFU (Maini et al., 2024); OpenUnlearning's metrics; DualOptim (LLM rows); EUPMU (new combination)"
+
+
+def _tofu_mini(split: str) -> Protocol:
+    return Protocol(
+        name=f"tofu-mini-{split}", version=1, paper=_TOFU_PAPER,
+        description=(f"TOFU-format {split} on the synthetic tofu-mini benchmark (200 authors x 20 QA, data seed 0), "
+                     "a 4.8 M-parameter Llama-style LM trained from scratch (stage 1 world facts, stage 2 full / "
+                     "retain), every llm/* method with DualOptim, EUPMU and certified-gradclip rows, seeds 1-5; "
+                     "forget quality (KS), model utility, forget ROUGE-L, truth ratio, privleak, RTE; noise floor "
+                     "and validity gates. --quick: tofu-mini-xs (40 x 10) and its 0.47 M model, seed 1 (+ the retain "
+                     f"model of seed 2), {len(TOFU_QUICK_METHODS)} methods."),
+        experiment=f"unlearnlab.experiments.tofu:mini_{split}", methods=TOFU_METHODS, seeds=(1, 2, 3, 4, 5),
+        accepts=("methods", "hparams"), quick=QuickSize(methods=TOFU_QUICK_METHODS, seeds=(1,)),
+        quick_description="--quick: tofu-mini-xs, seed 1, the GA/NPO/ME/DualOptim/EUPMU rows (docs/llm.md).")
+
+
+def _tofu_paper() -> Protocol:
+    return Protocol(
+        name="tofu-forget10", version=1, paper=_TOFU_PAPER,
+        description=("Paper tier (GPU): TOFU forget10 from your local TOFU folder (--root) and your target checkpoint "
+                     "fine-tuned on full (--original, a Hugging Face folder); retain reference --set retain.model=DIR "
+                     "or retain.eval=TOFU_EVAL.json; DualOptim's recipe (profile reference: 5 epochs, lr 1e-5, "
+                     "batch 32) for ME+GD, IDK+AP, GA+GD, NPO+GD with and without dual optimizers; seeds 1-5."),
+        experiment="unlearnlab.experiments.tofu:paper_forget10", methods=TOFU_PAPER_METHODS, seeds=(1, 2, 3, 4, 5),
+        accepts=("methods", "hparams", "original"))
+
 _PROTOCOLS: dict[str, Protocol] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -263,6 +305,9 @@ def _register_defaults() -> None:
         "minnorm-collapse", "unlearnlab.experiments.minnorm:collapse", _MNOG,
         "MinNorm-OG representation collapse (CIFAR-10), seeds 1-5; --quick = S3 collapse-digits.",
         seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-collapse-cifar10",), version=2))
+    for split in ("forget01", "forget05", "forget10"):
+        register_protocol(_tofu_mini(split))
+    register_protocol(_tofu_paper())
     # the issue's short names
     for alias, target in {"salun-random": "salun-cifar10-random10", "salun-random1": "salun-cifar10-random1",
                           "salun-random5": "salun-cifar10-random5", "salun-random10": "salun-cifar10-random10",

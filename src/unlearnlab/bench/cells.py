@@ -160,12 +160,23 @@ def finish(store: ResultStore, row: Row, outcome: Outcome, log: Log | None = Non
 
 
 def run_cell(store: ResultStore, row: Row, work: Callable[[], Scores], log: Log | None = None,
-             env: Mapping[str, Any] | None = None) -> Outcome | None:
+             env: Mapping[str, Any] | None = None, save: Callable[[Outcome], Outcome] | None = None
+             ) -> Outcome | None:
     """Run one cell in this process: skip it when its row is complete (``None``), else start the row, attempt
-    ``work`` and finish the row with the classified outcome."""
+    ``work`` and finish the row with the classified outcome.
+
+    ``save(outcome)``, when given, runs before the row is finished: it writes the outcome's artifact (files next
+    to the results) and returns the outcome to store (e.g. with the files named in its stats). A failure to save
+    leaves the row ``failed``, so the next run retries the cell and the files.
+    """
     if store.is_complete(row.run_key):
         return None
     start(store, row, env)
     outcome = attempt(work)
+    if save is not None:
+        try:
+            outcome = save(outcome)
+        except Exception as err:
+            outcome = failure(err, "saving its files: ")
     finish(store, row, outcome, log)
     return outcome

@@ -71,8 +71,9 @@ def draw_plots(store: ResultStore, out: Path, log: Log) -> None:
 
 
 def experiment_options(spec: Protocol, config: RunConfig) -> dict[str, Any]:
-    """The ``methods``, ``hparams`` and ``original`` of ``config`` for an experiment protocol (sized), each
-    refused unless the protocol accepts it; ``methods`` must be among the protocol's (default: all of them)."""
+    """The ``methods``, ``hparams`` and ``original`` of ``config`` for an experiment protocol, each refused unless
+    the protocol accepts it; ``methods`` must be among the protocol's at either size (default: all of those of the
+    size ``config.quick`` picks), so a quick run may add a full-size method."""
     given = {"methods": config.methods != DEFAULT_METHODS, "hparams": bool(config.hparams),
              "original": config.original is not None}
     refused = [name for name, set_ in given.items() if set_ and name not in spec.accepts]
@@ -81,7 +82,7 @@ def experiment_options(spec: Protocol, config: RunConfig) -> dict[str, Any]:
                               f"{', '.join(spec.accepts) or 'none of methods, hparams, original'}).")
     if "methods" not in spec.accepts:
         return {}
-    methods = tuple(config.methods) if given["methods"] else spec.methods
+    methods = tuple(config.methods) if given["methods"] else spec.sized(config.quick).methods
     unknown = [m for m in methods if m not in spec.methods]
     if unknown:
         raise UnlearnlabError(f"{', '.join(unknown)}: not a method of protocol {spec.name!r}; its methods are "
@@ -102,7 +103,7 @@ def run_experiment(config: RunConfig, progress: Progress | None = None, log: Log
     if not spec.is_experiment:
         raise UnlearnlabError(f"Protocol {spec.name!r} is a grid protocol: use run_grid().")
     sized = spec.sized(config.quick)
-    options = experiment_options(sized, config)
+    options = experiment_options(spec, config)
     fn = resolve_experiment(sized.experiment)
     device = resolve_device(config.device)
     cache_root = Path(config.cache_dir) if config.cache_dir else default_cache_dir()

@@ -5,6 +5,9 @@
 * :func:`poisoning_fit_plot`: MinNorm-OG's sine poisoning experiment, one panel per T: sin x, the training points
   (poisoned ones in red) and the fits of Retrain, MinNorm-OG and GD of the median trial, with each method's
   configuration selected as its table selects it (:mod:`unlearnlab.bench.selection`).
+* :func:`tofu_tradeoff_plot`: the LLM-unlearning trade-off of a TOFU-format run (``tofu-*`` protocols): forget
+  quality (log scale) against model utility, every seed as a small dot and each method's mean as a large one, the
+  target (before unlearning) as a cross and the retain model's utility as a vertical line.
 
 :func:`unlearnlab.bench.plots.write_plots` draws them for every results database that holds their rows.
 """
@@ -232,4 +235,61 @@ def poisoning_fit_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, titl
     axes[-1].set_xlabel("x")
     protocol = rows[0]["protocol"] if rows else ""
     fig.suptitle(title or f"Data poisoning fits · {protocol}", fontsize=10)
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------- TOFU trade-off (LLM)
+TOFU_PREFIX = "tofu|"
+#: rows of a TOFU run that are not unlearning methods (docs/llm.md, "Running the protocols")
+TOFU_TARGET, TOFU_RETAIN = "target", "retain"
+
+
+def is_tofu(row: Mapping[str, Any]) -> bool:
+    return str(row["task_key"]).startswith(TOFU_PREFIX)
+
+
+def tofu_points(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """Row name → (model utility, forget quality) of each ``done`` seed that has both (the retain rows have no
+    forget quality of their own and are left out)."""
+    out: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        m = r.get("metrics") or {}
+        if r["status"] == "done" and m.get("model_utility") is not None and m.get("forget_quality") is not None:
+            out.setdefault(r["method"], []).append((float(m["model_utility"]), float(m["forget_quality"])))
+    return out
+
+
+def tofu_tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str | None = None) -> list[Path]:
+    """Forget quality (KS p-value, log scale, higher is better) against model utility (higher is better) of one
+    TOFU-format run (module docstring); the dotted line is p = 0.05. Returns the PNG and PDF paths."""
+    points = tofu_points(rows)
+    if not any(name != TOFU_TARGET for name in points):
+        raise UnlearnlabError("No done TOFU method row with forget quality and model utility to plot.")
+    floor = 1e-300  # a p-value of exactly 0 cannot be drawn on a log scale
+    fig = Figure(figsize=(7.0, 4.6), layout="constrained")
+    ax = fig.subplots()
+    cmap = matplotlib.colormaps["tab20"]
+    methods = [name for name in points if name != TOFU_TARGET]
+    for i, name in enumerate(methods):
+        xs, ys = zip(*points[name])
+        ys = [max(y, floor) for y in ys]
+        color = cmap(i % 20)
+        ax.scatter(xs, ys, s=10, color=color, alpha=0.45, lw=0)
+        ax.scatter([sum(xs) / len(xs)], [max(sum(ys) / len(ys), floor)], s=60, color=color, edgecolor="k", lw=0.5,
+                   label=name, zorder=3)
+    if TOFU_TARGET in points:
+        xs, ys = zip(*points[TOFU_TARGET])
+        ax.scatter(xs, [max(y, floor) for y in ys], marker="x", s=60, color="k", label="target (before)", zorder=3)
+    retain_mu = [float(r["metrics"]["model_utility"]) for r in rows if r["method"] == TOFU_RETAIN
+                 and r["status"] == "done" and (r.get("metrics") or {}).get("model_utility") is not None]
+    if retain_mu:
+        ax.axvline(sum(retain_mu) / len(retain_mu), color="k", ls="--", lw=1, label="retain model's utility")
+    ax.axhline(0.05, color="grey", ls=":", lw=1, label="p = 0.05")
+    ax.set_yscale("log")
+    ax.set_xlabel("model utility → better")
+    ax.set_ylabel("forget quality (KS p-value) ↑ better")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1.0), loc="upper left")
+    protocol = rows[0]["protocol"] if rows else ""
+    ax.set_title(title or f"Forget quality vs model utility · {protocol}", fontsize=10)
     return save_figure(fig, path)

@@ -32,12 +32,16 @@ from matplotlib.figure import Figure
 
 from unlearnlab.bench.captions import method_labels, plot_title
 from unlearnlab.bench.experiment_plots import (
+    TOFU_TARGET,
     certified_budget_plot,
     certified_budget_points,
     has_fit,
     is_certified_budget,
+    is_tofu,
     poisoning_fit_plot,
     poisoning_fits,
+    tofu_points,
+    tofu_tradeoff_plot,
 )
 from unlearnlab.bench.figures import digest, save_figure, slug
 from unlearnlab.bench.report import REFERENCE, group_rows, summarize
@@ -336,7 +340,9 @@ def write_plots(store: ResultStore, out_dir: str | Path) -> list[Path]:
       method and UA/TA on every done row;
     * ``eps-hist-<protocol>-<task hash>``: per group with rows carrying ``stats["forget_quality"]``;
     * ``certified-budget-<protocol>``: per ``certified-budget`` protocol (all its split seeds) with a certified ε;
-    * ``poisoning-fits-<protocol>-<setting hash>``: per MinNorm-OG poisoning setting with stored fits.
+    * ``poisoning-fits-<protocol>-<setting hash>``: per MinNorm-OG poisoning setting with stored fits;
+    * ``tofu-tradeoff-<protocol>-<task hash>``: per TOFU-format run with a done method row (forget quality vs
+      model utility).
 
     Groups without the data for a figure are skipped.
     """
@@ -350,6 +356,10 @@ def write_plots(store: ResultStore, out_dir: str | Path) -> list[Path]:
         if any(_has_forget_quality(r) for r in group):
             paths.extend(eps_histogram_plot(group, plots / f"eps-hist-{slug(head['protocol'])}-"
                                             f"{digest(head['task_key'])}"))
+        if is_tofu(head) and any(name != TOFU_TARGET for name in tofu_points(group)):
+            paths.extend(tofu_tradeoff_plot(group, plots / f"tofu-tradeoff-{slug(head['protocol'])}-"
+                                            f"{digest(head['task_key'])}", title=f"Forget quality vs model utility · "
+                                                                             f"{head['protocol']}"))
     certified: dict[str, list[dict]] = {}
     poisoning: dict[tuple[str, str], list[dict]] = {}
     for r in rows:

@@ -184,7 +184,8 @@ def evaluate_lm(model: nn.Module, task: Any, reference: Any = None, *, batch_siz
          values["wf_Q_A_Prob_normalised"], values["wf_Q_A_ROUGE"], values["wf_Truth_Ratio"], entropy["wf"]]))
     samples = [{"question": r.question, "answer": r.answer, "generation": g}
                for r, g in zip(forget_records[:SAMPLE_GENERATIONS], scores["forget"].generations)]
-    return TofuReport(values, definitions, by_index, [float(t) for t in forget_tr], auc, samples)
+    return TofuReport(values, definitions, by_index=by_index, forget_truth_ratios=[float(t) for t in forget_tr],
+                      mink_auc=auc, samples=samples)
 
 
 def write_openunlearning(report: TofuReport, folder: str | Path) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -30,7 +30,11 @@ from unlearnlab.language.family import LANGUAGE_MODEL
 from unlearnlab.language.models import LMConfig, context_length
 from unlearnlab.language.records import UTILITY_SPLITS, TofuData, records_text
 from unlearnlab.language.tokens import encode_pairs, tokenizer_hash, train_tokenizer
+from unlearnlab.train_state import TrainCheckpoint
 from unlearnlab.training import Recipe, TrainStats, train
+
+#: ``progress(done_epochs, total_epochs)``, as :func:`unlearnlab.training.train` calls it
+Progress = Callable[[int, int], None]
 
 STAGE1 = Recipe(optimizer="adamw", lr=3e-3, momentum=0.0, weight_decay=0.01, epochs=20, batch_size=32,
                 schedule="cosine")
@@ -52,24 +56,29 @@ def training_source(data: TofuData, tokenizer: PreTrainedTokenizerBase, splits: 
 
 
 def _train(model: PreTrainedModel, data: TofuData, tokenizer: PreTrainedTokenizerBase, splits: Sequence[str],
-           recipe: Recipe, seed: int) -> TrainStats:
+           recipe: Recipe, seed: int, progress: Progress | None, checkpoint: TrainCheckpoint | None) -> TrainStats:
     source = training_source(data, tokenizer, splits, context_length(model))
-    stats = train(model, source, recipe, seed=seed, loss_fn=LANGUAGE_MODEL.loss)
+    stats = train(model, source, recipe, seed=seed, loss_fn=LANGUAGE_MODEL.loss, progress=progress,
+                  checkpoint=checkpoint)
     model.eval()
     return stats
 
 
 def stage1(model: PreTrainedModel, data: TofuData, tokenizer: PreTrainedTokenizerBase,
-           recipe: Recipe = STAGE1, seed: int = 1) -> TrainStats:
-    """Train ``model`` in place on the utility sets (the reference model)."""
-    return _train(model, data, tokenizer, UTILITY_SPLITS, recipe, seed)
+           recipe: Recipe = STAGE1, seed: int = 1, *, progress: Progress | None = None,
+           checkpoint: TrainCheckpoint | None = None) -> TrainStats:
+    """Train ``model`` in place on the utility sets (the reference model). ``progress`` and ``checkpoint`` (a
+    resumable training state) are :func:`unlearnlab.training.train`'s."""
+    return _train(model, data, tokenizer, UTILITY_SPLITS, recipe, seed, progress, checkpoint)
 
 
 def stage2(model: PreTrainedModel, data: TofuData, tokenizer: PreTrainedTokenizerBase, split: str = "full",
-           recipe: Recipe = STAGE2, seed: int = 1, replay: bool = True) -> TrainStats:
+           recipe: Recipe = STAGE2, seed: int = 1, replay: bool = True, *, progress: Progress | None = None,
+           checkpoint: TrainCheckpoint | None = None) -> TrainStats:
     """Fine-tune ``model`` in place on ``split`` (``full`` → target, ``retainXX`` → retain model), with the
     utility sets when ``replay``."""
-    return _train(model, data, tokenizer, (split, *(UTILITY_SPLITS if replay else ())), recipe, seed)
+    return _train(model, data, tokenizer, (split, *(UTILITY_SPLITS if replay else ())), recipe, seed, progress,
+                  checkpoint)
 
 
 def fine_tuned(reference: PreTrainedModel, data: TofuData, tokenizer: PreTrainedTokenizerBase, split: str,
