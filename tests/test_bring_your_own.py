@@ -65,7 +65,7 @@ def test_original_from_a_state_dict_replaces_the_trained_one_and_its_hash_joins_
     out = tmp_path / "out"
     result = invoke("run", "--config", trained / "tiny.yaml", *ARGS, "--original", mine, "--out", out)
     assert result.exit_code == 0, result.output
-    assert f"models: your original {mine} (sha256 {digest[:12]}…) + 2 retrained, 0 to train (2 cached)" in \
+    assert f"models: your original {mine} (sha256 {digest[:12]}…) + 4 retrained, 0 to train (4 cached)" in \
         " ".join(result.output.split())
     assert not list(cache.glob("original-*")), "an original was trained although the user gave one"
     mine_rows, theirs = rows(out), rows(trained / "out")
@@ -123,7 +123,7 @@ def test_without_save_models_only_certified_models_are_saved(tmp_path: Path, cac
     again = invoke("run", "--config", config, "--methods", "ft", "--seeds", "1", "--threads", "1", "--out", out,
                    "--save-models")
     assert again.exit_code == 0, again.output
-    assert "--save-models: 2 done row(s) ran without it and have no saved model" in " ".join(again.output.split())
+    assert "--save-models: 3 done row(s) ran without it and have no saved model" in " ".join(again.output.split())
 
 
 def test_health_warnings_reach_run_log_and_the_row(tmp_path: Path, cache_dir: Path):

@@ -81,7 +81,7 @@ class Evaluation:
     metrics: dict[str, float]
     definitions: dict[str, str] = field(default_factory=dict)
     #: shadow-set sizes and cuts, attack draws, U-LiRA counts (stored in a result row's stats)
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict, kw_only=True)
 
     def __getitem__(self, key: str) -> float:
         return self.metrics[key]
@@ -277,4 +277,4 @@ def evaluate(
             )
         values["gap"] = per_seed_gap(values, ref.metrics, GAP_METRICS)
         definitions["gap"] = "(1/4)·Σ_{ua,ra,ta,mia} |x − retrain| on the same seed (" + primary_mia + ")"
-    return Evaluation(values, definitions, details)
+    return Evaluation(values, definitions, details=details)
