@@ -3,7 +3,9 @@
 :class:`ClassificationCell` is the small picklable description an executor ships to a worker (method, seed,
 hyperparameters, the paths and SHA-256 digests of the original and retrained checkpoints, the retrained model's
 metrics); calling it rebuilds the task, loads both models — their bytes verified against the digests, then
-``torch.load(weights_only=True)`` — unlearns and scores, and returns :class:`~unlearnlab.bench.cells.Scores`.
+``torch.load(weights_only=True)`` — unlearns and scores, and returns :class:`~unlearnlab.bench.cells.Scores`. The
+``retrain`` cell's metrics are the retrained model's metrics the driver already computed as every cell's reference
+(the same checkpoint on the same split), so that model is not evaluated twice.
 It never sees the results store nor the output folder: the driver writes the rows and saves the models that
 come back as artifacts (:mod:`unlearnlab.bench.cells`). :func:`unlearn_and_score` is the same unlearn → check →
 evaluate step for callers that hold the models already (tuning trials). The after-unlearning health warnings
@@ -122,9 +124,14 @@ class ClassificationCell:
             reference = Evaluation(dict(self.reference), dict(self.reference_definitions))
             return unlearn_and_score(original, task, self.method, self.seed, self.hparams, reference,
                                      self.primary_mia, progress, self.save_model)
-        model = self._load(task, self.retrain, self.retrain_sha256, files)
+        # the retrain row's metrics are the reference the driver computed from this same checkpoint on this same
+        # split (evaluate(retrained, task, None, primary_mia)); the model is loaded only to be saved, or to be
+        # evaluated when no reference came with the cell
+        model = self._load(task, self.retrain, self.retrain_sha256, files) if self.save_model or not self.reference \
+            else None
+        scores = Evaluation(dict(self.reference), dict(self.reference_definitions)) if self.reference \
+            else evaluate(model, task, None, self.primary_mia)
         meta = self.retrain_meta
-        scores = evaluate(model, task, None, self.primary_mia)
         counters = {k: meta.get(k) for k in ("forward_samples", "backward_samples", "optimizer_steps")}
         stats = {"rte_minutes": meta["seconds"] / 60.0, "seconds": meta["seconds"], **counters,
                  "cached_retrain_device": meta.get("device")}

@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.rules.alternate import Alternate, Interleave
-from unlearnlab.methods.rules.base import Job, Rule
+from unlearnlab.methods.rules.base import Job, Rule, weighted
 
 
 @dataclass
@@ -79,10 +79,10 @@ class Joint(Rule):
     def _loss(self, job: Job, drive: str, batch, paired, epoch: int):
         """w_r·R(B_r) [+ w_f·F(next forget batch)] or w_f·F(B_f), plus the modifiers' penalty at ``epoch``."""
         if drive == "retain":
-            loss = self.retain_weight * job.retain(job.model, batch, job.ctx)
+            loss = weighted(self.retain_weight, job.retain(job.model, batch, job.ctx))
             if paired is not None:
-                loss = loss + self.forget_weight * job.forget(job.model, next(paired), job.ctx)
+                loss = loss + weighted(self.forget_weight, job.forget(job.model, next(paired), job.ctx))
         else:
-            loss = self.forget_weight * job.forget(job.model, batch, job.ctx)
+            loss = weighted(self.forget_weight, job.forget(job.model, batch, job.ctx))
         extra = job.penalty(epoch)
         return loss if extra is None else loss + extra
