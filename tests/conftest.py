@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,3 +49,23 @@ def train_original(task: ul.ForgetTask, epochs: int = ORIGINAL_EPOCHS) -> torch.
 def trained_mlp(digits_task: ul.ForgetTask) -> torch.nn.Module:
     """An ``mlp`` trained on D for 15 epochs (original model). Tests must not mutate it (unlearn copies)."""
     return train_original(digits_task)
+
+
+def write_cifar10_binary(root: Path, train_per_class: int = 12, test_per_class: int = 3,
+                         classes: tuple[int, ...] = tuple(range(10)), seed: int = 0) -> Path:
+    """Tiny CIFAR-10 files in the official binary format under ``root/cifar-10-batches-bin``: five training batches
+    and a test batch of records ``label byte + 3,072 pixel bytes`` (R, G, B planes of 32×32), random pixels, only
+    ``classes`` present. Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def records(per_class: int) -> np.ndarray:
+        labels = np.repeat(np.asarray(classes, dtype=np.uint8), per_class)
+        pixels = rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)
+        return np.hstack([labels[:, None], pixels])[rng.permutation(len(labels))]
+
+    for i, part in enumerate(np.array_split(records(train_per_class), 5), start=1):
+        (folder / f"data_batch_{i}.bin").write_bytes(part.tobytes())
+    (folder / "test_batch.bin").write_bytes(records(test_per_class).tobytes())
+    return root

@@ -20,6 +20,7 @@ import unlearnlab as ul
 from unlearnlab.bench import trained
 from unlearnlab.bench.cache import ModelCache, default_cache_dir, load_checkpoint, save_checkpoint
 from unlearnlab.bench.config import DEFAULT_METHODS
+from unlearnlab.bench.plan import NOISE_FLOOR
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.checksums import write_checked
 from unlearnlab.cli import app
@@ -175,7 +176,9 @@ def finished(out: Path) -> dict[tuple[str, int], float]:
 
 
 def table_methods(markdown: str) -> list[str]:
-    lines = [ln for ln in markdown.splitlines() if ln.startswith("|")][2:]  # skip header and rule
+    """Row labels of the first (main) table: its header and rule skipped, the tables under it left out."""
+    first = markdown[markdown.index("|"):].split("\n\n")[0]
+    lines = [ln for ln in first.splitlines() if ln.startswith("|")][2:]
     return [ln.split("|")[1].strip() for ln in lines]
 
 
@@ -215,8 +218,8 @@ def test_run_succeeds_and_writes_every_output(grid):
 
 def test_run_stores_one_done_row_per_method_and_seed(grid):
     got = rows(grid.out)
-    assert sorted((r["method"], r["seed"]) for r in got) == sorted(
-        (m, s) for m in GRID_METHODS.split(",") for s in (1, 2))
+    assert sorted((r["method"], r["seed"]) for r in got) == sorted(  # every grid has the noise-floor row
+        (m, s) for m in (*GRID_METHODS.split(","), NOISE_FLOOR) for s in (1, 2))
     assert all(r["status"] == "done" for r in got)
     for r in got:
         for key in ("ua", "ra", "ta", "mia"):
@@ -235,18 +238,18 @@ def test_run_uses_the_recipe_of_the_config_file(grid):
 
 def test_run_table_lists_retrain_first_in_every_format(grid):
     markdown = (grid.out / "table.md").read_text()
-    assert table_methods(markdown) == ["retrain", "ft", "rl"]
+    assert table_methods(markdown) == ["retrain", "retrain (independent seeds)", "ft", "rl"]
     assert markdown in grid.result.output
     records = list(csv.DictReader(io.StringIO((grid.out / "table.csv").read_text())))
     assert records[0]["method"] == "retrain"
-    assert {r["method"] for r in records} == {"retrain", "ft", "rl"}
+    assert {r["method"] for r in records} == {"retrain", "retrain (independent seeds)", "ft", "rl"}
     tex = (grid.out / "table.tex").read_text()
     assert tex.index("retrain &") < tex.index("ft &") < tex.index("rl &")
 
 
 def test_run_caches_the_original_and_the_retrains(grid, tmp_path: Path, monkeypatch):
     assert len(list(grid.cache.glob("original-*.pt"))) == 1
-    assert len(list(grid.cache.glob("retrain-*.pt"))) == 2
+    assert len(list(grid.cache.glob("retrain-*.pt"))) == 4  # R_s and the noise floor's R'_s per seed
     monkeypatch.setenv("UNLEARNLAB_CACHE", str(grid.cache))
 
     def no_training(*args, **kwargs):
@@ -271,7 +274,7 @@ def test_interrupted_row_is_recomputed_alone(grid, grid_copy: Path):
     result = invoke("run", "--config", grid.config, "--methods", GRID_METHODS, "--seeds", "1,2", "--out", grid_copy)
     assert result.exit_code == 0, result.output
     after = finished(grid_copy)
-    assert len(rows(grid_copy)) == len(before) == 6
+    assert len(rows(grid_copy)) == len(before) == 8
     assert after[("rl", 2)] is not None and after[("rl", 2)] > before[("rl", 2)]
     assert {k: v for k, v in after.items() if k != ("rl", 2)} == {k: v for k, v in before.items() if k != ("rl", 2)}
     assert all(r["status"] == "done" for r in rows(grid_copy))
@@ -366,7 +369,7 @@ def test_method_errors_become_row_statuses_and_the_grid_goes_on(grid, tmp_path: 
     diverged_at = status["rl"]["finished"]
     retried = invoke("run", "--config", grid.config, "--methods", "ft,rl,retrain,ga", "--seeds", "1", "--out", out)
     assert retried.exit_code == 0, retried.output
-    assert "skipping 3 complete rows (2 done, 1 diverged); re-running 0 interrupted and 1 failed" in retried.output
+    assert "skipping 4 complete rows (3 done, 1 diverged); re-running 0 interrupted and 1 failed" in retried.output
     again = {r["method"]: r for r in rows(out)}
     assert again["ft"]["status"] == "done"
     assert again["rl"]["status"] == "diverged"
@@ -380,7 +383,8 @@ def test_real_divergence_from_a_huge_learning_rate_is_a_diverged_row(grid, tmp_p
                     "--out", out)
     assert result.exit_code == 0, result.output
     # retrain, the reference of every gap, always runs first
-    assert [(r["method"], r["status"]) for r in rows(out)] == [("retrain", "done"), ("ga", "diverged")]
+    assert [(r["method"], r["status"]) for r in rows(out)] == [("retrain", "done"), (NOISE_FLOOR, "done"),
+                                                                ("ga", "diverged")]
 
 
 def test_scientific_notation_is_a_number_in_flags_and_config_files(grid, tmp_path: Path, monkeypatch):
@@ -392,7 +396,8 @@ def test_scientific_notation_is_a_number_in_flags_and_config_files(grid, tmp_pat
     result = invoke("run", "--config", config, "--methods", "ft,rl", "--seeds", "1", "--set", "rl.lr=2e-2",
                     "--out", out)
     assert result.exit_code == 0, result.output
-    got = {r["method"]: r["config"]["hparams"]["lr"] for r in rows(out) if r["method"] != "retrain"}
+    got = {r["method"]: r["config"]["hparams"]["lr"] for r in rows(out) if r["method"] not in ("retrain",
+                                                                                                NOISE_FLOOR)}
     assert got == {"ft": 3e-3, "rl": 2e-2}
 
 
@@ -459,7 +464,7 @@ def test_default_grid_end_to_end(tmp_path: Path, cache_dir: Path):
     result = invoke("run", "--seeds", "1", "--out", out)
     assert result.exit_code == 0, result.output
     got = {r["method"]: r for r in rows(out)}
-    assert set(got) == set(DEFAULT_METHODS)
+    assert set(got) == {*DEFAULT_METHODS, NOISE_FLOOR}
     for method, row in got.items():
         assert row["status"] == "done", f"{method}: {row['status']} {row['error']}"
         assert all(math.isfinite(v) for v in row["metrics"].values()), method
@@ -474,7 +479,7 @@ def test_retrain_is_always_the_first_row_and_aliases_are_canonical(grid, tmp_pat
     out = tmp_path / "out"
     result = invoke("run", "--config", grid.config, "--methods", "neggrad+", "--seeds", "1", "--out", out)
     assert result.exit_code == 0, result.output
-    assert [r["method"] for r in rows(out)] == ["retrain", "neggrad-plus"]
+    assert [r["method"] for r in rows(out)] == ["retrain", NOISE_FLOOR, "neggrad-plus"]
 
 
 def test_hyperparameters_for_the_benchmark_retrain_are_refused(grid, tmp_path: Path):

@@ -1,4 +1,4 @@
-"""Certified baselines (certified.md §8) and models (§9.2, §9.6): ``output-perturbation``, the certified
+"""Certified baselines and models (docs/methods.md, "Certified baselines"): ``output-perturbation``, the certified
 "retrain with the same budget" recipe, ``digits_tiny`` and ``features_mlp``."""
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def test_retrain_reinitialisation_of_digits_tiny_is_flax_lecun():
             assert torch.count_nonzero(m.bias) == 0
 
 
-# ------------------------------------------------------------------------------------- models (§9.2, §9.6)
+# ------------------------------------------------------------------------- models (`digits_tiny`, `features_mlp`)
 def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -1,4 +1,4 @@
-"""The certified budget experiment (certified.md §7–§9, experiments/certified_budget.py) at a tiny size."""
+"""The certified budget experiment (docs/certified_budget.md, experiments/certified_budget.py) at a tiny size."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from unlearnlab.errors import UnlearnlabError
 from unlearnlab.experiments import ExperimentContext
 from unlearnlab.experiments import certified_budget as cb
 
-# one GC and one MC config (§9.6 CI grid), ε = 1, one budget, one seed pair, a short original
+# the smallest grid (`QUICK_GRIDS`, docs/certified_budget.md, "Grids"), ε = 1, one budget, one seed pair,
+# a short original
 TINY = dataclasses.replace(cb.QUICK, epsilons=(1.0,), budgets=(1,), grids=cb.QUICK_GRIDS, original_epochs=5)
 
 
@@ -90,7 +91,8 @@ def test_infeasible_cell_is_a_failed_row_and_the_grid_goes_on(tmp_path):
 
 
 def test_split_seeds_from_context(tmp_path):
-    # the protocol's seeds are split seeds; global seeds come from the variant (§9.1 pairs)
+    # the protocol's seeds are split seeds; global seeds come from the variant (docs/certified_budget.md,
+    # "Seeds and original model")
     assert cb.MNIST.seed_pairs() == [(142, 1234), (142, 9153), (230, 1234), (230, 9153)]
     v = dataclasses.replace(TINY, grids={m: () for m in cb.CERTIFIED})
     assert [(c.split_seed, c.global_seed) for c in cb.cells(v, (7, 8))] == [(7, 1234), (8, 1234)]

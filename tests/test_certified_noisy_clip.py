@@ -1,4 +1,5 @@
-"""Rule ``noisy_clip`` and presets ``certified-gradclip`` / ``certified-modelclip`` (certified.md §3–§6, §11.5–11.9)."""
+"""Rule ``noisy_clip`` and presets ``certified-gradclip`` / ``certified-modelclip`` (docs/methods.md, "Certified
+unlearning: `certified-gradclip`, `certified-modelclip`"; docs/certificates.md, "Accounting")."""
 
 from __future__ import annotations
 
@@ -148,7 +149,8 @@ def test_gradclip_preset_emits_verifiable_certificate(original, digits_task, tmp
     cert = res.certificate
     assert cert.verify() and cert.variant == "gradient_clip"
     assert cert.epsilon <= 1.0 and abs(cert.epsilon - 1.0) < 1e-9
-    # §9.6 prototype: (1, 1, 1e-3, 500) at certified eps = 1 -> T = 14, sigma = 0.0144
+    # a digits GC configuration of docs/certified_budget.md, "Grids": (1, 1, 1e-3, 500) at certified eps = 1
+    # -> T = 14, sigma = 0.0144
     assert cert.constants["T"] == 14 and abs(cert.constants["sigma"] - 0.0144) < 5e-5
     n_steps = 2 * math.ceil(len(digits_task.retain) / 32)
     assert res.counters.optimizer_steps == n_steps

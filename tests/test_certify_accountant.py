@@ -1,4 +1,4 @@
-"""Accountants of certified unlearning (spec certified.md §5, §8, §11.1–11.4)."""
+"""Accountants of certified unlearning (docs/certificates.md, "Accounting")."""
 
 from __future__ import annotations
 

@@ -10,16 +10,19 @@ import builtins
 import errno
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_cifar10_binary
 from typer.testing import CliRunner
 
 from unlearnlab import checksums, utils
 from unlearnlab.cli import app
+from unlearnlab.generation import digits_denoiser, unet_denoiser
 from unlearnlab.models import create
 
 FAST = ["--methods", "ft", "--seeds", "1", "--set", "ft.epochs=1"]
@@ -119,7 +122,34 @@ def _cache_unreadable(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                         else real_access(path, mode, *a, **k))
 
 
+def _cifar_without_class_3(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_cifar10_binary(out.parent / "cifar", classes=(0, 1, 2, 4, 5, 6, 7, 8, 9))
+
+
+def _denoisers(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Digits denoisers a user might pass as --original: one without its class embedding (no class conditioning),
+    one trained on five classes."""
+    state = digits_denoiser().state_dict()
+    del state["net.classes.weight"]
+    torch.save(state, out.parent / "unconditional.pt")
+    torch.save(digits_denoiser(num_classes=5).state_dict(), out.parent / "five.pt")
+
+
+def _unconditional_unet(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bare diffusers UNet2DModel of the tier's layout but without class embeddings, and CIFAR-10 files."""
+    diffusers = pytest.importorskip("diffusers")
+    config = dict(unet_denoiser("fmnist", (3, 32, 32)).net.unet.config)
+    unet = diffusers.UNet2DModel.from_config({**config, "num_class_embeds": None})
+    torch.save(unet.state_dict(), out.parent / "unet.pt")
+    write_cifar10_binary(out.parent / "cifar")
+
+
+def _no_diffusers(out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # `import diffusers` raises ImportError
+
+
 Prepare = Callable[[Path, pytest.MonkeyPatch], None]
+DDPM = ["--protocol", "ddpm-digits-class0", "--quick"]
 
 CASES: list[tuple[str, Prepare, list[str], str]] = [
     ("corrupt-db", _corrupt_db, FAST, r"results\.sqlite is not a readable unlearnlab results database.*mv "),
@@ -164,6 +194,37 @@ CASES: list[tuple[str, Prepare, list[str], str]] = [
      r"model cache \S*cachefile cannot be used: \S*cachefile is not a folder"),
     ("cache-dir-unreadable", _cache_unreadable, [*FAST, "--config", "{tmp}/locked-cache.yaml"],
      r"model cache \S*locked-cache cannot be used: .* is not readable and writable"),
+    ("ddpm-unknown-class", _nothing, ["--protocol", "ddpm-digits-class12", "--quick"],
+     r"Class 12 is not a class of digits \(classes 0 … 9\): pick one of them"),
+    ("ddpm-class-absent", _cifar_without_class_3, ["--protocol", "ddpm-cifar10-class3", "--root", "{tmp}/cifar"],
+     r"Class 3 has no training images in cifar10 \(its files hold classes \[0, 1, 2, 4, .*nothing to forget"),
+    ("ddpm-classifier-other-classes", _cifar_without_class_3,
+     ["--protocol", "ddpm-cifar10-class0", "--root", "{tmp}/cifar"],
+     r"Classes \[3\] have no training images in cifar10: the evaluation classifier must be trained on every class"),
+    ("ddpm-original-unconditional", _denoisers, [*DDPM, "--original", "{tmp}/unconditional.pt"],
+     r"unconditional\.pt has no class conditioning \(no class embedding 'net\.classes\.weight'\).*"
+     r"num_class_embeds=11"),
+    ("ddpm-original-unconditional-unet", _unconditional_unet,
+     ["--protocol", "ddpm-cifar10-class0", "--root", "{tmp}/cifar", "--set", "tier.model=unet:fmnist",
+      "--original", "{tmp}/unet.pt"],
+     r"unet\.pt has no class conditioning \(no class embedding 'net\.unet\.class_embedding\.weight'\)"),
+    ("ddpm-original-other-classes", _denoisers, [*DDPM, "--original", "{tmp}/five.pt"],
+     r"five\.pt does not fit the digits-mlp model of this tier with 10 classes \(shape of net\.classes\.weight: "
+     r"checkpoint \(6, 256\) vs model \(11, 256\)"),
+    ("ddpm-negative-guidance", _nothing, [*DDPM, "--set", "sampler.guidance=-1"],
+     r"The guidance scale must be >= 0 .*got -1"),
+    ("ddpm-zero-steps", _nothing, [*DDPM, "--set", "sampler.steps=0"], r"The sampler needs steps >= 1"),
+    ("ddpm-steps-above-T", _nothing, [*DDPM, "--set", "sampler.steps=2000"],
+     r"2000 sampler steps exceed the model's T = 1000"),
+    ("ddpm-gate-not-settable", _nothing, [*DDPM, "--set", "tier.recognition=0"], r"Unknown tier setting 'recognition'"),
+    ("ddpm-unknown-group", _nothing, [*DDPM, "--set", "unet.width=3"],
+     r"'unet' is neither a method of this run nor a setting group"),
+    ("ddpm-method-not-in-protocol", _nothing, [*DDPM, "--methods", "retrain,salun"],
+     r"salun: not a method of protocol 'ddpm-digits-class0'"),
+    ("ddpm-unet-without-diffusers", _no_diffusers, ["--protocol", "ddpm-fmnist-class0", "--quick"],
+     r"The UNet models need the optional extra 'gen': pip install 'unlearnlab\[gen\]'"),
+    ("experiment-original", _denoisers, ["--protocol", "certified-budget", "--quick", "--original", "{tmp}/five.pt"],
+     r"--original: protocol 'certified-budget' is an experiment; it takes only --out, --root"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Splits, forget specifications and their errors, split hashes, batching and augmentation (evaluation §1, §8)."""
+"""Splits, forget specifications and their errors, split hashes, batching and augmentation (docs/data.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""DualOptim (dualoptim.md §10): decoupled optimizer states, the shared ablation, exact masks in both
-optimizers, interleaving schedules, Lion, and the ``+dualoptim`` presets on digits."""
+"""DualOptim (docs/methods.md, "DualOptim: two optimizers over the same parameters"): decoupled optimizer
+states, the shared ablation, exact masks in both optimizers, interleaving schedules, Lion, and the ``+dualoptim``
+presets on digits."""
 
 from __future__ import annotations
 

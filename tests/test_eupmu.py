@@ -1,5 +1,6 @@
-"""EUPMU / EUPMU-fast / UNGrad properties (eupmu.md §7): surgery direction, one backward per step, dual update,
-log refusal, BN-safe signal, ε sign mapping, batch split, exact masks."""
+"""EUPMU / EUPMU-fast / UNGrad properties (docs/methods.md, "EUPMU, EUPMU-fast and UNGrad (surgery rules)"):
+surgery direction, one backward per step, dual update, log refusal, BN-safe signal, ε sign mapping, batch split,
+exact masks."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from unlearnlab.cli import app
 
 CONFIG = "recipe: {epochs: 3}\nhparams: {ft: {epochs: 2}, rl: {epochs: 2}}\n"
 ARGS = ["--methods", "ft,rl", "--seeds", "1,2", "--threads", "1"]
-CELLS = 6  # retrain, ft, rl × 2 seeds
+CELLS = 8  # retrain, its noise floor, ft, rl × 2 seeds
 
 #: runs ``unlearnlab run`` and kills itself with SIGKILL at the fault point given on its command line
 DRIVER = textwrap.dedent("""
@@ -128,7 +128,7 @@ def test_sigkill_at_any_point_then_resume_gives_the_uninterrupted_table(tmp_path
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == CELLS  # no duplicate, none left over
     assert _table_without_rte((out / "table.md").read_text()) == _table_without_rte((clean / "table.md").read_text())
     entries = list((tmp_path / "cache").glob("*.pt"))
-    assert len(entries) == 3  # 1 original + 2 retrains, each complete
+    assert len(entries) == 5  # 1 original + 2 retrains + 2 noise floors, each complete
     for entry in entries:
         read_checked(entry)  # intact, with its checksum
     left = [p.name for p in (tmp_path / "cache").glob("*.train-state*") if not p.name.startswith(".")]

@@ -1,6 +1,7 @@
-"""NeurIPS 2023 official ε-score and final score (evaluation §3.4) on synthetic distributions with known answers.
+"""NeurIPS 2023 official ε-score and final score on synthetic distributions with known answers.
 
-The vectorised sweep is checked against a brute-force, loop-over-rules reference written here from the spec text.
+The definition is docs/metrics.md, "`forget_score_eps` and `final_score`: NeurIPS 2023 official scoring". The
+vectorised sweep is checked against a brute-force, loop-over-rules reference written here from that definition.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def _rule_eps(fpr: float, fnr: float, delta: float) -> float | None:
 
 
 def brute_force_eps(u, r, delta=1e-5, per_unit=100, buffer=2.0) -> float:
-    """ε_i of one example by enumerating every rule of §3.4 and every model, one comparison at a time."""
+    """ε_i of one example by enumerating every single- and double-threshold rule and every model, one comparison
+    at a time."""
     u, r = [float(x) for x in u], [float(x) for x in r]
     pos, neg = (r, u) if statistics.median(r) > statistics.median(u) else (u, r)
     n_pos, n_neg = len(pos), len(neg)
@@ -125,7 +127,7 @@ def test_brute_force_agreement_covers_non_trivial_values():
     assert ((eps > 0) & (eps < EPSILON_CAP)).sum() >= 5
 
 
-# ---------------------------------------------------------------- §8 known answers
+# ---------------------------------------------------------------- known answers
 
 
 def test_identical_families_score_zero_and_full_points():

@@ -1,4 +1,5 @@
-"""Exact masking (dualoptim §6 M1/M2): frozen weights and their optimizer state never move, whatever the optimizer."""
+"""Exact masking (docs/methods.md, "Masks"): frozen weights and their optimizer state never move, whatever the
+optimizer."""
 
 from __future__ import annotations
 

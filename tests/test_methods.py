@@ -1,4 +1,4 @@
-"""Registry tests every method must pass (baselines §14), parametrised over ``list_methods()``.
+"""Registry tests every method must pass, parametrised over ``list_methods()``.
 
 A method registered later is tested here automatically. Runs are tiny: digits, the ``mlp`` original of
 ``conftest.trained_mlp``, and two epochs where the preset has an ``epochs`` key.

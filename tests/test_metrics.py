@@ -1,4 +1,4 @@
-"""Metrics on fixed inputs: accuracy and UA, the three MIA definitions, Avg.Gap (evaluation spec §2–4)."""
+"""Metrics on fixed inputs: accuracy and UA, the three MIA definitions, Avg.Gap (docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -170,11 +170,12 @@ def test_predict_probs_eval_mode_batched_and_mode_restored() -> None:
     torch.testing.assert_close(net.bn.running_mean, buffers)
 
 
-# ---------------------------------------------------------------- §3.1 SVC MIA-Efficacy
+# ---------------------------------------------------------------- mia_efficacy_svc_conf: SVC MIA-Efficacy
 
 
 def _direct_svc_conf_efficacy(members, member_y, nonmembers, nonmember_y, target, target_y) -> float:
-    """§3.1 written out with scikit-learn only: confidence feature, SVC, 100 · share predicted non-member."""
+    """`mia_efficacy_svc_conf` (docs/metrics.md) written out with scikit-learn only: confidence feature, SVC,
+    100 · share predicted non-member."""
     conf_m = np.take_along_axis(members, member_y[:, None], axis=1)
     conf_n = np.take_along_axis(nonmembers, nonmember_y[:, None], axis=1)
     conf_t = np.take_along_axis(target, target_y[:, None], axis=1)
@@ -259,7 +260,7 @@ def test_svc_variants_are_registered_features() -> None:
     assert set(SVC_VARIANTS) <= set(MIA_DEFINITIONS)
 
 
-# ---------------------------------------------------------------- §3.2 LR entropy member rate
+# ---------------------------------------------------------------- mia_lr_entropy_member_rate
 
 
 def test_lr_entropy_member_rate_equals_direct_sklearn() -> None:
@@ -282,7 +283,7 @@ def test_lr_entropy_member_rate_golden() -> None:
     assert mia_lr_entropy_member_rate(MEMBER_P, NONMEMBER_P, TARGET_P) == pytest.approx(LR_ENTROPY_GOLDEN)
 
 
-# ---------------------------------------------------------------- §3.3 loss LR CV
+# ---------------------------------------------------------------- mia_loss_lr_cv
 
 
 def test_loss_lr_cv_is_half_on_identical_distributions() -> None:
@@ -321,7 +322,7 @@ def test_loss_lr_cv_rejects_empty_side() -> None:
         mia_loss_lr_cv(np.array([]), TEST_LOSSES)
 
 
-# ---------------------------------------------------------------- §4 Avg.Gap
+# ---------------------------------------------------------------- Avg.Gap
 
 
 def _row(ua: float, ra: float, ta: float, mia: float) -> dict[str, float]:

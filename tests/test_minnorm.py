@@ -1,4 +1,5 @@
-"""MinNorm-OG (minnorm_og.md §9): exact constructions, projection invariants, Jacobian, quota guard, schedule."""
+"""MinNorm-OG (docs/methods.md, "MinNorm-OG and the paper's own baselines (`minnorm-og`, `mnog/…`)"): exact
+constructions, projection invariants, Jacobian, quota guard, schedule."""
 
 from __future__ import annotations
 
@@ -305,7 +306,7 @@ def test_retain_forward_sees_the_projected_parameters():
     assert torch.equal(seen[1], model.weight.detach())  # lr 0: the loss forward saw the projected θ
 
 
-# ------------------------------------------------------------------------------------------------ §5 baselines
+# ------------------------------------------------------------------------------------- the paper's own baselines
 
 
 def _adamw_step(model: nn.Module, loss_fn, lr: float) -> list[torch.Tensor]:

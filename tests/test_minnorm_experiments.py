@@ -1,4 +1,4 @@
-"""MinNorm-OG experiments (minnorm_og.md §6, §7; experiments/minnorm.py, data/synthetic.py): data generators,
+"""MinNorm-OG experiments (docs/minnorm_experiments.md; experiments/minnorm/, data/synthetic.py): data generators,
 metric functions on fixed inputs, and each experiment end to end at a tiny size with resume."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from unlearnlab.bench import selection as SEL
 from unlearnlab.bench.cache import ModelCache
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.data.synthetic import (
@@ -24,7 +25,10 @@ from unlearnlab.data.synthetic import (
 )
 from unlearnlab.data.tensors import TensorData
 from unlearnlab.experiments import ExperimentContext
-from unlearnlab.experiments import minnorm as M
+from unlearnlab.experiments.minnorm import common as C
+from unlearnlab.experiments.minnorm import image_settings as IS
+from unlearnlab.experiments.minnorm import images as I
+from unlearnlab.experiments.minnorm import sine as S
 
 # ------------------------------------------------------------------------------------------------ data
 
@@ -111,28 +115,28 @@ class SinePlus(nn.Module):
 
 
 def test_sup_norm_error_on_fixed_functions():
-    assert M.sup_norm_error(SinePlus(0.25)) == pytest.approx(0.25, abs=1e-6)
+    assert S.sup_norm_error(SinePlus(0.25)) == pytest.approx(0.25, abs=1e-6)
     zero = SinePlus(0.0)
     zero.forward = lambda x: torch.zeros_like(x)  # f = 0: error = max |sin| on the grid
-    assert M.sup_norm_error(zero) == pytest.approx(float(torch.sin(sine_grid().double()).abs().max()))
-    assert M.sup_norm_error(zero, n=3) == pytest.approx(abs(math.sin(5 * math.pi)), abs=1e-6)
+    assert S.sup_norm_error(zero) == pytest.approx(float(torch.sin(sine_grid().double()).abs().max()))
+    assert S.sup_norm_error(zero, n=3) == pytest.approx(abs(math.sin(5 * math.pi)), abs=1e-6)
 
 
 def test_median_central_range_and_selection():
     v10 = [10, 1, 9, 2, 8, 3, 7, 4, 6, 5]
-    assert M.central_range(v10) == (3, 8) and M.median(v10) == 5.5
-    assert M.central_range([5, 4, 3, 2, 1]) == (2, 4) and M.median([5, 4, 3, 2, 1]) == 3
-    assert M.mean_se([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1 / math.sqrt(3)))
+    assert SEL.central_range(v10) == (3, 8) and SEL.median(v10) == 5.5
+    assert SEL.central_range([5, 4, 3, 2, 1]) == (2, 4) and SEL.median([5, 4, 3, 2, 1]) == 3
+    assert SEL.mean_se([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1 / math.sqrt(3)))
     # same mean 3; "narrow" has the smaller central range
-    assert M.select_config({"wide": [1, 1, 3, 5, 5], "narrow": [0, 3, 3, 3, 6]}) == "narrow"
-    assert M.select_config({"a": [1.0, 2.0], "b": [0.5, math.inf]}) == "a"
-    assert M.select_config({"a": [0.2, 0.4], "b": [0.5, 0.6]}, lower_is_better=False) == "b"
+    assert SEL.select_config({"wide": [1, 1, 3, 5, 5], "narrow": [0, 3, 3, 3, 6]}) == "narrow"
+    assert SEL.select_config({"a": [1.0, 2.0], "b": [0.5, math.inf]}) == "a"
+    assert SEL.select_config({"a": [0.2, 0.4], "b": [0.5, 0.6]}, lower_is_better=False) == "b"
 
 
 def test_pareto_front_and_gt_distance():
     pts = {"a": (0.9, 0.1), "b": (0.8, 0.05), "c": (0.7, 0.2), "d": (0.95, 0.3)}
-    assert M.pareto_front(pts) == ["b", "a", "d"]
-    assert M.gt_distance((1.0, 0.0), pts, ["b", "a", "d"]) == pytest.approx(math.hypot(0.1, 0.1))
+    assert C.pareto_front(pts) == ["b", "a", "d"]
+    assert C.gt_distance((1.0, 0.0), pts, ["b", "a", "d"]) == pytest.approx(math.hypot(0.1, 0.1))
 
 
 class Fixed(nn.Module):
@@ -153,7 +157,7 @@ def test_erase_metrics_on_fixed_logits():
     test = {c: TensorData(torch.zeros(4, 3, 2, 2), y.clone(), torch.full((4,), -1)) for c in ("gray", "red", "green")}
     cls = torch.nn.functional.one_hot(torch.tensor([0, 1, 5, 3]), 10).float() * 5
     col = torch.tensor([[0.0, 0, 0], [0, 5, 0], [5, 0, 0], [5, 0, 0]])  # sample 1: colour wrong
-    m = M.erase_metrics(Fixed(cls, col), test)
+    m = I.erase_metrics(Fixed(cls, col), test)
     assert m["retain_quality"] == pytest.approx(0.5)  # samples 0 and 3 have both heads right
     p0 = torch.softmax(col.double(), 1)[:, 0]
     err = float(((p0 - 1) ** 2).mean())
@@ -164,7 +168,7 @@ def test_colour_accuracy_on_fixed_logits():
     logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 1, 1]), 10).float()
     test = {"colour 0": TensorData(torch.zeros(4, 3, 2, 2), torch.zeros(4, dtype=torch.long), torch.zeros(4)),
             "colour 1": TensorData(torch.zeros(4, 3, 2, 2), torch.ones(4, dtype=torch.long), torch.zeros(4))}
-    assert M.colour_accuracy(Fixed(logits), test) == pytest.approx(0.5)
+    assert I.colour_accuracy(Fixed(logits), test) == pytest.approx(0.5)
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -190,20 +194,27 @@ def _resumes(ctx, fn, setting, expected_rows):
 
 
 def test_poisoning_end_to_end_and_resume(tmp_path):
-    grid = {m: {"lr": (1e-3,)} for m in M.SINE_METHODS}
+    grid = {m: {"lr": (1e-3,)} for m in C.SINE_METHODS}
     grid["minnorm-og"] = {"lr": (1e-3,), "reg_coef": (0.5, 1.0), "reg_coef_decay": (0.9,), "num_gd_epochs": (1,),
                           "proj_pd": (1,)}
-    s = M.SineSetting("tiny-sine", width=8, poison_steps=50, epochs=(3,), grids={3: grid})
+    s = S.SineSetting("tiny-sine", width=8, poison_steps=50, epochs=(3,), grids={3: grid})
     ctx = _ctx(tmp_path)
-    rows, table = _resumes(ctx, M.poisoning, s, expected_rows=9 * 2)
+    rows, table = _resumes(ctx, S.poisoning, s, expected_rows=9 * 2)
     assert all(math.isfinite(r["metrics"]["sup_norm_error"]) for r in rows)
     mn = [r for r in rows if r["method"] == "minnorm-og"]
     assert all(r["stats"]["jacobian_columns"] == 50 and r["stats"]["projections"] == 2 for r in mn)
     assert "| 3 |" in table and (ctx.out / "minnorm_poisoning.md").read_text() == table
+    # every row carries its trial's poisoned-model facts; 50 steps at width 8 do not interpolate (threshold 0.01)
+    for r in rows:
+        m = r["metrics"]
+        assert m["original_steps"] == 50 and m["original_train_mse"] > s.interpolation_mse
+        assert m["original_interpolates"] is False
+    trial_lines = [line for line in table.splitlines() if line.startswith(("| 1 | 50 |", "| 2 | 50 |"))]
+    assert len(trial_lines) == 2 and all("| **no** |" in line for line in trial_lines)
     # every row stores its fit on the coarse grid; the first row run per trial the training points
     for r in rows:
         fit = r["stats"]["fit"]
-        assert len(fit["y"]) == M.FIT_POINTS and fit["x_range"] == pytest.approx([-5 * math.pi, 5 * math.pi])
+        assert len(fit["y"]) == S.FIT_POINTS and fit["x_range"] == pytest.approx([-5 * math.pi, 5 * math.pi])
         assert all(v is not None and math.isfinite(v) for v in fit["y"])
     with_data = [r for r in rows if "poisoned_data" in r["stats"]]
     assert sorted(r["seed"] for r in with_data) == [1, 2]
@@ -211,7 +222,7 @@ def test_poisoning_end_to_end_and_resume(tmp_path):
         d, trial = r["stats"]["poisoned_data"], sine_poisoning(r["seed"])
         assert len(d["retain_x"]) == 50 and d["forget_y"] == [1.5] * 5
         assert d["forget_x"] == pytest.approx(trial.forget.x.flatten().tolist(), abs=1e-5)
-        assert len(d["original_fit"]["y"]) == M.FIT_POINTS
+        assert len(d["original_fit"]["y"]) == S.FIT_POINTS
     from unlearnlab.bench.experiment_plots import poisoning_fits
     from unlearnlab.bench.plots import write_plots
 
@@ -224,16 +235,16 @@ def test_poisoning_end_to_end_and_resume(tmp_path):
 
 
 def _image_grid(p_retain, t):
-    return M.image_grid((1e-3,), (0.1,), (0.1,), (1e-3,), (0.1,), (0.1,), (0.8,), (0.1,), (0.1,), (0,))
+    return IS.image_grid((1e-3,), (0.1,), (0.1,), (1e-3,), (0.1,), (0.1,), (0.8,), (0.1,), (0.1,), (0,))
 
 
 @pytest.mark.parametrize("kind", ["erase", "collapse"])
 def test_image_experiments_end_to_end_and_resume(tmp_path, kind):
-    s = M.ImageSetting(f"tiny-{kind}", kind, "digits", "bn_cnn", 0.05 if kind == "erase" else 0.1, ((0.05, 1),),
+    s = IS.ImageSetting(f"tiny-{kind}", kind, "digits", "bn_cnn", 0.05 if kind == "erase" else 0.1, ((0.05, 1),),
                        _image_grid, train_epochs=1, warm_epochs=1 if kind == "collapse" else 0,
                        methods=("minnorm-og", "mnog/gd"))
     ctx = _ctx(tmp_path, seeds=(1,))
-    fn = M.label_erasure if kind == "erase" else M.collapse
+    fn = I.label_erasure if kind == "erase" else I.collapse
     rows, table = _resumes(ctx, fn, s, expected_rows=2 + 2)
     metric = "forget_error_all" if kind == "erase" else "colour_accuracy"
     assert all(metric in r["metrics"] for r in rows)
@@ -241,6 +252,11 @@ def test_image_experiments_end_to_end_and_resume(tmp_path, kind):
     mn = next(r for r in rows if r["method"] == "minnorm-og")
     assert mn["stats"]["jacobian_columns"] > 0 and mn["config"]["grad_sample_size"] == 20
     assert "MinNorm-OG" in table
+    if kind == "collapse":  # a row of a configuration outside the present grid never enters the table
+        key = ctx.store.start(task_key=s.task_key(0.05, 1), protocol="test v1", method="minnorm-og", seed=1,
+                              config={**mn["config"], "lr": 0.5}, split_hash="x")
+        ctx.store.finish(key, "done", {"colour_accuracy": 1.0}, {}, {})
+        assert I.collapse_table(ctx, s) == table and "100.0" not in table
     ctx.store.close()
 
 
@@ -250,9 +266,9 @@ def test_image_experiments_end_to_end_and_resume(tmp_path, kind):
 def test_poisoning_optimizer_matches_plain_adamw():
     """The (fused where available) AdamW of the poisoning loop follows the plain per-tensor AdamW."""
     data = sine_poisoning(3)
-    s = M.SineSetting("tiny-sine", width=16, poison_steps=30, epochs=(1,), grids={})
-    a, b = M._sine_model(s, 3, torch.device("cpu")), M._sine_model(s, 3, torch.device("cpu"))
-    M.train_poisoned(a, data, 30)
+    s = S.SineSetting("tiny-sine", width=16, poison_steps=30, epochs=(1,), grids={})
+    a, b = S._sine_model(s, 3, torch.device("cpu")), S._sine_model(s, 3, torch.device("cpu"))
+    S.train_poisoned(a, data, 30)
     opt = torch.optim.AdamW(b.parameters(), lr=1e-3, weight_decay=0.01)
     d = data.all
     for _ in range(30):
@@ -263,16 +279,73 @@ def test_poisoning_optimizer_matches_plain_adamw():
         assert torch.allclose(pa, pb, atol=1e-5, rtol=1e-4)
 
 
+def test_poisoning_stops_at_the_first_check_that_interpolates():
+    data = sine_poisoning(2)
+    s = S.SineSetting("tiny-sine", width=16, poison_steps=400, epochs=(1,), grids={})
+    checks: list[tuple[int, float]] = []
+    model = S._sine_model(s, 2, torch.device("cpu"))
+    full = S.train_poisoned(model, data, 400, check_every=40, on_check=lambda k, e: checks.append((k, e["train_mse"])))
+    assert full["steps"] == 400 and [k for k, _ in checks] == list(range(40, 401, 40))
+    assert full["train_mse"] == pytest.approx(checks[-1][1])
+    # a threshold between the 4th and the 5th check's MSE (the MSE falls over these checks) stops at step 200
+    assert checks[4][1] < checks[3][1]
+    stop = (checks[3][1] + checks[4][1]) / 2
+    again = S._sine_model(s, 2, torch.device("cpu"))
+    out = S.train_poisoned(again, data, 400, stop_mse=stop, check_every=40)
+    assert out["steps"] == 200 and out["train_mse"] == pytest.approx(checks[4][1]) and out["train_mse"] <= stop
+    # checks do not perturb training: the stopped model equals 200 uninterrupted steps
+    plain = S._sine_model(s, 2, torch.device("cpu"))
+    S.train_poisoned(plain, data, 200, check_every=200)
+    assert all(torch.equal(a, b) for a, b in zip(again.parameters(), plain.parameters()))
+
+
+def test_poisoned_model_flag_follows_the_threshold_and_stop_is_part_of_the_cache_identity(tmp_path):
+    ctx = _ctx(tmp_path, seeds=(1,))
+    data = sine_poisoning(1)
+    loose = S.SineSetting("tiny-sine", width=8, poison_steps=60, epochs=(1,), grids={}, interpolation_mse=10.0,
+                          stop_at_interpolation=True, check_every=20)
+    _, facts = S.poisoned_model(ctx, loose, data)
+    assert facts["steps"] == 20 and facts["interpolates"] is True  # any model's MSE is below 10
+    strict = S.SineSetting("tiny-sine", width=8, poison_steps=60, epochs=(1,), grids={}, interpolation_mse=1e-6,
+                           stop_at_interpolation=True, check_every=20)
+    _, facts = S.poisoned_model(ctx, strict, data)
+    assert facts["steps"] == 60 and facts["interpolates"] is False  # a new identity: trained, not read from cache
+    assert loose.task_key(1) != strict.task_key(1) != S.SineSetting.full().task_key(1)
+
+
 def test_quick_scales_are_the_documented_ones():
-    s = M.SineSetting.quick()
-    assert (s.width, s.poison_steps, s.epochs, s.n_pert) == (64, 20_000, (10, 100), 50)
-    runs = sum(len(M.grid_configs(s.grids[t][m])) for t in s.epochs for m in s.methods)
-    assert runs == 116 and set(s.methods) == set(M.SINE_METHODS)
-    full = M.SineSetting.full()
-    assert (full.width, full.poison_steps, full.epochs) == (300, 100_000, (10, 100, 1000))
-    e, c = M.erase_setting(True), M.collapse_setting(True)
+    s = S.SineSetting.quick()
+    assert (s.width, s.poison_steps, s.epochs, s.n_pert) == (64, 100_000, (10, 100), 50)
+    assert s.stop_mse == s.interpolation_mse == S.INTERPOLATION_MSE == 0.01 and s.check_every == 500
+    full = S.SineSetting.full()
+    assert (full.width, full.poison_steps, full.epochs, full.stop_mse) == (300, 100_000, (10, 100, 1000), None)
+    runs = {t: sum(len(C.grid_configs(s.grids[t][m])) for m in s.methods) for t in s.epochs}
+    assert runs == {10: 228, 100: 138} and set(s.methods) == set(C.SINE_METHODS)
+    e, c = IS.erase_setting(True), IS.collapse_setting(True)
     assert e.settings == ((0.05, 5),) and c.settings == ((0.05, 10), (0.2, 10))
-    assert e.methods == c.methods == M.IMAGE_METHODS
-    per_setting = sum(len(M.grid_configs(e.grids(0.05, 5)[m])) for m in e.methods)
-    assert per_setting == 36
-    assert sum(len(M.grid_configs(c.grids(p, t)[m])) for p, t in c.settings for m in c.methods) == 72
+    assert e.methods == c.methods == C.IMAGE_METHODS
+    assert sum(len(C.grid_configs(e.grids(0.05, 5)[m])) for m in e.methods) == 84
+    assert sum(len(C.grid_configs(c.grids(p, t)[m])) for p, t in c.settings for m in c.methods) == 168
+
+
+def _subset_of_full(quick: C.Grid, full: C.Grid) -> None:
+    assert quick.keys() == full.keys()
+    for method, keys in quick.items():
+        assert keys.keys() == full[method].keys(), method  # no active hyperparameter dropped
+        for key, values in keys.items():
+            assert set(values) <= set(full[method][key]), (method, key, values)
+
+
+def test_quick_grids_search_only_and_these_of_the_papers_values():
+    quick, full = S.SineSetting.quick(), S.SineSetting.full()
+    for t in quick.epochs:  # the paper's grids of these T, whole
+        assert quick.grids[t] == full.grids[t]
+    for q, f in ((IS.erase_setting(True), IS.erase_setting(False)), (IS.collapse_setting(True),
+                                                                      IS.collapse_setting(False))):
+        for p_retain, t in q.settings:
+            g, paper = q.grids(p_retain, t), f.grids(p_retain, t)
+            _subset_of_full(g, paper)
+            for method in ("minnorm-og", "mnog/ridge"):  # every γ_reg of the paper
+                assert set(g[method]["reg_coef_decay"]) == set(paper[method]["reg_coef_decay"]) == {0.2, 0.4, 0.8}
+            for method in ("minnorm-og", "mnog/scrub"):  # every T_GD of the paper at this T
+                assert g[method]["num_gd_epochs"] == paper[method]["num_gd_epochs"]

@@ -1,5 +1,6 @@
-"""MinNorm-OG's own baselines `mnog/npo`, `mnog/scrub`, `mnog/salun` (minnorm_og.md §5, §9.11), the issue's
-aliases, and the models `bn_cnn`, `sine_mlp` (README §2.13). Registry-wide checks live in tests/test_methods.py."""
+"""MinNorm-OG's own baselines `mnog/npo`, `mnog/scrub`, `mnog/salun`, their aliases, and the models `bn_cnn`,
+`sine_mlp` (docs/methods.md, "MinNorm-OG baselines: SCRUB, NPO and SalUn variants, aliases, `bn_cnn`, `sine_mlp`";
+docs/models.md, "Built-in architectures"). Registry-wide checks live in tests/test_methods.py."""
 
 from __future__ import annotations
 
@@ -286,8 +287,8 @@ def test_salun_draws_fresh_wrong_labels_per_head_per_step_on_two_heads(monkeypat
     drawn: list[tuple[torch.Tensor, int, torch.Tensor]] = []
     original = mn.wrong_labels
 
-    def spy(labels, classes, generator):
-        out = original(labels, classes, generator)
+    def spy(labels, classes, generator, batch=None):
+        out = original(labels, classes, generator, batch)
         drawn.append((labels.clone(), classes, out.clone()))
         return out
 

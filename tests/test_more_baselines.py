@@ -1,4 +1,5 @@
-"""IU, Boundary Shrink/Expanding and SFR-on (baselines §9–§12, §14; dualoptim §8)."""
+"""IU, Boundary Shrink/Expanding and SFR-on, with their DualOptim variants (docs/methods.md, "IU, Boundary Shrink /
+Expanding, SFR-on")."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from unlearnlab.objectives import WeightedAscent, adaptive_weights
 
 
 def numpy_recursion(v: np.ndarray, grads: np.ndarray, n_const: int) -> np.ndarray:
-    """baselines §9 step 3, float64: k ← v, o ← g_1; τ = ⟨o, g_i⟩; k −= ⟨k, g_i⟩/(N+τ)·o; o ← o·N/(N+τ)."""
+    """`iu` step 3 (docs/methods.md, "`iu` — one-shot WoodFisher surrogate") in float64:
+    k ← v, o ← g_1; τ = ⟨o, g_i⟩; k −= ⟨k, g_i⟩/(N+τ)·o; o ← o·N/(N+τ)."""
     k, o = v.copy(), grads[0].copy()
     for i in range(1, len(grads)):
         g = grads[i]

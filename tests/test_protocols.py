@@ -83,13 +83,31 @@ def test_protocols_pin_the_paper_settings():
         assert P.get_protocol(name).experiment == f"unlearnlab.experiments.{fn}"
 
 
-def test_digits_random10_is_exactly_the_plain_default():
+def test_digits_protocols_run_five_seeds_and_the_plain_default_stays_the_labelled_smoke_demo():
     plain, named = runner.plan(RunConfig()), runner.plan(P.get_protocol("digits-random10").run_config())
-    assert (named.task_key, named.protocol, named.methods) == (plain.task_key, plain.protocol, plain.methods)
-    assert named.hparams == plain.hparams and named.config.seeds == plain.config.seeds == (1, 2, 3)
-    assert plain.protocol == "digits-random10 v1"
+    assert named.config.seeds == (1, 2, 3, 4, 5) and plain.config.seeds == (1, 2, 3)
+    assert named.config.original_per_seed and not plain.config.original_per_seed
+    assert (named.config.ulira_shadows, plain.config.ulira_shadows) == (16, None)
+    assert named.methods == plain.methods and named.hparams == plain.hparams  # same methods and values
+    assert (plain.protocol, named.protocol) == ("digits-random10 v1", "digits-random10 v2")
+    assert named.task_key == f"digits-random10 v2|{plain.task_key}"  # never one run key for both
     c3 = runner.plan(P.get_protocol("digits-class3").run_config())
-    assert (c3.protocol, c3.task_key) == ("digits-class3 v1", runner.plan(RunConfig(forget="class:3")).task_key)
+    assert c3.protocol == "digits-class3 v2" and c3.config.ulira_shadows is None  # U-LiRA: random forget sets
+
+
+def test_real_data_and_neurips_protocols():
+    fm = P.get_protocol("fmnist-random10")
+    assert (fm.dataset, fm.model, fm.primary_mia, fm.seeds) == ("fashion-mnist", "fmnist_cnn", "mia_loss_lr_cv",
+                                                                 (1, 2, 3, 4, 5))
+    assert fm.ulira_shadows == 16 and fm.original_per_seed and fm.hparams["ft"]["epochs"] == 2
+    assert P.get_protocol("fmnist-class4").forget == "class:4"
+    kit = P.get_protocol("neurips23-kit")
+    assert kit.test_half and kit.primary_mia == "mia_loss_lr_cv" and kit.sized(True).dataset == "digits"
+    official = P.get_protocol("neurips23-official-N16")
+    assert official.forget_quality_n == official.sized(True).forget_quality_n == 16
+    assert official.run_config().forget_quality_n == 16
+    with pytest.raises(P.UnlearnlabError, match="at least 2"):
+        P.get_protocol("neurips23-official-N1")
 
 
 def test_experiment_targets_outside_the_allow_list_are_refused():
@@ -131,7 +149,7 @@ def quick_runs(tmp_path_factory) -> SimpleNamespace:
 
 
 @pytest.mark.parametrize(("key", "label", "mia_header", "forget"), [
-    ("digits", "digits-random10 v1 quick", "MIA-Efficacy", "random:0.1"),
+    ("digits", "digits-random10 v2 quick", "MIA-Efficacy", "random:0.1"),
     ("classwise", "salun-cifar10-class0 v1 quick", "MIA-Efficacy", "class:0"),
     ("dualoptim", "dualoptim-cifar10-random10 v1 quick", "MIA (mia_lr_entropy_member_rate)", "random:0.1"),
 ])
@@ -139,9 +157,10 @@ def test_quick_protocol_runs_end_to_end(quick_runs, key, label, mia_header, forg
     run = getattr(quick_runs, key)
     assert run.result.exit_code == 0, run.result.output
     table = (run.out / "table.md").read_text()
-    assert table.startswith(f"Protocol {label} · split")
+    assert table.startswith(f"Protocol {label} (--quick size) · digits / mlp, 30 ep · forget ")
     mia = "mia_lr_entropy_member_rate" if key == "dualoptim" else "mia_efficacy_svc_conf"
     assert f"MIA = {mia}" in table.splitlines()[0]
+    assert "| retrain (independent seeds) " in table
     assert mia_header in table
     got = rows(run.out)
     assert {r["protocol"] for r in got} == {label}
@@ -170,7 +189,7 @@ def test_resumed_protocol_run_recomputes_only_the_interrupted_row(quick_runs, tm
     result = invoke("run", "--protocol", "dualoptim", "--quick", "--methods", "rl", "--out", out)
     assert result.exit_code == 0, result.output
     after = {(r["method"], r["seed"]): r["finished"] for r in rows(out)}
-    assert len(rows(out)) == len(before) == 4
+    assert len(rows(out)) == len(before) == 6  # retrain, its noise floor, rl × seeds 1, 2
     assert after[("rl", 2)] > before[("rl", 2)]
     assert {k: v for k, v in after.items() if k != ("rl", 2)} == {k: v for k, v in before.items() if k != ("rl", 2)}
 

@@ -46,23 +46,23 @@ def test_progress_estimate_and_summary_go_to_stderr_lines_and_run_log(tiny: Path
     result = invoke("run", "--config", tiny, "--methods", "ft", "--seeds", "1,2", "--out", out)
     assert result.exit_code == 0, result.output
     text = result.output
-    assert "work: 4 cells (2 method(s) × 2 seed(s)), 4 to run · models: 1 original + 2 retrained, 3 to train " \
-           "(0 cached) · executor serial" in text
+    assert "work: 6 cells (3 method(s) × 2 seed(s)), 6 to run · models: 1 original + 4 retrained, 5 to train " \
+           "(0 cached) · executor serial" in text  # Retrain, the noise floor and ft; R_s and R'_s per seed
     assert re.search(r"training original \(seed 1\): 100% · [\d.]+ s elapsed · done", text)
-    assert re.search(r"ft \(seed 2\): done · 4/4 cells · [\d.]+ s elapsed · ETA 0\.0 s", text)
-    assert f"rows: 4 done, 0 diverged, 0 failed (of 4) · outputs in {out}: table.md, table.csv, table.tex, " \
+    assert re.search(r"ft \(seed 2\): done · 6/6 cells · [\d.]+ s elapsed · ETA 0\.0 s", text)
+    assert f"rows: 6 done, 0 diverged, 0 failed (of 6) · outputs in {out}: table.md, table.csv, table.tex, " \
            "results.sqlite, config.yaml, run.log" in " ".join(text.split())
     log = (out / "run.log").read_text()
-    for line in ("work: 4 cells", "training retrain (seed 2): started", "ft (seed 1): done · 2/4 cells",
-                 "rows: 4 done"):
+    for line in ("work: 6 cells", "training retrain (seed 2): started", "ft (seed 1): done · 3/6 cells",
+                 "rows: 6 done"):
         assert line in log, line
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d  ", log)  # every line is timestamped
     assert "[" not in log.split("rows:")[1]  # plain text, no rich markup
 
     again = invoke("run", "--config", tiny, "--methods", "ft", "--seeds", "1,2", "--out", out)
     assert again.exit_code == 0, again.output
-    assert "0 to run" in again.output and "to train (3 cached)" in again.output
-    assert "skipping 4 complete rows (4 done, 0 diverged); re-running 0 interrupted and 0 failed rows" in \
+    assert "0 to run" in again.output and "to train (5 cached)" in again.output
+    assert "skipping 6 complete rows (6 done, 0 diverged); re-running 0 interrupted and 0 failed rows" in \
         " ".join(again.output.split())
     assert (out / "run.log").read_text().startswith(log)  # appended, never truncated
 
@@ -126,7 +126,7 @@ def test_a_signal_stops_the_run_with_the_resume_hint_and_the_rerun_resumes(tiny:
     handler = signal.getsignal(signal.SIGTERM)
     result = invoke(*args)
     assert result.exit_code == code, result.output
-    assert f"interrupted ({name}) — re-run the same command to resume (2 of 6 rows done)" in result.output
+    assert f"interrupted ({name}) — re-run the same command to resume (2 of 8 rows done)" in result.output
     assert "Traceback" not in result.output
     assert sorted(statuses(out).values()) == ["done", "done"]
     assert signal.getsignal(signal.SIGTERM) is handler  # the CLI's handler was removed again
@@ -135,7 +135,7 @@ def test_a_signal_stops_the_run_with_the_resume_hint_and_the_rerun_resumes(tiny:
     resumed = invoke(*args)
     assert resumed.exit_code == 0, resumed.output
     assert "skipping 2 complete rows" in resumed.output
-    assert set(statuses(out).values()) == {"done"} and len(statuses(out)) == 6
+    assert set(statuses(out).values()) == {"done"} and len(statuses(out)) == 8
 
 
 def _children(pid: int) -> set[int]:

@@ -27,6 +27,7 @@ TASK = "digits|mlp|random:0.1|digits-random10 v1"
 SPLIT = "0123456789abcdef" * 4
 ENV = {"device": "cpu", "unlearnlab": "0.1.0"}
 DEFS = {"ua": "ua", "ra": "ra", "ta": "ta", "mia": "mia_efficacy_svc_conf"}
+TIMING = {"device": "cpu", "warmup_steps": 3, "precision": "fp32"}
 
 
 def _start(store: ResultStore, method: str, seed: int, **kw) -> str:
@@ -46,8 +47,9 @@ def _add(
     store: ResultStore, method: str, seed: int, metrics: dict, rte: float, status: str = "done", **kw
 ) -> str:
     defs = kw.pop("definitions", DEFS)
+    stats = {"rte_minutes": rte, "optimizer_steps": 10, "timing": kw.pop("timing", TIMING), **kw.pop("stats", {})}
     key = _start(store, method, seed, **kw)
-    store.finish(key, status, metrics, defs, {"rte_minutes": rte, "optimizer_steps": 10})
+    store.finish(key, status, metrics, defs, stats)
     return key
 
 
@@ -194,7 +196,8 @@ def _table(markdown: str) -> list[list[str]]:
 def test_markdown_cells_match_hand_computation(toy_rows: list[dict]):
     md = to_markdown(summarize(toy_rows), header_line(toy_rows))
     assert md.splitlines()[0] == (
-        "Protocol digits-random10 v1 · split 01234567 · MIA = mia_efficacy_svc_conf · seeds 1–3 · cpu"
+        "Custom grid digits-random10 v1 · digits / mlp · forget random 10 % · seeds 1–3 · MIA = mia_efficacy_svc_conf"
+        " · cpu · split 01234567"
     )
     head, rule, *body = _table(md)
     assert head == ["Method", "UA", "RA", "TA", "MIA-Efficacy", "Avg.Gap ↓", "RTE (min)"]
@@ -220,13 +223,13 @@ def test_markdown_cells_match_hand_computation(toy_rows: list[dict]):
         "5.25±1.06",
         "0.60 (0.20×)",
     ]
-    # ga: seed 3 has no Retrain -> gap of means (10 + 10 + 10 + 20)/4 = 12.5, unmatched; one seed: std "–".
+    # ga: seed 3 has no Retrain -> gap of means (10 + 10 + 10 + 20)/4 = 12.5, unmatched; one seed: no ±.
     assert body[2] == [
         "ga",
-        "21.00±– (10.00)",
-        "90.00±– (10.00)",
-        "81.00±– (10.00)",
-        "42.00±– (20.00)",
+        "21.00 (10.00)",
+        "90.00 (10.00)",
+        "81.00 (10.00)",
+        "42.00 (20.00)",
         "12.50 (unmatched)",
         "1.50 (0.50×)",
     ]
@@ -248,8 +251,8 @@ def test_partially_failed_method_is_labelled(store: ResultStore):
     _add(store, "retrain", 1, _m(10, 100, 90, 20), 1.0)
     _add(store, "ft", 1, _m(4, 99, 89, 10), 0.5)
     _start(store, "ft", 2)
-    ft = _table(render_all(store.rows()))[3]  # Gap_1 = (6 + 1 + 1 + 10)/4 = 4.5, one seed: no std
-    assert ft[0] == "ft (1 running)" and ft[5] == "4.50±–" and ft[6] == "0.50 (0.50×)"
+    ft = _table(render_all(store.rows()))[3]  # Gap_1 = (6 + 1 + 1 + 10)/4 = 4.5, one seed: no ±
+    assert ft[0] == "ft (1 running)" and ft[1] == "4.00 (6.00)" and ft[5] == "4.50" and ft[6] == "0.50 (0.50×)"
 
 
 def test_mixing_protocols_or_mia_definitions_is_refused(store: ResultStore, toy_rows: list[dict]):
@@ -267,11 +270,10 @@ def test_mixing_protocols_or_mia_definitions_is_refused(store: ResultStore, toy_
     rows = store.rows()
     with pytest.raises(ValueError, match="digits-random10 v1.*dualoptim-digits v1"):
         summarize(rows)
-    first, second = render_all(rows).split("\n\nProtocol ")
-    assert first.startswith("Protocol digits-random10 v1") and "| MIA-Efficacy" in first
-    assert second.startswith(
-        "dualoptim-digits v1 · split 01234567 · MIA = mia_lr_entropy_member_rate · seeds 1 ·"
-    )
+    first, second = render_all(rows).split("\n\nCustom grid ")
+    assert first.startswith("Custom grid digits-random10 v1") and "| MIA-Efficacy" in first
+    assert second.startswith("dualoptim-digits v1 · digits / mlp · forget random 10 % · seeds 1 · "
+                             "MIA = mia_lr_entropy_member_rate ·")
     assert _table(second)[0][4] == "MIA (mia_lr_entropy_member_rate)" and len(_table(second)) == 3
     same_group = [dict(r, protocol=PROTOCOL, task_key=TASK) for r in rows]
     with pytest.raises(ValueError, match="primary MIA.*mia_efficacy_svc_conf.*mia_lr_entropy_member_rate"):
@@ -288,15 +290,14 @@ def test_different_split_for_one_seed_is_refused(toy_rows: list[dict]):
 
 def test_csv_long_format(toy_rows: list[dict]):
     records = list(csv.reader(io.StringIO(to_csv(summarize(toy_rows)))))
-    assert (
-        tuple(records[0]) == CSV_COLUMNS == ("protocol", "method", "metric", "mean", "std", "gap", "n_seeds")
-    )
+    assert tuple(records[0]) == CSV_COLUMNS == ("protocol", "method", "metric", "mean", "std", "gap", "n_seeds",
+                                                "attack_std", "above_noise")
     by_key = {(r[1], r[2]): r for r in records[1:]}
-    assert by_key["ft", "ua"] == [PROTOCOL, "ft", "ua", "5.0", repr(2**0.5), "6.0", "2"]
-    assert by_key["retrain", "mia_efficacy_svc_conf"][3:] == ["22.0", repr(8**0.5), "", "2"]
+    assert by_key["ft", "ua"] == [PROTOCOL, "ft", "ua", "5.0", repr(2**0.5), "6.0", "2", "", ""]
+    assert by_key["retrain", "mia_efficacy_svc_conf"][3:] == ["22.0", repr(8**0.5), "", "2", "", ""]
     assert by_key["ft", "avg_gap_matched"][3] == "5.25" and by_key["ga", "avg_gap_means"][3:5] == ["12.5", ""]
-    assert by_key["ft", "rte_rel"][3] == repr(0.6 / 3.0) and by_key["rl", "ua"][3:] == ["", "", "", "0"]
-    assert all(len(r) == 7 for r in records)
+    assert by_key["ft", "rte_rel"][3] == repr(0.6 / 3.0) and by_key["rl", "ua"][3:7] == ["", "", "", "0"]
+    assert all(len(r) == 9 for r in records)
 
 
 def test_latex_and_rich(toy_rows: list[dict]):
@@ -304,7 +305,7 @@ def test_latex_and_rich(toy_rows: list[dict]):
     tex = to_latex(summaries, header_line(toy_rows))
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
     assert "5.00$\\pm$1.41 {\\scriptsize (6.00)}" in tex and "0.60 (0.20$\\times$)" in tex
-    assert "Avg.Gap $\\downarrow$" in tex and "\\caption{Protocol digits-random10 v1" in tex
+    assert "Avg.Gap $\\downarrow$" in tex and "\\caption{Custom grid digits-random10 v1" in tex
     table = to_rich_table(summaries, "toy")
     assert [c.header for c in table.columns][4] == "MIA-Efficacy" and table.row_count == 4
 
@@ -313,7 +314,7 @@ def test_write_reports(store: ResultStore, toy_rows: list[dict], tmp_path: Path)
     out = tmp_path / "report"
     md = write_reports(store, out)
     assert (out / "table.md").read_text() == md and md == render_all(toy_rows)
-    assert (out / "table.csv").read_text().startswith("protocol,method,metric,mean,std,gap,n_seeds\n")
+    assert (out / "table.csv").read_text().startswith("protocol,method,metric,mean,std,gap,n_seeds,attack_std,")
     assert "\\toprule" in (out / "table.tex").read_text()
 
 
@@ -322,11 +323,7 @@ def test_several_configs_of_one_method_get_separate_rows(store: ResultStore):
     _add(store, "ft", 1, _m(4, 99, 89, 10), 0.5)
     _add(store, "ft", 1, _m(8, 99, 89, 10), 0.5, config={"lr": 0.2})
     labels = [s.method for s in summarize(store.rows())]
-    assert labels == [
-        "retrain",
-        f"ft [{config_hash({'lr': 0.1})[:8]}]",
-        f"ft [{config_hash({'lr': 0.2})[:8]}]",
-    ]
+    assert labels == ["retrain", "ft (lr=0.1)", "ft (lr=0.2)"]  # the differing setting, not a hash
     _add(store, "retrain", 1, _m(10, 100, 90, 20), 1.0, config={"epochs": 3})
     with pytest.raises(ValueError, match="'retrain' ran with several configs"):
         summarize(store.rows())

@@ -158,3 +158,36 @@ def test_cli_tune_with_space_file(tmp_path: Path, cache_dir: Path):
     assert best["hparams"]["ga"]["momentum"] == 0.5 and 1e-4 <= best["hparams"]["ga"]["lr"] <= 1e-2
     bad = CliRunner().invoke(app, ["tune", "--method", "ga", "--out", str(out), "--space", str(tmp_path / "no.yaml")])
     assert bad.exit_code == 2 and "does not exist" in " ".join(bad.output.split())
+
+
+def test_protocol_selection_writes_the_values_in_the_committed_format(tmp_path: Path, cache_dir: Path):
+    """`unlearnlab tune --protocol NAME --method ft`: the protocol's data, recipe and per-seed originals, its
+    budget keys fixed, and a protocol-hparams.yaml whose `protocols` entry the protocol file takes as it is."""
+    from unlearnlab.bench.protocol_tuning import OUTPUT, template_name
+    from unlearnlab.protocols_fmnist import tuned_hparams
+
+    out = tmp_path / "sel"
+    result = CliRunner().invoke(app, ["tune", "--protocol", "digits-random10", "--method", "ft", "--trials", "2",
+                                      "--seeds", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load((out / OUTPUT).read_text())
+    assert doc["selected_on"] == "val" and doc["selection"]["ft"]["trials"] == 2
+    (values,) = doc["protocols"].values()
+    assert set(doc["protocols"]) == {"digits-random10"} and set(values["ft"]) == {"lr"}
+    assert doc["commands"] == ["unlearnlab tune --protocol digits-random10 --method ft --trials 2 --seeds 1"]
+    assert sorted(cache_dir.glob("original-*.pt"))  # the protocol's per-seed original, in the shared cache
+    assert template_name("fmnist-class3") == "fmnist-class<c>" and template_name("fmnist-random10") == "fmnist-random10"
+    from unlearnlab.protocols import get_protocol
+
+    assert set(tuned_hparams("fmnist-random10")) <= set(get_protocol("fmnist-random10").methods)  # the committed file
+    both = CliRunner().invoke(app, ["tune", "--protocol", "digits-random10", "--all-methods", "--method", "ft",
+                                    "--out", str(out)])
+    assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_protocol_values_are_the_budgets_joined_by_the_selected_values(monkeypatch):
+    from unlearnlab import protocols_fmnist
+
+    monkeypatch.setattr(protocols_fmnist, "tuned_hparams", lambda name: {"ft": {"lr": 0.5, "epochs": 3}})
+    values = protocols_fmnist.protocol_hparams("fmnist-random10")
+    assert values["ft"] == {"epochs": 3, "lr": 0.5} and values["rl"] == {"epochs": 2} and values["ga"] == {"epochs": 1}

@@ -22,6 +22,7 @@ from torch import nn
 from unlearnlab.certify.certificate import Certificate
 from unlearnlab.data.inputs import overlapping_rows
 from unlearnlab.data.tensors import Batch, Source, TensorData, iterate
+from unlearnlab.distributed.runtime import Runtime, runtime
 from unlearnlab.errors import DivergenceError, HealthWarning, UnlearnlabError
 from unlearnlab.families import TaskFamily, family_of, get_family
 from unlearnlab.methods import Method, MethodInfo, RunContext, UnlearnData, get_method
@@ -90,12 +91,14 @@ def _warmup(model: nn.Module, data: Source, batch_size: int, loss: Callable[[nn.
 
 
 def timed(model: nn.Module, data: Source, batch_size: int, loss: Callable[[nn.Module, Batch], torch.Tensor],
-          run: Callable[[], Any], precision: str = "auto") -> tuple[Any, float, int | None]:
+          run: Callable[[], Any], precision: str = "auto", warmup: bool = True) -> tuple[Any, float, int | None]:
     """``(run(), seconds, peak CUDA bytes)`` after the warm-up, synchronised on CUDA (see module docstring); retrains
-    and methods use this same function, so their run times compare like with like."""
+    and methods use this same function, so their run times compare like with like. ``warmup=False`` skips the
+    warm-up (an FSDP run: a whole copy of the model may not fit on the device)."""
     device = next(model.parameters()).device
-    with batchnorm_singletons(model):
-        _warmup(model, data, batch_size, loss, precision)
+    if warmup:
+        with batchnorm_singletons(model):
+            _warmup(model, data, batch_size, loss, precision)
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -161,6 +164,7 @@ def unlearn(
     progress: Callable[[float], None] | None = None,
     family: str | TaskFamily | None = None,
     allow_overlap: bool = False,
+    parallel: str | None = None,
     **hparams: Any,
 ) -> UnlearnResult:
     """Unlearn a forget set from ``model`` with any registered method (or a composed :class:`Method`).
@@ -170,10 +174,18 @@ def unlearn(
     that does not fit in memory). Hyperparameters not given take the preset's defaults (``profile="reference"`` for
     the paper's CIFAR-10 values). The model is copied unless ``inplace=True``. ``progress(fraction)`` is called as
     work advances. Raises :class:`~unlearnlab.errors.DivergenceError` when a loss or a parameter becomes NaN/inf.
+
+    Launched as one of several processes (``torchrun``), every rank calls this with the same arguments and the run
+    is shared: ``parallel="ddp"`` (default) or ``"fsdp"``, ``"none"`` for this rank alone. Each step is then the
+    single-device step on the global batch, and every rank returns the same model (docs/scaling.md).
     """
     fam = get_family(family) if family is not None else family_of(task if task is not None else forget)
     info, params = _method(method, hparams, profile, fam)
+    rt = _runtime(parallel, fam)
     device = check_model(model)
+    if rt is not None:
+        model, inplace = _placed(model, inplace, rt)
+        device = next(model.parameters()).device
     forget_src, retain_src = _sources(device, task, forget, retain, fam, allow_overlap)
     if len(forget_src) == 0:
         raise UnlearnlabError("The forget set is empty: there is nothing to unlearn.")
@@ -182,9 +194,12 @@ def unlearn(
     augment = bool(getattr(task, "augment", False))
     data = UnlearnData(forget_src, retain_src, fam, facts, fam.transform(augment))
     unlearner = info.build(params, fam)
-    ctx = RunContext(seed=seed, progress=progress, family=fam)
-    before = fam.health(model, forget_src, retain_src) if info.forgets else None
+    ctx = RunContext(seed=seed, progress=progress, family=fam, dist=rt)
+    speaks = rt is None or rt.is_main  # one rank warns
+    before = fam.health(model, forget_src, retain_src) if info.forgets and speaks else None
     work = model if inplace else copy.deepcopy(model)
+    if rt is not None:
+        rt.broadcast_module(work)  # every rank starts from rank 0's weights
     fam.start_run(work, ctx)
     pool = retain_src if len(retain_src) else forget_src
 
@@ -192,7 +207,10 @@ def unlearn(
         with CountingHooks(work, ctx.counters), batchnorm_singletons(work):
             return unlearner.run(work, data, ctx)
 
-    stats, seconds, peak = timed(work, pool, unlearner.batch_size, fam.loss, run, unlearner.precision)
+    stats, seconds, peak = timed(work, pool, unlearner.batch_size, fam.loss, run, unlearner.precision,
+                                 warmup=rt is None or not rt.sharded)
+    if rt is not None:
+        rt.sum_counters(ctx.counters)
     work.eval()
     bad = [n for n, t in [*work.named_parameters(), *work.named_buffers()]
            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
@@ -200,7 +218,7 @@ def unlearn(
         raise DivergenceError(f"{info.name}: parameters became NaN or infinite ({', '.join(bad[:3])}"
                               f"{'…' if len(bad) > 3 else ''}): the run diverged. Lower the learning rate (or the "
                               "forget weight) and run again.")
-    if before is not None:
+    if before is not None:  # rank 0 alone in a distributed run
         found = [f"{info.name}: {m}" for m in fam.health_warnings(before, fam.health(work, forget_src, retain_src))]
         for message in found:
             warnings.warn(message, HealthWarning, stacklevel=2)
@@ -212,19 +230,47 @@ def unlearn(
 
 
 def train(model: nn.Module, data: Any, recipe: Recipe | None = None, *, seed: int = 1,
-          loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+          loss_fn: Callable[[nn.Module, Batch], torch.Tensor | tuple[torch.Tensor, int | torch.Tensor]] | None = None,
           progress: Callable[[int, int], None] | None = None, family: str | TaskFamily | None = None,
-          checkpoint: str | Path | TrainCheckpoint | None = None) -> TrainStats:
+          checkpoint: str | Path | TrainCheckpoint | None = None, parallel: str | None = None) -> TrainStats:
     """Train ``model`` in place on ``data`` (a source, ``(x, y)`` tensors, a Dataset or a DataLoader, as
     :func:`unlearn` takes them) with ``recipe`` (default :meth:`Recipe.default`) and ``loss_fn(model, batch)``
-    (default: the family's loss, mean cross-entropy for classifiers). With ``checkpoint`` (a file path), the
+    (default: the family's loss, mean cross-entropy for classifiers, the answer-token mean for language models;
+    ``loss_fn`` may return ``(loss, number of terms it averages)``, which a distributed run needs for a mean over
+    anything but rows: :func:`unlearnlab.training.train`). With ``checkpoint`` (a file path), the
     training state is saved there after every epoch and a second call with the same arguments resumes where an
-    interrupted one stopped (:func:`unlearnlab.training.train`); delete the file once you have saved the model."""
+    interrupted one stopped (:func:`unlearnlab.training.train`); delete the file once you have saved the model.
+    Under ``torchrun`` the ranks share the run as in :func:`unlearn` (``parallel``; with DDP the model moves to the
+    rank's device; rank 0 alone writes the checkpoint)."""
     fam = get_family(family) if family is not None else family_of(data)
+    rt = _runtime(parallel, fam)
     device = check_model(model)
+    if rt is not None:
+        model, _ = _placed(model, True, rt)
+        device = next(model.parameters()).device
+        rt.broadcast_module(model)  # every rank starts from rank 0's weights
     source = data if isinstance(data, (TensorData,)) or hasattr(data, "batches") else fam.as_source(
         data, "train", device)
     if checkpoint is not None and not isinstance(checkpoint, TrainCheckpoint):
         checkpoint = TrainCheckpoint(Path(checkpoint))  # a file path
     return train_loop(model, source, recipe or Recipe.default(), seed=seed, progress=progress,
-                      loss_fn=loss_fn or fam.loss, checkpoint=checkpoint)
+                      loss_fn=loss_fn or fam.weighted_loss, checkpoint=checkpoint, dist=rt)
+
+
+def _runtime(parallel: str | None, fam: TaskFamily) -> Runtime | None:
+    """This rank's runtime (None in a single process); refuses a family whose runs cannot be shared."""
+    rt = runtime(parallel)
+    if rt is not None and not fam.distributed:
+        raise UnlearnlabError(f"The {fam.name} family does not run across ranks (it sets distributed = False: "
+                              "docs/scaling.md): pass parallel='none' to run on each rank alone, or start it "
+                              "without torchrun.")
+    return rt
+
+
+def _placed(model: nn.Module, inplace: bool, rt: Runtime) -> tuple[nn.Module, bool]:
+    """``(model, inplace)`` for a distributed run: under DDP the model must be on this rank's device, so it moves
+    there (a copy unless ``inplace``; the run then works on that copy in place); under FSDP it stays where it is
+    (the run shards a copy of it onto the device)."""
+    if rt.sharded or next(model.parameters()).device == rt.device:
+        return model, inplace
+    return (model if inplace else copy.deepcopy(model)).to(rt.device), True

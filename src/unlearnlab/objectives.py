@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from unlearnlab.components import Component
-from unlearnlab.data.tensors import Batch, Source
+from unlearnlab.data.tensors import Batch, Source, batch_size_of
 
 if TYPE_CHECKING:
     from unlearnlab.methods.base import RunContext
@@ -31,6 +31,13 @@ class Objective(Component, ABC):
     """Base class. ``needs_teacher`` objectives get ``teacher``: a frozen eval copy of the model before unlearning."""
 
     needs_teacher: ClassVar[bool] = False
+    #: whether the loss is a mean of terms (samples, or tokens: :meth:`weighted`) over the batch, so that the ranks
+    #: of a distributed run can combine their shares into the global-batch loss (docs/scaling.md); False refuses
+    #: distributed runs
+    sample_mean: ClassVar[bool] = True
+    #: whether the loss depends on every parameter of the model (RMU's loss on the hidden state after a layer does
+    #: not reach the later blocks): False tells a DDP run to look for parameters left without a gradient
+    reaches_every_parameter: ClassVar[bool] = True
     internal: ClassVar[frozenset[str]] = frozenset({"sign", "per"})
     teacher: nn.Module | None = None
 
@@ -61,9 +68,27 @@ class Objective(Component, ABC):
     def __call__(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
         """The batch loss to minimise."""
 
+    def weighted(self, model: nn.Module, batch: Batch, ctx: RunContext) -> tuple[torch.Tensor, int | torch.Tensor]:
+        """``(loss, w)``: the batch loss and w, the number of terms it averages — the batch's rows for a mean over
+        samples (this default), its answer tokens for a mean over tokens. The ranks of a distributed run combine
+        their shares' losses ℓ_k into the global-batch loss Σ_k w_k·ℓ_k / Σ_k w_k (docs/scaling.md)."""
+        return self(model, batch, ctx), batch_size_of(batch)
+
+
+class TermMean(Objective):
+    """An objective that computes its loss together with the number of terms it averages — tokens, positions, or
+    whatever its family's loss averages: it implements :meth:`weighted`, and calling it returns the loss alone."""
+
+    def __call__(self, model: nn.Module, batch: Batch, ctx: RunContext) -> torch.Tensor:
+        return self.weighted(model, batch, ctx)[0]
+
+    @abstractmethod
+    def weighted(self, model: nn.Module, batch: Batch, ctx: RunContext) -> tuple[torch.Tensor, int | torch.Tensor]:
+        """``(loss, number of terms it averages)`` (see :meth:`Objective.weighted`)."""
+
 
 @dataclass
-class FamilyLoss(Objective):
+class FamilyLoss(TermMean):
     """The family's training loss L(f, B) (``"loss"``: FT, the retain side of most methods) or its negation
     −L(f, B) (``"neg_loss"``: gradient ascent, the forget side of GA and NegGrad+)."""
 
@@ -77,9 +102,9 @@ class FamilyLoss(Objective):
     def can_be_negative(self) -> bool:
         return self.sign < 0
 
-    def __call__(self, model, batch, ctx):
-        loss = ctx.family.loss(model, batch)
-        return loss if self.sign > 0 else -loss
+    def weighted(self, model, batch, ctx):
+        loss, weight = ctx.family.weighted_loss(model, batch)
+        return (loss if self.sign > 0 else -loss), weight
 
 
 def NegativeLoss() -> FamilyLoss:
@@ -102,6 +127,7 @@ class WeightedAscent(Objective):
     alpha0: float = 25.0
     lam: float = 0.5
     internal: ClassVar[frozenset[str]] = frozenset({"total", "every", "calls"})
+    sample_mean: ClassVar[bool] = False  # the weights are normalised over the batch
     total: int = 1
     every: int = 1
     calls: int = 0

@@ -12,7 +12,8 @@ allow-list of modules (never ``eval``), implementing ``run(ctx: ExperimentContex
 
 Each protocol has a ``quick`` size (small data, model, epochs and seeds; minutes on 2 CPU cores) next to its
 full size (the paper's settings; GPUs and the real datasets). Any change of a pinned field is a new name or a
-new version. See docs/protocols.md.
+new version. The :class:`Protocol` object is defined in :mod:`unlearnlab.protocol_spec`; the Fashion-MNIST and
+NeurIPS 2023 protocols in :mod:`unlearnlab.protocols_fmnist`. See docs/protocols.md.
 """
 
 from __future__ import annotations
@@ -20,179 +21,36 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import Field, InstanceOf, field_validator, model_validator
-
-from unlearnlab.bench.config import DEFAULT_METHODS, RunConfig, Validated
+from unlearnlab.bench.config import DEFAULT_METHODS
 from unlearnlab.data import list_datasets
 from unlearnlab.data.forget import ForgetSpec
 from unlearnlab.errors import UnlearnlabError, unknown_name
-from unlearnlab.evaluation import PRIMARY_MIAS
+from unlearnlab.evaluation import DEFAULT_MIAS
+from unlearnlab.generation.tiers import PROTOCOL_METHODS
 from unlearnlab.methods import get_method
 from unlearnlab.models import list_models
+from unlearnlab.protocol_spec import (
+    COMPAT_FLAGS,
+    DUALOPTIM_MIA,
+    GAP_VARIANTS,
+    GRID_COMPAT,
+    KIT_MIA,
+    SALUN_MIA,
+    Protocol,
+    QuickSize,
+)
+from unlearnlab.protocols_fmnist import fmnist_class, fmnist_random, neurips23_kit, neurips23_official
 from unlearnlab.training import Recipe
 
-SALUN_MIA = "mia_efficacy_svc_conf"
-DUALOPTIM_MIA = "mia_lr_entropy_member_rate"
-
-#: gap variants a protocol may show (docs/metrics.md); "avg_gap_matched" is the table's Avg.Gap column
-GAP_VARIANTS = ("avg_gap_matched", "avg_gap_means", "gap_means_ua_ra_ta", "mean_metric_std")
-
-#: compatibility flags (docs/protocols.md; ``std_ddof=0`` is the only one a grid protocol honours itself)
-COMPAT_FLAGS = (
-    "compat_val_seed_follows_run_seed", "batching=mixed", "saliency_augment", "teacher_train_mode", "decay_masked",
-    "prune_shadow=False", "mask_before_surgery=False", "lambda_projection=use_only", "signal_mode=reference",
-    "joint_forward", "eu_error", "accounting=reference", "val_transform=train", "std_ddof=0", "select_on=test",
-)
-GRID_COMPAT = ("std_ddof=0",)
+__all__ = ["COMPAT_FLAGS", "DUALOPTIM_MIA", "GAP_VARIANTS", "GRID_COMPAT", "KIT_MIA", "SALUN_MIA", "Protocol",
+           "QuickSize", "aliases_of", "get_protocol", "known_names", "list_protocols", "protocol_of_label",
+           "register_protocol", "resolve_experiment", "validate"]
 
 #: the only modules an experiment protocol may point to
-EXPERIMENT_MODULES = frozenset({"unlearnlab.experiments.minnorm", "unlearnlab.experiments.certified_budget"})
-
-
-class QuickSize(Validated):
-    """The ``--quick`` size of a grid protocol: fields that differ from the full size (``None``: same)."""
-
-    what: ClassVar[str] = "quick-size field"
-
-    dataset: str | None = None
-    model: str | None = None
-    forget: str | None = None
-    methods: tuple[str, ...] | None = None
-    seeds: tuple[int, ...] | None = None
-    recipe: InstanceOf[Recipe] | None = None
-    retrain_recipe: InstanceOf[Recipe] | None = None
-    profile: str | None = None
-    hparams: dict[str, dict[str, Any]] | None = None
-    searched: dict[str, tuple[str, ...]] | None = None
-    forget_quality_n: int | None = Field(None, ge=2)
-
-
-class Protocol(Validated):
-    """One named protocol (docs/protocols.md). Grid protocols set ``dataset`` … ``recipe``; experiment
-    protocols set ``experiment`` (``"module:function"``) and ``seeds``.
-
-    Field types and the closed vocabularies (gap variants, compat flags) are checked when a protocol is built;
-    :func:`validate` adds the checks that need the registries (dataset, model and method names).
-    """
-
-    what: ClassVar[str] = "protocol field"
-
-    name: str
-    version: int = Field(ge=1)
-    description: str
-    paper: str
-    # ---- grid protocols
-    dataset: str | None = None
-    model: str | None = None
-    forget: str | None = None
-    #: original-model recipe; ``None`` = :meth:`Recipe.default` of the task (what a plain ``unlearnlab run`` uses)
-    recipe: InstanceOf[Recipe] | None = None
-    #: retrain recipe; ``None`` = the original recipe on D_r
-    retrain_recipe: InstanceOf[Recipe] | None = None
-    methods: tuple[str, ...] = ()
-    profile: str = "default"
-    #: per-setting method values the paper's code used (method → {key: value}); a run may not change them
-    hparams: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    #: method → keys the paper searched without publishing a value: a run must pass them (``--set``)
-    searched: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    primary_mia: str = SALUN_MIA
-    val_seed: int = Field(1, ge=1)
-    # ---- aggregation
-    seeds: tuple[int, ...] = ()
-    std_ddof: int = 1
-    gap_variants: tuple[str, ...] = ("avg_gap_matched",)
-    compat: tuple[str, ...] = ()
-    #: N per family of the NeurIPS 2023 forget score on the first seed (bench/forget_quality.py); None = off
-    forget_quality_n: int | None = Field(None, ge=2)
-    quick: QuickSize | None = None
-    # ---- experiment protocols
-    experiment: str | None = None
-    quick_description: str = ""
-    aliases: tuple[str, ...] = ()
-    #: ``"<c>"`` for a family such as ``digits-class<c>`` (instantiate with :func:`get_protocol`)
-    family_param: str | None = None
-
-    @field_validator("gap_variants")
-    @classmethod
-    def _gaps(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if set(value) - set(GAP_VARIANTS) or "avg_gap_matched" not in value:
-            raise UnlearnlabError(f"gap variants must include avg_gap_matched and come from {GAP_VARIANTS}, got "
-                                  f"{value}.")
-        return value
-
-    @field_validator("compat")
-    @classmethod
-    def _compat(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [c for c in value if c not in COMPAT_FLAGS]
-        if bad:
-            raise UnlearnlabError(f"unknown compat flag(s) {bad}; known: {', '.join(COMPAT_FLAGS)}.")
-        return value
-
-    @model_validator(mode="after")
-    def _ddof(self) -> Protocol:
-        if self.std_ddof not in (0, 1) or (self.std_ddof == 0) != ("std_ddof=0" in self.compat):
-            raise UnlearnlabError(f"protocol {self.name!r}: std_ddof is 1, or 0 with the compat flag 'std_ddof=0'.")
-        return self
-
-    @property
-    def is_experiment(self) -> bool:
-        return self.experiment is not None
-
-    def label(self, quick: bool = False) -> str:
-        """The value stored in every row's ``protocol`` column."""
-        return f"{self.name} v{self.version}" + (" quick" if quick else "")
-
-    def sized(self, quick: bool) -> Protocol:
-        """The protocol at its full size, or with the :class:`QuickSize` fields applied."""
-        if not quick or self.quick is None:
-            return self
-        changes = {name: getattr(self.quick, name) for name in QuickSize.model_fields}
-        return self.model_copy(update={k: v for k, v in changes.items() if v is not None})
-
-    def run_config(self, quick: bool = False, **overrides: Any) -> RunConfig:
-        """The :class:`~unlearnlab.bench.config.RunConfig` of a grid protocol (``overrides`` applied on top)."""
-        if self.is_experiment:
-            raise UnlearnlabError(f"Protocol {self.name!r} is an experiment, not a grid: it has no RunConfig.")
-        p = self.sized(quick)
-        base = RunConfig(
-            dataset=p.dataset, model=p.model, forget=p.forget, methods=p.methods, seeds=p.seeds,
-            profile=p.profile, primary_mia=p.primary_mia, hparams={m: dict(v) for m, v in p.hparams.items()},
-            recipe=p.recipe.to_dict() if p.recipe is not None else {},
-            retrain_recipe=p.retrain_recipe.to_dict() if p.retrain_recipe is not None else {},
-            protocol=self.name, quick=quick, forget_quality_n=p.forget_quality_n,
-        )
-        if "hparams" in overrides:  # the user's values join the protocol's (check_pinned refuses changed ones)
-            given = overrides["hparams"] or {}
-            overrides = {**overrides, "hparams": {m: {**p.hparams.get(m, {}), **given.get(m, {})}
-                                                  for m in {*p.hparams, *given}}}
-        return base.updated(**overrides) if overrides else base
-
-    def pinned(self, quick: bool = False) -> dict[str, Any]:
-        """Config keys a run of this protocol may not change (changing any of them is another protocol)."""
-        config = self.run_config(quick)
-        return {k: getattr(config, k) for k in ("dataset", "model", "forget", "primary_mia", "recipe",
-                                                "retrain_recipe")}
-
-    def summary(self, quick: bool = False) -> dict[str, str]:
-        """Short strings for the ``unlearnlab protocols`` table."""
-        p = self.sized(quick)
-        if self.is_experiment:
-            target = str(self.experiment).removeprefix("unlearnlab.experiments.")
-            return {"data": f"experiment {target}", "forget": "(experiment)", "mia": "(experiment)",
-                    "seeds": _seed_text(p.seeds)}
-        recipe = p.recipe.epochs if p.recipe is not None else "default"
-        return {"data": f"{p.dataset} / {p.model} / {recipe} ep", "forget": str(p.forget), "mia": p.primary_mia,
-                "seeds": _seed_text(p.seeds)}
-
-
-def _seed_text(seeds: tuple[int, ...]) -> str:
-    if not seeds:
-        return "-"
-    if list(seeds) == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2:
-        return f"{seeds[0]}-{seeds[-1]}"
-    return ",".join(map(str, seeds))
+EXPERIMENT_MODULES = frozenset({"unlearnlab.experiments.minnorm", "unlearnlab.experiments.certified_budget",
+                                "unlearnlab.experiments.ddpm"})
 
 
 # --------------------------------------------------------------------------------------------- recipes
@@ -264,7 +122,8 @@ def _salun_random(percent: int, dataset: str = "cifar10") -> Protocol:
     return Protocol(
         name=f"salun-{dataset}-random{percent}", version=1, paper=_SALUN_PAPER,
         description=(f"SalUn/OPTML random forgetting of {percent}% of the 45k {dataset.upper()} train split "
-                     f"(val_seed 1), ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (3.1), seeds 1-5, "
+                     f"(val_seed 1), ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (docs/metrics.md), "
+                     "seeds 1-5, "
                      f"reference hyperparameters. {_QUICK_NOTE}"),
         dataset=dataset, forget=f"random:{fraction:g}",
         **_salun_settings("cifar100-random10" if dataset == "cifar100" else f"random{max(percent, 10)}"),
@@ -275,7 +134,8 @@ def _salun_class() -> Protocol:
     return Protocol(
         name="salun-cifar10-class<c>", version=1, paper=_SALUN_PAPER, family_param="c",
         description=("SalUn/OPTML class-wise forgetting: D_f = all 4,500 train images of class c, the test set "
-                     "drops class c; CIFAR-10 ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy (3.1), "
+                     "drops class c; CIFAR-10 ResNet-18, original 182 ep / retrain 160 ep, MIA-Efficacy "
+                     "(docs/metrics.md), "
                      f"seeds 1-5. `classwise` = class 0. {_QUICK_NOTE.replace('mlp', 'mlp, class c')}"),
         dataset="cifar10", forget="class:<c>", **_salun_settings("class"),
     )
@@ -285,7 +145,8 @@ def _dualoptim() -> Protocol:
     return Protocol(
         name="dualoptim-cifar10-random10", version=1, paper="DualOptim (CityU-MLO)",
         description=("DualOptim protocol: the SalUn CIFAR-10 split and random 10% forgetting, ResNet-18, primary "
-                     "MIA = entropy logistic regression member rate (3.2), seeds 1-5; shows Avg.Gap (matched) and "
+                     "MIA = entropy logistic regression member rate (docs/metrics.md), seeds 1-5; shows Avg.Gap "
+                     "(matched) and "
                      "a second table with avg_gap_means, gap_means_ua_ra_ta (DualOptim 'ToW') and "
                      "mean_metric_std (DualOptim 'Avg std'), std ddof = 1 (std_ddof=0 would reproduce "
                      f"parse_result.py). {_QUICK_NOTE}"),
@@ -297,27 +158,65 @@ def _dualoptim() -> Protocol:
     )
 
 
+#: U-LiRA shadow models of the digits protocols (the issue's prototype count: ~30 s on 2 CPU cores)
+DIGITS_SHADOWS = 16
+
+
 def _digits(forget: str, name: str) -> Protocol:
-    what = "random 10% (130 of 1,302)" if forget.startswith("random") else "class c (test drops class c)"
+    random = forget.startswith("random")
+    what = "random 10% (130 of 1,302)" if random else "class c (test drops class c)"
+    ulira = f", U-LiRA with {DIGITS_SHADOWS} shadows" if random else ""
     return Protocol(
-        name=name, version=1, paper="unlearnlab embedded default",
-        description=(f"Embedded digits protocol (what a plain `unlearnlab run` runs): scikit-learn digits, "
-                     f"{what}, mlp, small recipe (60 ep), every default method, MIA-Efficacy (3.1), seeds 1-3. "
-                     "--quick: 30 epochs, seed 1, retrain/ft/rl/salun."),
+        name=name, version=2, paper="unlearnlab embedded default",
+        description=(f"Embedded digits protocol: scikit-learn digits, {what}, mlp, small recipe (60 ep), every "
+                     "default method, MIA-Efficacy (docs/metrics.md) with its spread over 20 attack draws (plus the "
+                     "entropy "
+                     f"and loss attacks), the noise-floor row{ulira}, seeds 1-5, one original model per seed. v1 "
+                     "was the 3-seed plain `unlearnlab run` (still its defaults). --quick: 30 epochs, seed 1, "
+                     "retrain/ft/rl/salun."),
         dataset="digits", model="mlp", forget=forget, recipe=None, methods=DEFAULT_METHODS, profile="default",
-        primary_mia=SALUN_MIA, seeds=(1, 2, 3), family_param="c" if "<c>" in name else None,
-        quick=QuickSize(methods=("retrain", "ft", "rl", "salun"), seeds=(1,), recipe=QUICK_RECIPE),
+        primary_mia=SALUN_MIA, seeds=(1, 2, 3, 4, 5), family_param="c" if "<c>" in name else None,
+        original_per_seed=True, ulira_shadows=DIGITS_SHADOWS if random else None, mias=DEFAULT_MIAS,
+        quick=QuickSize(methods=("retrain", "ft", "rl", "salun"), seeds=(1,), recipe=QUICK_RECIPE, ulira_shadows=0),
     )
 
 
 def _experiment(name: str, target: str, paper: str, description: str, seeds: tuple[int, ...],
-                quick_seeds: tuple[int, ...], aliases: tuple[str, ...] = ()) -> Protocol:
-    return Protocol(name=name, version=1, paper=paper, description=description, experiment=target, seeds=seeds,
-                    quick=QuickSize(seeds=quick_seeds), aliases=aliases,
+                quick_seeds: tuple[int, ...], aliases: tuple[str, ...] = (), version: int = 1) -> Protocol:
+    return Protocol(name=name, version=version, paper=paper, description=description, experiment=target,
+                    seeds=seeds, quick=QuickSize(seeds=quick_seeds), aliases=aliases,
                     quick_description="--quick: the scaled CPU version (see the experiment's docs page).")
 
 
 _MNOG = "MinNorm-OG (minimum-norm unlearning, overparameterised)"
+
+#: class-wise forgetting in a class-conditional DDPM (docs/generation.md, "Running the protocols"): every row of
+#: the tier's method table; --quick keeps the SalUn/EUPMU/DualOptim comparison on one seed
+DDPM_METHODS = ("retrain", *PROTOCOL_METHODS.values())
+DDPM_QUICK_METHODS = ("retrain", "ddpm/rl", "ddpm/salun", "ddpm/salun+eupmu", "ddpm/rl+dualoptim",
+                      "ddpm/salun+dualoptim")
+_DDPM_TIERS = {
+    "digits": "CI tier: scikit-learn digits 8x8, residual-MLP noise predictor, 300-epoch original/retrain, DDIM 50 "
+              "steps, 200 + 9 x 100 samples, gates 80 % / 90 % / 8 x floor",
+    "fmnist": "dev tier: Fashion-MNIST pooled to 14x14 (/usr/share/datasets/fashion-mnist or --root), UNet (16, 32, "
+              "32), 12-epoch original/retrain, DDIM 50 steps, 500 + 9 x 200 samples, gates 70 % / 90 % / 2 x floor",
+    "cifar10": "paper tier (GPU): the user's CIFAR-10 files (--root), the papers' UNet and budgets (profile "
+               "reference), DDIM 1000 steps, 500 + 9 x 5,000 samples; --original takes your trained model",
+}
+
+
+def _ddpm(tier: str) -> Protocol:
+    return Protocol(
+        name=f"ddpm-{tier}-class<c>", version=1, family_param="c", forget="class:<c>",
+        paper="SalUn (Fan et al., ICLR 2024); EUPMU; DualOptim: DDPM class-wise forgetting",
+        description=(f"Forget class c of a class-conditional DDPM with classifier-free guidance, {_DDPM_TIERS[tier]}; "
+                     "methods ddpm/* at the tier's budgets, seeds 1-3; UA, fidelity, fd_clf/kid_clf in the "
+                     "evaluation classifier's features, gaps to Retrain, validity gates, sample grids. --quick: "
+                     f"seed 1, {', '.join(m.removeprefix('ddpm/') for m in DDPM_QUICK_METHODS)}."),
+        experiment=f"unlearnlab.experiments.ddpm:{tier}", methods=DDPM_METHODS, seeds=(1, 2, 3),
+        accepts=("methods", "hparams", "original"),
+        quick=QuickSize(methods=DDPM_QUICK_METHODS, seeds=(1,)),
+        quick_description="--quick: seed 1 and the SalUn/EUPMU/DualOptim rows (see docs/generation.md).")
 
 _PROTOCOLS: dict[str, Protocol] = {}
 _ALIASES: dict[str, str] = {}
@@ -342,6 +241,10 @@ def _register_defaults() -> None:
     register_protocol(_dualoptim())
     register_protocol(_digits("random:0.1", "digits-random10"))
     register_protocol(_digits("class:<c>", "digits-class<c>"))
+    for tier in _DDPM_TIERS:
+        register_protocol(_ddpm(tier))
+    for protocol in (fmnist_random(), fmnist_class(), neurips23_kit(), neurips23_official()):
+        register_protocol(protocol)
     register_protocol(_experiment(
         "certified-budget", "unlearnlab.experiments.certified_budget:run",
         "Certified unlearning for neural networks (ICML 2025)",
@@ -350,15 +253,16 @@ def _register_defaults() -> None:
     register_protocol(_experiment(
         "minnorm-poisoning", "unlearnlab.experiments.minnorm:poisoning", _MNOG,
         "MinNorm-OG data poisoning (sine regression): median sup-norm error, trials 1-10; "
-        "--quick = S1 poisoning-small.", seeds=tuple(range(1, 11)), quick_seeds=(1, 2, 3), aliases=("mnog-sine",)))
+        "--quick = S1 poisoning-small.", seeds=tuple(range(1, 11)), quick_seeds=(1, 2, 3), aliases=("mnog-sine",),
+        version=2))
     register_protocol(_experiment(
         "minnorm-label-erasure", "unlearnlab.experiments.minnorm:label_erasure", _MNOG,
         "MinNorm-OG multi-class label erasure (CIFAR-10), seeds 1-5; --quick = S2 erase-digits.",
-        seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-erase-cifar10",)))
+        seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-erase-cifar10",), version=2))
     register_protocol(_experiment(
         "minnorm-collapse", "unlearnlab.experiments.minnorm:collapse", _MNOG,
         "MinNorm-OG representation collapse (CIFAR-10), seeds 1-5; --quick = S3 collapse-digits.",
-        seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-collapse-cifar10",)))
+        seeds=(1, 2, 3, 4, 5), quick_seeds=(1,), aliases=("mnog-collapse-cifar10",), version=2))
     # the issue's short names
     for alias, target in {"salun-random": "salun-cifar10-random10", "salun-random1": "salun-cifar10-random1",
                           "salun-random5": "salun-cifar10-random5", "salun-random10": "salun-cifar10-random10",
@@ -367,7 +271,10 @@ def _register_defaults() -> None:
         _ALIASES[alias] = target
 
 
-_FAMILY = re.compile(r"^(?P<stem>.+-class)(?P<c>\d+)$")
+#: a family member's name: ``…-class<c>`` or ``…-N<N>`` with the parameter's digits
+_FAMILY = re.compile(r"^(?P<stem>.+-(?P<kind>class|N))(?P<value>\d+)$")
+#: the parameter of each family kind, and a member used to validate the family as a whole
+_FAMILY_KINDS = {"class": ("c", "0"), "N": ("N", "8")}
 
 
 def list_protocols() -> list[Protocol]:
@@ -377,9 +284,9 @@ def list_protocols() -> list[Protocol]:
 
 def aliases_of(name: str) -> list[str]:
     """Alias names that resolve to ``name`` or, for a family, to one of its members."""
-    stem = name.replace("<c>", "")
-    return [a for a, t in _ALIASES.items() if t == name or ("<c>" in name and _FAMILY.match(t)
-                                                             and t.startswith(stem))]
+    family = name.endswith(("<c>", "<N>"))
+    stem = name[:-3] if family else name
+    return [a for a, t in _ALIASES.items() if t == name or (family and _FAMILY.match(t) and t.startswith(stem))]
 
 
 def known_names() -> list[str]:
@@ -392,15 +299,27 @@ def get_protocol(name: str) -> Protocol:
     if target in _PROTOCOLS and _PROTOCOLS[target].family_param is None:
         return _PROTOCOLS[target]
     match = _FAMILY.match(target)
-    if match and f"{match['stem']}<c>" in _PROTOCOLS:
-        family = _PROTOCOLS[f"{match['stem']}<c>"]
-        c = match["c"]
-        quick = family.quick
-        if quick is not None and quick.forget is not None:
-            quick = quick.model_copy(update={"forget": quick.forget.replace("<c>", c)})
-        return family.model_copy(update={"name": target, "forget": str(family.forget).replace("<c>", c),
-                                         "family_param": None, "quick": quick, "aliases": ()})
+    param = _FAMILY_KINDS[match["kind"]][0] if match else ""
+    template = f"{match['stem']}<{param}>" if match else ""
+    if match and template in _PROTOCOLS:
+        return _member(_PROTOCOLS[template], target, param, match["value"])
     raise unknown_name("protocol", name, known_names(), "unlearnlab protocols")
+
+
+def _member(family: Protocol, name: str, param: str, value: str) -> Protocol:
+    """Family ``family`` with its parameter set: class c fills the forget spec, N the forget score's N."""
+    quick = family.quick
+    if param == "c":
+        if quick is not None and quick.forget is not None:
+            quick = quick.model_copy(update={"forget": quick.forget.replace("<c>", value)})
+        update: dict[str, Any] = {"forget": str(family.forget).replace("<c>", value)}
+    else:
+        if int(value) < 2:
+            raise UnlearnlabError(f"Protocol {name!r}: N is the number of models per family, at least 2.")
+        if quick is not None:
+            quick = quick.model_copy(update={"forget_quality_n": int(value)})
+        update = {"forget_quality_n": int(value)}
+    return family.model_copy(update={**update, "name": name, "family_param": None, "quick": quick, "aliases": ()})
 
 
 def protocol_of_label(label: str) -> Protocol | None:
@@ -422,21 +341,24 @@ def validate(protocol: Protocol, quick: bool = False) -> None:
     """Check the names of ``protocol`` against the registries, without loading data (full or quick size);
     types and closed vocabularies were checked when it was built."""
     if protocol.family_param is not None:
-        protocol = get_protocol(protocol.name.replace("<c>", "0"))
+        kind = next(k for k, (param, _) in _FAMILY_KINDS.items() if param == protocol.family_param)
+        protocol = get_protocol(protocol.name.replace(f"<{protocol.family_param}>", _FAMILY_KINDS[kind][1]))
     p = protocol.sized(quick)
     where = f"protocol {protocol.name!r}{' (quick)' if quick else ''}"
     if not p.seeds or min(p.seeds) < 1:
         raise UnlearnlabError(f"{where}: seeds must be integers >= 1, got {p.seeds}.")
     if p.is_experiment:
         resolve_experiment(p.experiment, import_module=False)
+        if p.forget is not None:
+            ForgetSpec.parse(p.forget)
         return
     if p.dataset not in list_datasets():
         raise unknown_name("dataset", str(p.dataset), list_datasets())
     if p.model not in list_models():
         raise unknown_name("model", str(p.model), list_models())
     ForgetSpec.parse(str(p.forget))
-    if p.primary_mia not in PRIMARY_MIAS:
-        raise UnlearnlabError(f"{where}: primary MIA {p.primary_mia!r} is not one of {PRIMARY_MIAS}.")
+    if p.ulira_shadows and ForgetSpec.parse(str(p.forget)).kind != "random":
+        raise UnlearnlabError(f"{where}: U-LiRA attacks a random forget set, not {p.forget!r}.")
     if "retrain" not in p.methods:
         raise UnlearnlabError(f"{where}: methods must include 'retrain', the reference of every gap.")
     unknown = set(p.hparams) - set(p.methods)

@@ -22,9 +22,9 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from unlearnlab.errors import DivergenceError, UnlearnlabError
 from unlearnlab.optim import Lion
 from unlearnlab.train_state import TrainCheckpoint, capture, fingerprint, restore
 from unlearnlab.utils import torch_generator
+
+if TYPE_CHECKING:
+    from unlearnlab.distributed.runtime import Runtime
 
 SCHEDULES = ("constant", "multistep", "cosine", "onecycle")
 OPTIMIZERS = ("sgd", "adam", "adamw", "lion")
@@ -189,9 +192,9 @@ class CountingHooks:
     """Count samples through ``model.forward`` and through its backward pass.
 
     A forward hook adds the batch size to ``forward_samples``; when the output requires grad it registers a
-    tensor hook that adds the batch size to ``backward_samples`` when a gradient flows back through it. Work the
-    hooks cannot size (a ``torch.func.vmap`` over samples shows them one sample) is counted with
-    :func:`counted_as`.
+    tensor hook that adds the batch size to ``backward_samples`` when a gradient flows back through it. For a
+    model returning an output object (Hugging Face), its ``logits`` tensor is the output. Work the hooks cannot
+    size (a ``torch.func.vmap`` over samples shows them one sample) is counted with :func:`counted_as`.
     """
 
     active: ClassVar[list[CountingHooks]] = []
@@ -202,15 +205,25 @@ class CountingHooks:
         self.handle = model.register_forward_hook(self._hook)
         CountingHooks.active.append(self)
 
-    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def _hook(self, module: nn.Module, inputs: tuple, output: object) -> None:
+        # Hugging Face models return an output object; its logits stand for the forward, and a loss on the hidden
+        # states alone (RMU) is a backward through the model too
+        hidden = () if isinstance(output, torch.Tensor) else tuple(getattr(output, "hidden_states", None) or ())
+        output = output if isinstance(output, torch.Tensor) else getattr(output, "logits", None)
         if self.paused or not isinstance(output, torch.Tensor):
             return
         n = output.shape[0]
         self.counters.forward_samples += n
-        if output.requires_grad:
-            def on_backward(grad: torch.Tensor, n: int = n) -> None:
+        watched = [t for t in (output, *hidden) if isinstance(t, torch.Tensor) and t.requires_grad]
+        once = len(watched) > 1  # several outputs of one forward: count its backward once, whichever carried it
+        counted: list[bool] = []
+
+        def on_backward(grad: torch.Tensor, n: int = n) -> None:
+            if not (once and counted):
+                counted.append(True)
                 self.counters.backward_samples += n
-            output.register_hook(on_backward)
+        for tensor in watched:
+            tensor.register_hook(on_backward)
 
     def remove(self) -> None:
         self.handle.remove()
@@ -392,8 +405,10 @@ def train(
     recipe: Recipe,
     seed: int = 1,
     progress: Callable[[int, int], None] | None = None,
-    loss_fn: Callable[[nn.Module, Batch], torch.Tensor] | None = None,
+    loss_fn: Callable[[nn.Module, Batch], torch.Tensor | tuple[torch.Tensor, int | torch.Tensor]] | None = None,
     checkpoint: TrainCheckpoint | None = None,
+    dist: Runtime | None = None,
+    streams: Mapping[str, torch.Generator] | None = None,
 ) -> TrainStats:
     """Minimise ``loss_fn`` (default: mean cross-entropy) on the batch source ``data`` with ``recipe``.
 
@@ -402,11 +417,20 @@ def train(
     GradScaler for fp16); on CUDA, image models and batches use the channels-last memory format. The public
     :func:`unlearnlab.train` also takes ``(x, y)`` tensors, Datasets and DataLoaders.
 
-    With ``checkpoint``, the loop's whole state is saved there after every epoch but the last
-    (:mod:`unlearnlab.train_state`), and a call that finds a state of the same training resumes after its epoch:
-    the result is the model an uninterrupted call would have produced (bit-identical on the CPU; with
-    ``StreamData``, only if the user's loader is reproducible). Seconds and counters include the epochs trained
-    before the interruption. The caller deletes the state once the model is saved (:meth:`TrainCheckpoint.clear`).
+    With ``checkpoint``, the loop's whole state is saved there after every epoch but the last (at most once per
+    its ``min_interval`` seconds; :mod:`unlearnlab.train_state`), and a call that finds a state of the same
+    training resumes after its epoch: the result is the model an uninterrupted call would have produced
+    (bit-identical on the CPU; with ``StreamData``, only if the user's loader is reproducible). ``streams`` names
+    further generators ``loss_fn`` draws from (a diffusion model's noise): their states are saved and restored
+    with the rest. Seconds and counters include the epochs trained before the interruption. The caller deletes
+    the state once the model is saved (:meth:`TrainCheckpoint.clear`).
+
+    With ``dist`` (a rank of a distributed run) each step is the single-device step on the global batch: the rank
+    trains on its share through DDP or FSDP, and ``model`` ends with the run's weights on every rank
+    (docs/scaling.md). ``loss_fn`` may return ``(loss, w)`` with w the number of terms its mean averages (a
+    family's :meth:`~unlearnlab.families.base.TaskFamily.weighted_loss`: answer tokens for a language model); a
+    plain loss is taken as a mean over the batch's rows. Rank 0 alone reads and writes ``checkpoint``; every rank
+    resumes from its state (DDP only).
     """
     if len(data) == 0:
         raise UnlearnlabError("Cannot train on an empty dataset.")
@@ -414,43 +438,57 @@ def train(
     device = next(model.parameters()).device
     data = data.to(device)
     gen = torch_generator(seed, "train-loader")
-    opt = build_optimizer(model.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
+    channels_last = device.type == "cuda" and _image_field(data)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    replica = None if dist is None else dist.replicate(model)
+    net, trained = (model, model) if replica is None else (replica.forward, replica.module)
+    opt = build_optimizer(trained.parameters(), recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay)
     steps_per_epoch = math.ceil(len(data) / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
     sched = LrSchedule(
         opt, lambda s: lr_multiplier(recipe.schedule, s, total, steps_per_epoch, recipe.milestones, recipe.gamma)
     )
     counters = Counters()
-    precision = Precision(recipe.precision, device)
+    compute = device if dist is None else dist.device  # FSDP: the shards' device, wherever ``model`` lives
+    precision = Precision(recipe.precision, compute)
     first, trained_before = 0, 0.0
-    if checkpoint is not None:
-        identity = fingerprint(model, recipe.to_dict(), seed, len(data))
-        saved = checkpoint.load(identity)
-        if saved is not None:
-            restore(saved, model, opt, sched, precision.scaler, gen)
-            first, trained_before, counters = saved["epoch"], saved["seconds"], Counters(**saved["counters"])
+    if dist is not None:
+        checkpoint = dist.own_checkpoint(checkpoint)
+    identity = None if checkpoint is None else fingerprint(model, recipe.to_dict(), seed, len(data),
+                                                           tuple(streams or ()))
+    saved = None if checkpoint is None else checkpoint.load(identity)
+    if dist is not None:
+        saved = dist.resume_state(saved)
+    if saved is not None:
+        restore(saved, model, opt, sched, precision.scaler, gen, streams)
+        first, trained_before, counters = saved["epoch"], saved["seconds"], Counters(**saved["counters"])
+        if checkpoint is not None:
             checkpoint.note(f"resuming training from epoch {first} of {recipe.epochs} ({checkpoint.path.name})")
-            if progress is not None:
-                progress(first, recipe.epochs)
-    channels_last = device.type == "cuda" and _image_field(data)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+        if progress is not None:
+            progress(first, recipe.epochs)
     model.train()
+    trained.train()
     start = time.perf_counter() - trained_before
-    loss_sum = torch.zeros((), device=device)
+    saved_at = time.perf_counter()
+    loss_sum = torch.zeros((), device=compute)
     transform = augment_images if recipe.augment else None
-    with batchnorm_singletons(model):
+    with batchnorm_singletons(trained):
         for epoch in range(first, recipe.epochs):
-            loss_sum = torch.zeros((), device=device)
-            for batch in iterate(data, recipe.batch_size, gen, True, transform):
+            loss_sum = torch.zeros((), device=compute)
+            batches = iterate(data, recipe.batch_size, gen, True, transform)
+            for batch in (batches if dist is None else dist.shard_all(batches)):
                 if channels_last:
                     batch = {**batch, "x": batch["x"].contiguous(memory_format=torch.channels_last)}
                 with precision.autocast():
-                    loss = loss_fn(model, batch)
+                    loss = loss_fn(net, batch)
+                    loss, weight = loss if isinstance(loss, tuple) else (loss, None)
+                    if dist is not None:
+                        loss = dist.global_mean(loss, batch, weight)
                 opt.zero_grad(set_to_none=True)
                 precision.backward(loss)
                 precision.unscale(opt)  # the clip reads true gradients
-                _clip(model, recipe.grad_clip)
+                _clip(trained, recipe.grad_clip)
                 rows = batch_size_of(batch)  # one forward and one backward of the batch per step
                 counters.forward_samples += rows
                 counters.backward_samples += rows
@@ -459,13 +497,18 @@ def train(
                     counters.optimizer_steps += 1
                 loss_sum += loss.detach()
             check_finite(loss_sum, f"training epoch {epoch}")
-            if checkpoint is not None and epoch + 1 < recipe.epochs:
+            if (checkpoint is not None and epoch + 1 < recipe.epochs
+                    and time.perf_counter() - saved_at >= checkpoint.min_interval):
                 checkpoint.save(capture(model, opt, sched, precision.scaler, gen, epoch + 1, counters.as_dict(),
-                                        time.perf_counter() - start, identity))
+                                        time.perf_counter() - start, identity, streams))
+                saved_at = time.perf_counter()
             if progress is not None:
                 progress(epoch + 1, recipe.epochs)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    if replica is not None:
+        replica.finish()
+        dist.sum_counters(counters)
+    if compute.type == "cuda":
+        torch.cuda.synchronize(compute)
     return TrainStats(time.perf_counter() - start, recipe.epochs, float(loss_sum) / steps_per_epoch, counters)
 
 

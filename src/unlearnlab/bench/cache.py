@@ -99,13 +99,13 @@ def load_checkpoint(source: str | Path | bytes, model: nn.Module, digest: str | 
         name = str(source)
         data = read_checked(source, digest, checksum_required)
     blob = torch_object(data, name)
-    state, meta = _state_and_meta(blob, name)
+    state, meta = state_and_meta(blob, name)
     check_state_dict(model, state, name, meta.get("model"))
     model.load_state_dict(state)
     return {**meta, "sha256": sha256_hex(data)}
 
 
-def _state_and_meta(blob: Any, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def state_and_meta(blob: Any, name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The state dict and metadata of an unlearnlab checkpoint, or of a plain ``{name: tensor}`` state dict."""
     if isinstance(blob, dict) and "state_dict" in blob:
         state, meta = blob["state_dict"], json.loads(blob.get("meta_json", "{}"))

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from unlearnlab.data.forget import ForgetSpec
 from unlearnlab.errors import UnlearnlabError, unknown_name
-from unlearnlab.evaluation import PRIMARY_MIAS
+from unlearnlab.evaluation import DEFAULT_MIAS, PRIMARY_MIAS, SVC_MIA
 from unlearnlab.training import Recipe
 
 
@@ -45,8 +45,14 @@ def parse_yaml(text: str, what: str) -> Any:
 DEFAULT_METHODS = (
     "retrain", "ft", "ga", "rl", "neggrad-plus", "l1-sparse", "salun", "scrub", "eupmu", "dualoptim/salun",
 )
-EXECUTORS = ("serial", "local", "ray")
+EXECUTORS = ("serial", "local", "ray", "torchrun")
 PROFILES = ("default", "reference")
+#: K resampled attack sets per MIA cell unless a protocol or config says otherwise (measured: bench/README.md,
+#: "Attack spread")
+DEFAULT_ATTACK_DRAWS = 20
+#: the MIAs a grid computes unless a protocol or config says otherwise: the two a plain run always reported (the
+#: kit's loss attack costs 10 logistic-regression fits per cell; protocols that use it list it)
+GRID_MIAS = (SVC_MIA, "mia_lr_entropy_member_rate")
 
 
 def parse_seeds(text: str | list | tuple) -> tuple[int, ...]:
@@ -135,14 +141,20 @@ class RunConfig(Validated):
                                                                                "the original recipe)")
     protocol: str | None = Field(None, description="a named protocol (`unlearnlab protocols`)")
     quick: bool = Field(False, description="the protocol's --quick size")
-    executor: str | None = Field(None, description="serial | local | ray (default: serial, local with "
-                                                   "workers > 1)")
+    executor: str | None = Field(None, description="serial | local | ray | torchrun (default: serial, local with "
+                                                   "workers > 1, torchrun under torchrun)")
     workers: int | None = Field(None, ge=1, description="concurrent cells")
     ray_address: str | None = Field(None, description="Ray cluster address")
     forget_quality_n: int | None = Field(None, ge=2, description="N of the NeurIPS'23 forget score (>= 2)")
     original: str | None = Field(None, description="your trained original model (a state dict or an unlearnlab "
                                                    "checkpoint) instead of training one")
     save_models: bool = Field(False, description="save every unlearned model to OUT/models/")
+    mias: tuple[str, ...] = Field(GRID_MIAS, description="MIA definitions to compute (the primary among them)")
+    attack_draws: int = Field(DEFAULT_ATTACK_DRAWS, ge=0, description="K resampled attack sets per MIA (0: off)")
+    ulira_shadows: int | None = Field(None, ge=2, description="U-LiRA shadow models K (even; random forgetting)")
+    noise_floor: bool = Field(True, description="add a second, independent Retrain row (the noise floor)")
+    original_per_seed: bool = Field(False, description="train one original model per seed (its variance counts)")
+    test_half: bool = Field(False, description="TA and MIAs on the NeurIPS'23 kit's half of D_test")
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -153,6 +165,23 @@ class RunConfig(Validated):
     @classmethod
     def _methods(cls, value: Any) -> tuple[str, ...]:
         return parse_methods(value)
+
+    @field_validator("mias", mode="before")
+    @classmethod
+    def _mias(cls, value: Any) -> tuple[str, ...]:
+        items = tuple(parse_methods(value)) if value else ()
+        unknown = [m for m in items if m not in DEFAULT_MIAS]
+        if unknown or not items:
+            raise UnlearnlabError(f"mias {value!r}: use some of {', '.join(DEFAULT_MIAS)}.")
+        return items
+
+    @field_validator("ulira_shadows")
+    @classmethod
+    def _shadows(cls, value: int | None) -> int | None:
+        if value is not None and value % 2:
+            raise UnlearnlabError(f"ulira_shadows must be even (each example in exactly half the shadows), got "
+                                  f"{value}.")
+        return value
 
     @field_validator("forget")
     @classmethod
@@ -206,7 +235,7 @@ class RunConfig(Validated):
         """Plain YAML-ready values; the optional keys are left out at their defaults (a plain run's
         ``config.yaml`` stays as it was before they existed)."""
         d = self.model_dump()
-        d["methods"], d["seeds"] = list(self.methods), list(self.seeds)
+        d["methods"], d["seeds"], d["mias"] = list(self.methods), list(self.seeds), list(self.mias)
         for key, default in _OPTIONAL.items():
             if d[key] == default:
                 del d[key]
@@ -219,7 +248,9 @@ class RunConfig(Validated):
 
 _OPTIONAL: dict[str, Any] = {"retrain_recipe": {}, "protocol": None, "quick": False, "executor": None,
                              "workers": None, "ray_address": None, "forget_quality_n": None,
-                             "original": None, "save_models": False}
+                             "original": None, "save_models": False,
+                             "mias": list(GRID_MIAS), "attack_draws": DEFAULT_ATTACK_DRAWS, "ulira_shadows": None,
+                             "noise_floor": True, "original_per_seed": False, "test_half": False}
 _EXPECTED = {"string_type": "a string", "bool_type": "true or false", "int_type": "an integer",
              "float_type": "a number", "dict_type": "a mapping", "tuple_type": "a list", "list_type": "a list"}
 

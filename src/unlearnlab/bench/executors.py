@@ -17,7 +17,10 @@ Executors (``--executor``):
 * ``ray`` runs each cell as a Ray task with ``num_cpus=1`` and ``num_gpus=1`` on CUDA, on the cluster at
   ``ray_address`` / ``$RAY_ADDRESS`` or on a local instance. The files a work reads (``work.files()``, e.g.
   cached checkpoints) travel through Ray's object store, so remote nodes need the package and the dataset files
-  (``root``), not the driver's model cache.
+  (``root``), not the driver's model cache;
+* ``torchrun`` (the only one under ``torchrun``, chosen by itself there) runs each cell once, as one distributed
+  run over every rank: rank 0 is the driver and sends the work and its files' bytes to the other ranks, which run
+  it alongside (:mod:`unlearnlab.distributed.serve`, docs/scaling.md).
 
 Same work, same code, same thread count: CPU metrics are bit-identical whatever the executor.
 """
@@ -43,6 +46,9 @@ import torch
 
 from unlearnlab.bench.cells import Outcome, Row, Scores, attempt, failure
 from unlearnlab.bench.config import EXECUTORS
+from unlearnlab.distributed.env import launched
+from unlearnlab.distributed.runtime import Runtime
+from unlearnlab.distributed.serve import everywhere, leader
 from unlearnlab.errors import UnlearnlabError, unknown_name
 
 Progress = Callable[[str, float], None]
@@ -125,6 +131,28 @@ class SerialExecutor(Executor):
     def collect(self, block: bool) -> Iterator[tuple[Row, Outcome]]:
         while self._done:
             yield self._done.pop(0)
+
+
+@dataclasses.dataclass(frozen=True)
+class CellOnRank:
+    """A follower rank's part of a cell: the work (on the rank's own device) and the bytes of the files it reads."""
+
+    work: CellWork
+    files: dict[str, bytes]
+
+    def __call__(self, rt: Runtime) -> Outcome:
+        return execute(dataclasses.replace(self.work, device=str(rt.device)), self.files)  # type: ignore[type-var]
+
+
+class TorchrunExecutor(SerialExecutor):
+    """Each cell is one distributed run over every rank of the ``torchrun`` job; this process is rank 0, the
+    driver, which runs the cell itself once the other ranks have it (:class:`CellOnRank`)."""
+
+    name = "torchrun"
+
+    def submit(self, row: Row, work: CellWork, progress: Progress | None = None, shared: Any = None) -> None:
+        files = {path: Path(path).read_bytes() for path in work.files()}
+        everywhere(CellOnRank(work, files), lambda: SerialExecutor.submit(self, row, work, progress, shared))
 
 
 def _watch_parent(parent: int) -> None:
@@ -280,7 +308,17 @@ def _import_ray() -> Any:
 
 def resolve(executor: str | None, workers: int | None) -> tuple[str, int | None]:
     """(executor name, workers): no executor → ``serial`` for one worker (the default), else ``local``; the
-    local pool defaults to ``min(2, CPUs)`` workers, Ray to the cluster's CPUs."""
+    local pool defaults to ``min(2, CPUs)`` workers, Ray to the cluster's CPUs. Under ``torchrun`` the executor is
+    ``torchrun`` (workers = ranks) and no other can be chosen."""
+    launch = launched()
+    if launch is not None or executor == "torchrun":
+        if launch is None:
+            raise UnlearnlabError("--executor torchrun runs the cells across the ranks of a torchrun job: start the "
+                                  "run with `torchrun --nproc-per-node N -m unlearnlab.cli run …`.")
+        if executor not in (None, "torchrun"):
+            raise UnlearnlabError(f"--executor {executor}: under torchrun each cell runs on every rank (executor "
+                                  "torchrun); drop --executor, or run without torchrun to spread cells over workers.")
+        return "torchrun", launch.world_size
     name = executor or ("serial" if workers in (None, 1) else "local")
     if name == "local" and workers is None:
         workers = min(2, os.cpu_count() or 1)
@@ -307,4 +345,9 @@ def make_executor(executor: str | None, workers: int | None, device: str, thread
         return SerialExecutor()
     if name == "local":
         return LocalExecutor(int(workers or 1), threads or 1)
+    if name == "torchrun":
+        if leader() is None:
+            raise UnlearnlabError("The torchrun executor needs rank 0 driving the other ranks: run the grid with "
+                                  "`torchrun … -m unlearnlab.cli run`.")
+        return TorchrunExecutor()
     return RayExecutor(workers, device, ray_address, threads or 1)

@@ -36,7 +36,7 @@ def is_certified_budget(row: Mapping[str, Any]) -> bool:
 def certified_budget_points(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, float | None], list[dict]]:
     """(method, ε) → points sorted by E: ``{"E", "test", "test_ci", "val", "n", "hparams"}``.
 
-    Selection as the experiment's table (certified.md §9.5): per (method, ε, E) the hyperparameter group with
+    Selection as the experiment's table (docs/certified_budget.md): per (method, ε, E) the hyperparameter group with
     all seed pairs done (the most pairs seen among the rows; fewer when none has them all) and the highest mean
     validation accuracy; test accuracy is its mean ± 1.96·std/√n (ddof 0). Retrain has ε = None.
     """

@@ -23,12 +23,20 @@ from unlearnlab.checksums import DamagedFileError
 from unlearnlab.data.datasets import load_dataset
 from unlearnlab.data.forget import ForgetSpec, make_task
 from unlearnlab.errors import UnlearnlabError
+from unlearnlab.evaluation import RESAMPLED_MIAS, EvalOptions
 from unlearnlab.methods import get_method
 from unlearnlab.models import create
 from unlearnlab.models.registry import check_output_size, list_models
 from unlearnlab.protocols import Protocol, get_protocol
 from unlearnlab.training import Recipe
 from unlearnlab.utils import default_device
+
+#: the reference of every gap
+REFERENCE = "retrain"
+#: the noise-floor row: a second Retrain with independent seeds, scored against Retrain like a method
+NOISE_FLOOR = "retrain/independent"
+#: the noise-floor retrain of seed s is trained with seed NOISE_FLOOR_OFFSET + s (init and data order)
+NOISE_FLOOR_OFFSET = 1000
 
 
 @dataclass
@@ -37,7 +45,7 @@ class Plan:
 
     config: RunConfig
     recipe: Recipe
-    #: canonical method names, ``retrain`` (the reference of every gap) first
+    #: canonical method names, ``retrain`` (the reference of every gap) first, then the noise floor (when on)
     methods: tuple[str, ...]
     hparams: dict[str, dict[str, Any]]
     device: torch.device
@@ -65,6 +73,14 @@ class Plan:
     def rows(self) -> list[Row]:
         """Every cell of the grid, seed by seed, ``retrain`` first within a seed."""
         return [self.row(method, seed) for seed in self.config.seeds for method in self.methods]
+
+    def eval_options(self, ulira: object = None) -> EvalOptions:
+        """What each cell's evaluation computes (MIAs, K attack draws of the primary MIA, kit test half), with a
+        seed's U-LiRA reference when the grid attacks with U-LiRA."""
+        c = self.config
+        resample = tuple(m for m in (c.primary_mia,) if m in RESAMPLED_MIAS)
+        return EvalOptions(mias=c.mias, attack_draws=c.attack_draws if resample else 0, resample=resample,
+                           ulira=ulira, test_half=c.test_half)
 
     def recipe_of(self, kind: str) -> Recipe:
         """The recipe of an ``original`` or a ``retrain`` model."""
@@ -134,7 +150,14 @@ def plan(config: RunConfig) -> Plan:
     check_executor(config.executor, config.workers)  # e.g. --executor ray without Ray installed
     device = resolve_device(config.device)
     canonical = {m: get_method(m).name for m in config.methods}  # resolves aliases, rejects unknown names
-    methods = tuple(dict.fromkeys(("retrain", *canonical.values())))
+    floor = (NOISE_FLOOR,) if config.noise_floor else ()
+    methods = tuple(dict.fromkeys((REFERENCE, *floor, *canonical.values())))
+    if config.primary_mia not in config.mias:
+        raise UnlearnlabError(f"primary_mia {config.primary_mia!r} is not among the MIAs computed "
+                              f"({', '.join(config.mias)}): add it to mias.")
+    if config.ulira_shadows and ForgetSpec.parse(config.forget).kind != "random":
+        raise UnlearnlabError(f"U-LiRA (ulira_shadows) attacks a random forget set; {config.forget!r} is not one. "
+                              "Drop ulira_shadows for class-wise or index forgetting (docs/metrics.md, 'U-LiRA').")
     given = {get_method(m).name: v for m, v in config.hparams.items()}
     unknown = set(given) - set(methods)
     if unknown:
@@ -154,9 +177,15 @@ def plan(config: RunConfig) -> Plan:
         if spec is not None:
             raise UnlearnlabError(f"original: protocol {spec.name!r} trains its own original model with its pinned "
                                   "recipe; drop --protocol to run a custom grid with your model.")
+        if config.original_per_seed:
+            raise UnlearnlabError("original and original_per_seed exclude each other: your model is one original; "
+                                  "drop original_per_seed.")
         original_sha256 = check_original(config.original, create(config.model, task), config.model)
-    hparams = {m: get_method(m).resolve(given.get(m), config.profile) for m in methods if m != "retrain"}
-    hparams["retrain"] = retrain_recipe.to_dict()
+    hparams = {m: get_method(m).resolve(given.get(m), config.profile) for m in methods if m not in (REFERENCE,
+                                                                                                   NOISE_FLOOR)}
+    hparams[REFERENCE] = retrain_recipe.to_dict()
+    if config.noise_floor:
+        hparams[NOISE_FLOOR] = {**retrain_recipe.to_dict(), "seed_offset": NOISE_FLOOR_OFFSET}
     task_key = f"{config.dataset}|{config.model}|{config.forget}|recipe={recipe.hash}|{config.profile}"
     if retrain_recipe != recipe:
         task_key += f"|retrain={retrain_recipe.hash}"

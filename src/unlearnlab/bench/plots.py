@@ -4,10 +4,13 @@ Figures are built with :class:`matplotlib.figure.Figure` (rendered by the Agg/PD
 ``pyplot``: no global backend is switched, no window opens, and nothing leaks between calls.
 
 * :func:`sensitivity_plot`: a metric against one hyperparameter over every trial of a search, the selected
-  trial marked — the whole curve, not only the best point (dualoptim §7: "report the whole Avg.Gap-vs-η_f curve").
+  trial marked — the whole curve, not only the best point (the DualOptim paper reports the whole Avg.Gap-vs-η_f
+  curve; docs/tuning.md).
 * :func:`tradeoff_plot`: the unlearning–utility trade-off of one protocol/task group of a results database —
-  per method, the UA gap to Retrain (lower is better) against TA (higher is better), seed std as error bars,
-  Retrain as the reference star and the Pareto front drawn through the non-dominated methods.
+  per method, the UA gap to Retrain (lower is better) against TA (higher is better), seed std as error bars
+  (an absolute gap's bar stops at 0), Retrain as the reference star, the Pareto front drawn through the
+  non-dominated methods, and methods that land on the same point drawn as nested markers of different shapes and
+  sizes so each stays visible. Titles say in words what the figure holds (dataset, model, forget set, seeds).
 * :func:`eps_histogram_plot`: the per-example ε histograms of the NeurIPS 2023 forget score (rows with
   ``stats["forget_quality"]``, ``unlearnlab run --forget-quality N``), one panel per method, ε̄ marked.
 * :func:`write_plots`: every applicable figure of a ``results.sqlite`` (groups without the data are skipped),
@@ -27,6 +30,7 @@ import matplotlib
 import matplotlib.ticker
 from matplotlib.figure import Figure
 
+from unlearnlab.bench.captions import method_labels, plot_title
 from unlearnlab.bench.experiment_plots import (
     certified_budget_plot,
     certified_budget_points,
@@ -150,7 +154,8 @@ def tradeoff_points(rows: Sequence[Mapping[str, Any]], y: str = "ua_gap", x: str
             yv, ys = s.metrics[y].mean, s.metrics[y].std
         if x not in s.metrics:
             continue
-        points.append({"method": s.method, "is_reference": s.is_reference, "x": s.metrics[x].mean,
+        points.append({"method": s.method, "is_reference": s.is_reference, "is_noise_floor": s.is_noise_floor,
+                       "x": s.metrics[x].mean,
                        "x_std": s.metrics[x].std, "y": yv, "y_std": ys, "n_seeds": s.n_seeds})
     return points
 
@@ -165,28 +170,55 @@ def _summary_metrics(rows: Sequence[Mapping[str, Any]], x: str, y: str) -> tuple
     return tuple(present)
 
 
+#: marker shapes cycled through the methods, so methods sharing a point stay distinguishable
+_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "h")
+
+
+def _overlap_sizes(points: Sequence[Mapping[str, Any]], base: float = 7.0, step: float = 4.0) -> list[float]:
+    """Marker size per point: points at the same (x, y) (to 2 decimals, the tables' precision) get decreasing sizes,
+    so each later one is drawn inside the earlier ones and every marker stays visible."""
+    keys = [(round(float(pt["x"]), 2), round(float(pt["y"]), 2)) for pt in points]
+    total = {k: keys.count(k) for k in keys}
+    seen: dict[tuple[float, float], int] = {}
+    sizes = []
+    for k in keys:
+        sizes.append(base + step * (total[k] - 1 - seen.get(k, 0)))
+        seen[k] = seen.get(k, 0) + 1
+    return sizes
+
+
 def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, y: str = "ua_gap", x: str = "ta",
                   title: str | None = None) -> list[Path]:
     """Trade-off figure of one protocol's rows: ``y`` (UA gap, lower better) vs ``x`` (TA, higher better).
 
-    Pareto front over the unlearning methods (Retrain, drawn as the reference star, is not part of it) as a
-    dashed step line; methods on it are filled markers, dominated ones hollow. ``y`` may also be a metric where
-    higher is better only if it is ``forget_quality``; otherwise lower is treated as better. Returns paths.
+    Pareto front over the unlearning methods (Retrain, the black reference star, and the noise floor, a grey star,
+    are not part of it) as a dashed step line; methods on it are filled markers, dominated ones hollow. Error bars
+    are the seed stds; the
+    bar of an absolute gap (``ua_gap``) stops at 0. Methods at the same point get nested markers (different shapes,
+    decreasing sizes). ``y`` may also be a metric where higher is better only if it is ``forget_quality``;
+    otherwise lower is treated as better. Returns paths.
     """
     points = tradeoff_points(rows, y=y, x=x)
     if not points:
         raise UnlearnlabError("No done runs with the needed metrics to plot.")
     y_min = y != "forget_quality"
-    methods = [i for i, p in enumerate(points) if not p["is_reference"]]  # Retrain is the reference, not a rival
+    # Retrain and its independent second run (the noise floor) are references, not rivals
+    methods = [i for i, p in enumerate(points) if not (p["is_reference"] or p.get("is_noise_floor"))]
     front = {methods[j] for j in pareto_front([(points[i]["y"], points[i]["x"]) for i in methods],
                                                 minimize=(y_min, False))}
+    sizes = _overlap_sizes(points)
     fig = Figure(figsize=(6.0, 4.2))
     ax = fig.subplots()
     cmap = matplotlib.colormaps["tab10"]
     for i, p in enumerate(points):
-        marker, color = ("*", "k") if p["is_reference"] else ("o", cmap(i % 10))
-        ax.errorbar(p["x"], p["y"], xerr=_err(p["x_std"]), yerr=_err(p["y_std"]), fmt=marker, color=color,
-                    ms=12 if p["is_reference"] else 7, capsize=2, lw=0.8,
+        marker, color = (("*", "k") if p["is_reference"] else ("*", "0.55") if p.get("is_noise_floor")
+                         else (_MARKERS[i % len(_MARKERS)], cmap(i % 10)))
+        yerr: Any = _err(p["y_std"])
+        if yerr is not None and y == "ua_gap":  # |gap| >= 0: the bar may not cross 0
+            yerr = [[min(yerr, max(p["y"], 0.0))], [yerr]]
+        ax.errorbar(p["x"], p["y"], xerr=_err(p["x_std"]), yerr=yerr, fmt=marker, color=color,
+                    ms=sizes[i] + (5 if p["is_reference"] or p.get("is_noise_floor") else 0), capsize=2, lw=0.8,
+                    alpha=0.9,
                     mfc=color if i in front else "white", label=p["method"] + (" (Pareto)" if i in front else ""))
     fx = [points[i]["x"] for i in sorted(front, key=lambda i: points[i]["x"])]
     fy = [points[i]["y"] for i in sorted(front, key=lambda i: points[i]["x"])]
@@ -195,8 +227,9 @@ def tradeoff_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, y: str = 
                 label="Pareto front", zorder=0)
     ax.set_xlabel(_LABELS.get(x, x) + " → better")
     ax.set_ylabel(_LABELS.get(y, y) + (" ↓ better" if y_min else " ↑ better"))
-    protocol = rows[0]["protocol"] if rows else ""
-    ax.set_title(title or f"Unlearning–utility trade-off · {protocol}", fontsize=10)
+    if y == "ua_gap":
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.set_title(title or f"Unlearning–utility trade-off: {plot_title(rows)}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False, bbox_to_anchor=(1.02, 1.0), loc="upper left")
     return save_figure(fig, path)
@@ -210,15 +243,6 @@ def _group_name(rows: Sequence[Mapping[str, Any]]) -> str:
     protocol = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(rows[0]["protocol"])).strip("_")
     digest = hashlib.sha256(str(rows[0]["task_key"]).encode()).hexdigest()[:8]
     return f"tradeoff-{protocol}-{digest}"
-
-
-def _method_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """run_key → label: the method name, plus the config hash when that method ran with several configs."""
-    configs: dict[str, set[str]] = {}
-    for r in rows:
-        configs.setdefault(r["method"], set()).add(r["config_hash"])
-    return {r["run_key"]: r["method"] + (f" [{r['config_hash'][:8]}]" if len(configs[r["method"]]) > 1 else "")
-            for r in rows}
 
 
 # --------------------------------------------------------------------------------------- per-example ε histograms
@@ -240,7 +264,7 @@ def eps_histogram_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, titl
     rows = [r for r in rows if _has_forget_quality(r)]
     if not rows:
         raise UnlearnlabError("No done run carries stats['forget_quality']: run `unlearnlab run --forget-quality N`.")
-    labels = _method_labels(rows)
+    labels = method_labels(rows)
     per: dict[str, dict[str, Any]] = {}
     order = sorted(dict.fromkeys(labels[r["run_key"]] for r in rows), key=lambda m: (m != REFERENCE, m))
     for r in rows:
@@ -294,8 +318,7 @@ def eps_histogram_plot(rows: Sequence[Mapping[str, Any]], path: str | Path, titl
             ax.set_xlabel("per-example ε_i")
     for j in range(n, nrows * ncols):
         axes[j // ncols][j % ncols].set_visible(False)
-    protocol = rows[0]["protocol"]
-    fig.suptitle(title or f"Per-example ε (forget score) · {protocol}", fontsize=10)
+    fig.suptitle(title or f"Per-example ε of the NeurIPS 2023 forget score: {plot_title(rows)}", fontsize=10)
     return save_figure(fig, path)
 
 
@@ -322,12 +345,11 @@ def write_plots(store: ResultStore, out_dir: str | Path) -> list[Path]:
     rows = store.rows()
     for group in group_rows(rows):
         head = group[0]
-        where = f"{head['protocol']}\n{head['task_key']}"
         if _tradeoff_ready(group):
-            paths.extend(tradeoff_plot(group, plots / _group_name(group), title=f"Trade-off · {where}"))
+            paths.extend(tradeoff_plot(group, plots / _group_name(group)))
         if any(_has_forget_quality(r) for r in group):
             paths.extend(eps_histogram_plot(group, plots / f"eps-hist-{slug(head['protocol'])}-"
-                                            f"{digest(head['task_key'])}", title=f"Per-example ε · {where}"))
+                                            f"{digest(head['task_key'])}"))
     certified: dict[str, list[dict]] = {}
     poisoning: dict[tuple[str, str], list[dict]] = {}
     for r in rows:

@@ -1,8 +1,11 @@
 """Run a benchmark grid: original and retrained models from the cache, methods × seeds, results in SQLite.
 
 For each seed s: the task (forget set sampled with ``RandomState(s − 1)``), the original model (one per data
-split, trained once with seed 1 and cached), the retrained model R_s (fresh init with seed s, the original
-recipe on D_r, cached), then every method run on a copy of the original and scored against R_s. A finished
+split, trained once with seed 1 and cached; or one per seed with ``original_per_seed``), the retrained model R_s
+(fresh init with seed s, the original recipe on D_r, cached), the noise-floor retrain R'_s (same D_r, independent
+seeds; scored against R_s like a method), then every method run on a copy of the original and scored against
+R_s. With ``ulira_shadows`` K, the K U-LiRA shadow models are trained (or loaded) once before the first seed and
+every cell of every seed is attacked with them (:mod:`unlearnlab.bench.ulira`). A finished
 cell (done or diverged) is never run again; an interrupted or failed one is re-run; a method error becomes the
 row's status and the grid goes on (:mod:`unlearnlab.bench.cells`).
 
@@ -37,20 +40,23 @@ from unlearnlab.bench.executors import make_executor, resolve
 from unlearnlab.bench.experiment import draw_plots
 from unlearnlab.bench.forget_quality import forget_quality, retrain_factory
 from unlearnlab.bench.outdir import LOG_NAME, RunFolder
-from unlearnlab.bench.plan import Plan, plan
+from unlearnlab.bench.plan import NOISE_FLOOR, NOISE_FLOOR_OFFSET, Plan, plan
 from unlearnlab.bench.progress import GridClock, ProgressLines
 from unlearnlab.bench.store import FILENAME, ResultStore
 from unlearnlab.bench.tables import write_reports
 from unlearnlab.bench.trained import (
     model_cache,
+    noise_floor_model,
     original_identity,
     original_model,
+    original_seed,
     retrain_identity,
     retrained_model,
 )
+from unlearnlab.bench.ulira import reference_for, shadow_gaussians, shadow_identity
 from unlearnlab.data.datasets import load_dataset
 from unlearnlab.data.forget import ForgetSpec, ForgetTask, make_task, plan_split
-from unlearnlab.evaluation import Evaluation, evaluate
+from unlearnlab.evaluation import EvalOptions, Evaluation, evaluate
 from unlearnlab.metrics import METRIC_DEFINITIONS
 from unlearnlab.utils import atomic_write_text, environment
 from unlearnlab.version import __version__
@@ -133,17 +139,25 @@ def _announce(p: Plan, store: ResultStore, cache: ModelCache, status: GridStatus
     dataset = load_dataset(config.dataset, config.root)
     spec = ForgetSpec.parse(config.forget)
     splits = {seed: plan_split(dataset, spec, seed) for seed in config.seeds}
-    originals = [] if config.original else list({cache.path(i): i for i in  # one per data split
-                                                  (original_identity(p, s) for s in splits.values())}.values())
+    originals = [] if config.original else list({cache.path(i): i for i in  # one per data split or seed
+                                                  (original_identity(p, s, original_seed(p, seed))
+                                                   for seed, s in splits.items())}.values())
     retrains = [retrain_identity(p, s, seed) for seed, s in splits.items()]
-    cached = sum(cache.is_cached(identity) for identity in (*originals, *retrains))
+    if config.noise_floor:
+        retrains += [retrain_identity(p, s, NOISE_FLOOR_OFFSET + seed) for seed, s in splits.items()]
+    k = config.ulira_shadows or 0
+    some_split = next(iter(splits.values()))
+    shadows = [shadow_identity(p, some_split, j, k) for j in range(k)]
+    models = (*originals, *retrains, *shadows)
+    cached = sum(cache.is_cached(identity) for identity in models)
     executor, workers = resolve(config.executor, config.workers)
     where = executor + (f" × {workers}" if executor != "serial" and workers else "")
     first = f"your original {config.original} (sha256 {str(p.original_sha256)[:12]}…)" if config.original else \
         f"{len(originals)} original"
+    extra = f" + {k} U-LiRA shadows" if k else ""
     say(f"work: {len(rows)} cells ({len(p.methods)} method(s) × {len(config.seeds)} seed(s)), "
-        f"{len(rows) - complete} to run · models: {first} + {len(retrains)} retrained, "
-        f"{len(originals) + len(retrains) - cached} to train ({cached} cached) · executor {where}")
+        f"{len(rows) - complete} to run · models: {first} + {len(retrains)} retrained{extra}, "
+        f"{len(models) - cached} to train ({cached} cached) · executor {where}")
     if complete or found["running"] or found["failed"]:
         say(f"resuming {config.out}: skipping {complete} complete rows ({found['done']} done, "
             f"{found['diverged']} diverged); re-running {found['running']} interrupted and {found['failed']} "
@@ -178,7 +192,7 @@ def _run_cells(p: Plan, store: ResultStore, cache: ModelCache, folder: RunFolder
                     cell_done()
 
         try:
-            original: tuple[Path, str] | None = None
+            gaussians = None
             for seed in config.seeds:
                 task = make_task(config.dataset, config.forget, seed, device=p.device, root=config.root)
                 pending = [row for row in (p.row(m, seed, task.split_hash) for m in p.methods)
@@ -188,16 +202,26 @@ def _run_cells(p: Plan, store: ResultStore, cache: ModelCache, folder: RunFolder
                         cell_done()
                 if not pending:
                     continue
-                if original is None:
-                    _, original_meta = original_model(cache, task, p, tick)
-                    original = (Path(config.original) if config.original else
-                                cache.path(original_identity(p, task)), original_meta["sha256"])
+                if config.ulira_shadows and gaussians is None:
+                    gaussians = shadow_gaussians(p, cache, task, tick)
+                o_seed = original_seed(p, seed)
+                _, original_meta = original_model(cache, task, p, tick, o_seed)
+                original = (Path(config.original) if config.original else
+                            cache.path(original_identity(p, task, o_seed)), original_meta["sha256"])
                 retrained, meta = retrained_model(cache, task, p, seed, tick)
-                reference = evaluate(retrained, task, primary_mia=config.primary_mia)
+                reference = evaluate(retrained, task, primary_mia=config.primary_mia,
+                                     options=EvalOptions(mias=(config.primary_mia,), test_half=config.test_half))
+                options = p.eval_options(None if gaussians is None else reference_for(gaussians, p, task, retrained))
                 del retrained
-                retrain = (cache.path(retrain_identity(p, task, seed)), meta["sha256"])
+                models = {"retrain": (cache.path(retrain_identity(p, task, seed)), meta)}
+                if any(row.method == NOISE_FLOOR for row in pending):
+                    _, floor_meta = noise_floor_model(cache, task, p, seed, tick)
+                    models[NOISE_FLOOR] = (cache.path(retrain_identity(p, task, NOISE_FLOOR_OFFSET + seed)),
+                                           floor_meta)
                 for row in pending:
-                    work = _work(p, task, row, original, retrain, meta, reference)
+                    path, trained_meta = models.get(row.method, models["retrain"])
+                    work = _work(p, task, row, original, (path, trained_meta["sha256"]), trained_meta, reference,
+                                 options)
                     folder.keep()  # a result row exists from here on: a failure no longer empties the folder
                     start(store, row, env)
                     executor.submit(row, work, tick, task)
@@ -208,15 +232,16 @@ def _run_cells(p: Plan, store: ResultStore, cache: ModelCache, folder: RunFolder
 
 
 def _work(p: Plan, task: ForgetTask, row: Row, original: tuple[Path, str], retrain: tuple[Path, str],
-          meta: dict[str, Any], reference: Evaluation) -> ClassificationCell:
+          meta: dict[str, Any], reference: Evaluation, options: EvalOptions) -> ClassificationCell:
     """The picklable work of one cell (no store, no output folder); checkpoints as (path, SHA-256)."""
     return ClassificationCell(
         method=row.method, seed=row.seed, hparams=dict(p.hparams[row.method]), dataset=p.config.dataset,
         model=p.config.model, forget=p.config.forget, root=p.config.root, device=str(p.device),
         primary_mia=p.config.primary_mia, split_hash=task.split_hash, original=str(original[0]),
         retrain=str(retrain[0]), original_sha256=original[1], retrain_sha256=retrain[1],
-        retrain_meta={k: meta.get(k) for k in RETRAIN_META_KEYS}, reference=dict(reference.metrics),
-        reference_definitions=dict(reference.definitions), save_model=p.config.save_models)
+        retrain_meta={k: meta.get(k) for k in RETRAIN_META_KEYS}, options=options,
+        reference=dict(reference.metrics), reference_definitions=dict(reference.definitions),
+        save_model=p.config.save_models)
 
 
 def _record(store: ResultStore, p: Plan, row: Row, outcome: Outcome, say: Log) -> None:
@@ -261,9 +286,9 @@ def _forget_quality_pass(store: ResultStore, p: Plan, cache: ModelCache, tick: P
     n = p.config.forget_quality_n
     seed = p.config.seeds[0]
     task = make_task(p.config.dataset, p.config.forget, seed, device=p.device, root=p.config.root)
-    original, _ = original_model(cache, task, p, tick)
+    original, _ = original_model(cache, task, p, tick, original_seed(p, seed))
     retrain_fn = retrain_factory(cache, p, task, tick)
-    for method in p.methods:
+    for method in (m for m in p.methods if m != NOISE_FLOOR):  # the noise floor is a model, not a method to rerun
         key = p.row(method, seed).run_key
         row = store.get(key)
         if row is None or row["status"] != "done" or "forget_score_eps" in row["metrics"]:

@@ -1,7 +1,8 @@
 """The tables of a run folder: protocol-aware rendering of grid rows, and re-rendering a finished folder.
 
 :func:`render` is :func:`unlearnlab.bench.report.render_all` with each protocol's aggregation (std ddof, extra
-gap variants) and, in Markdown, the tables under the main one (gap variants, forget quality). :func:`report`
+gap variants) and, in Markdown, the tables under the main one (every attack with its spread and U-LiRA, gap
+variants, forget quality). :func:`report`
 re-renders a run folder; an experiment protocol's folder is re-rendered by its experiment, which only re-reads
 its complete rows (docs/protocols.md).
 """
@@ -15,14 +16,17 @@ from typing import Any
 
 import yaml
 
+from unlearnlab.bench.captions import legend, method_labels
 from unlearnlab.bench.config import RunConfig
 from unlearnlab.bench.experiment import run_experiment
 from unlearnlab.bench.plots import write_plots
-from unlearnlab.bench.report import REFERENCE, render_all
+from unlearnlab.bench.report import REFERENCE, render_all, summarize, to_markdown
 from unlearnlab.bench.report import write_reports as report_tables
 from unlearnlab.bench.store import FILENAME, ResultStore
 from unlearnlab.errors import UnlearnlabError
+from unlearnlab.evaluation import DEFAULT_MIAS
 from unlearnlab.metrics.gap import avg_gap_means, gap_means_ua_ra_ta, mean_metric_std
+from unlearnlab.metrics.ulira import ULIRA_DEFINITIONS
 from unlearnlab.protocols import protocol_of_label
 
 FORMATS = ("markdown", "latex", "csv", "all")
@@ -47,15 +51,14 @@ def gap_variants_table(rows: Sequence[dict[str, Any]], ddof: int = 1) -> str:
     """
     done = [r for r in rows if r["status"] == "done"]
     ref = [r["metrics"] for r in done if r["method"] == REFERENCE]
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in done:
-        groups.setdefault((r["method"], r["config_hash"]), []).append(r["metrics"])
-    several = {m for m, _ in groups if sum(1 for k in groups if k[0] == m) > 1}
+    labels = method_labels(rows)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(done, key=lambda r: r["method"] != REFERENCE):
+        groups.setdefault(labels[r["run_key"]], []).append(r["metrics"])
     titles = ["Method", "avg_gap_means ↓", "gap_means_ua_ra_ta (ToW) ↓", "mean_metric_std (Avg std)", "n"]
     body = []
-    for (method, chash), metrics in sorted(groups.items(), key=lambda kv: kv[0][0] != REFERENCE):
+    for label, metrics in groups.items():
         gaps = (avg_gap_means(metrics, ref), gap_means_ua_ra_ta(metrics, ref)) if ref else (math.nan, math.nan)
-        label = f"{method} [{chash[:8]}]" if method in several else method
         body.append([label, _num(gaps[0]), _num(gaps[1]), _num(mean_metric_std(metrics, ddof=ddof)),
                      str(len(metrics))])
     caption = (f"Gap variants · {rows[0]['protocol']} · gaps of seed means vs Retrain's seed mean; Avg std = mean "
@@ -67,12 +70,35 @@ def forget_quality_table(rows: Sequence[dict[str, Any]]) -> str:
     """The NeurIPS 2023 forget score of the rows that carry it (``--forget-quality N``), one line per method."""
     scored = [r for r in rows if r["status"] == "done" and "forget_score_eps" in r["metrics"]]
     scored.sort(key=lambda r: r["method"] != REFERENCE)
-    body = [[r["method"], _num(r["metrics"]["forget_score_eps"]), _num(r["metrics"]["final_score"]),
+    labels = method_labels(rows)
+    body = [[labels[r["run_key"]], _num(r["metrics"]["forget_score_eps"]), _num(r["metrics"]["final_score"]),
              str(r["stats"]["forget_quality"]["n_models"]), str(r["stats"]["forget_quality"]["eps_bar"]),
              str(r["seed"])] for r in scored]
     caption = ("Forget quality (forget_score_eps, NeurIPS 2023 scoring) · N unlearned vs N retrained models; "
                "scores are comparable only at equal N; Retrain's row is the best F this N allows, not 1")
     return _markdown_table(caption, ["Method", "F ↑", "final score ↑", "N", "ε̄", "seed"], body)
+
+
+#: the attack metrics the second table shows when every done row has them
+ATTACK_METRICS = (*DEFAULT_MIAS, *ULIRA_DEFINITIONS)
+
+
+def attacks_table(rows: Sequence[dict[str, Any]], ddof: int = 1) -> str:
+    """Every attack the rows carry, for ONE protocol and task: each MIA definition (with its attack spread) and
+    U-LiRA, cells as in the main table. Empty when the rows carry nothing beyond the primary MIA."""
+    done = [r for r in rows if r["status"] == "done"]
+    present = [m for m in ATTACK_METRICS if done and all(m in r["metrics"] for r in done)]
+    if len(present) < 2:
+        return ""
+    summaries = summarize(rows, metrics=present, ddof=ddof)
+    ulira = next((((r.get("stats") or {}).get("evaluation") or {}).get("ulira") for r in done
+                  if ((r.get("stats") or {}).get("evaluation") or {}).get("ulira")), None)
+    what = ("every MIA computed" + (f" and U-LiRA (K = {ulira['n_shadows']} shadow models; {ulira['n_positive']} "
+                                    "forget examples, each scored on the evaluated and on the retrained model; FPR "
+                                    f"resolution {ulira['fpr_resolution']:.2g} %)" if ulira else ""))
+    notes = [*(n for n in legend(rows, summaries, ddof) if not n.startswith(("Avg.Gap", "RTE"))),
+             "Ideal values: each MIA = Retrain's; U-LiRA balanced accuracy 50 % and TPR = FPR (docs/metrics.md)."]
+    return to_markdown(summaries, f"Attacks · {rows[0]['protocol']} · {what}", notes)
 
 
 def _markdown_table(caption: str, titles: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -93,7 +119,7 @@ def render(rows: Sequence[dict[str, Any]], fmt: str = "markdown") -> str:
     that go under the main one: gap variants for protocols that show them (``dualoptim``), forget quality."""
 
     def extras(group: Sequence[dict[str, Any]], ddof: int) -> str:
-        parts = []
+        parts = [attacks_table(group, ddof)]
         if set(_aggregation(group[0]["protocol"])[1]) - {"avg_gap_matched"}:
             parts.append(gap_variants_table(group, ddof))
         parts.append(forget_quality_table(group))
@@ -127,8 +153,9 @@ def report(out: str | Path, fmt: str = "markdown") -> str:
         if fmt not in ("markdown", "all"):
             raise UnlearnlabError(f"{saved['protocol']} is an experiment protocol: its tables are Markdown only "
                                   "(--format markdown or all).")
+        given = {k: saved[k] for k in ("root", "cache_dir", "methods", "hparams", "original") if k in saved}
         config = RunConfig(protocol=saved["protocol"], quick=bool(saved.get("quick")),
-                           seeds=tuple(saved["seeds"]), out=str(folder), device=saved.get("device"))
+                           seeds=tuple(saved["seeds"]), out=str(folder), device=saved.get("device"), **given)
         return run_experiment(config)  # draws the experiment's plots too
     with ResultStore(path) as store:
         if fmt != "all":

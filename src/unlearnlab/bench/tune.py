@@ -39,16 +39,21 @@ from unlearnlab.bench.classification import unlearn_and_score
 from unlearnlab.bench.config import RunConfig, parse_seeds, parse_yaml
 from unlearnlab.bench.plan import Plan, plan
 from unlearnlab.bench.plots import sensitivity_plot
-from unlearnlab.bench.trained import model_cache, original_model, retrained_model
+from unlearnlab.bench.trained import model_cache, original_model, original_seed, retrained_model
 from unlearnlab.data.forget import ForgetTask, make_task
 from unlearnlab.errors import UnlearnlabError, unknown_name
-from unlearnlab.evaluation import evaluate
+from unlearnlab.evaluation import EvalOptions, evaluate
 from unlearnlab.methods import get_method
 from unlearnlab.methods.registry import MethodInfo
 from unlearnlab.utils import atomic_write_text
 from unlearnlab.version import __version__
 
 SELECT_ON = ("val", "test")
+
+
+class NoFiniteTrial(UnlearnlabError):
+    """Every trial of a study diverged or failed: there is no value to select."""
+
 #: metric means recorded per trial (on the selection split), besides the objective
 TRIAL_METRICS = ("ua", "ra", "ta", "mia")
 
@@ -58,18 +63,21 @@ TRIAL_METRICS = ("ua", "ra", "ta", "mia")
 #: two negative bounds samples the magnitude log-uniformly and negates it (EUPMU's ε < 0 in the default mode).
 Space = dict[str, Any]
 
-_DUALOPTIM_FORGET_LR = {"low": 1e-5, "high": 3e-2, "log": True}  # dualoptim §7 grid, widened (scripts/calibrate)
-_EUPMU_EPSILON = {"low": -0.1, "high": -0.001, "log": True}  # eupmu §4: |ε| ≈ 0.01–0.06 with log, widened
+_DUALOPTIM_FORGET_LR = {"low": 1e-5, "high": 3e-2, "log": True}  # DualOptim's η_f grid, widened (docs/tuning.md)
+#: EUPMU's |ε| ≈ 0.01–0.06, log scale, widened (docs/tuning.md)
+_EUPMU_EPSILON = {"low": -0.1, "high": -0.001, "log": True}
 _EUPMU_EPSILON_NORMALISED = {"low": 10.0, "high": 5000.0, "log": True}  # eupmu: paper range, lr_normalised
 _LAMBDA_LR = {"low": 0.1, "high": 10.0, "log": True}  # EUPMU's λ step size (β in the paper)
 
 #: Per-method ranges from the specs; every other preset with a float ``lr`` gets a log-uniform lr range
 #: of a decade either side of its (calibrated) default. Explicit entries override that default.
 SEARCH_SPACES: dict[str, Space] = {
-    "ga": {"lr": {"low": 1e-5, "high": 1e-1, "log": True}},  # baselines §3: maintainers searched [1e-5, 1e-1]
-    "neggrad-plus": {"beta": {"low": 0.9, "high": 0.999, "log": False}},  # baselines §5: β 0.95 → 0.999
-    "l1-sparse": {"alpha": {"low": 3e-5, "high": 1e-2, "log": True}},  # baselines §6 grids {5e-5 … 2e-3}
-    "iu": {"alpha": {"low": 0.01, "high": 10.0, "log": True}},  # baselines §9 grids {0.03 … 10}
+    # the range the baselines' maintainers searched (docs/tuning.md)
+    "ga": {"lr": {"low": 1e-5, "high": 1e-1, "log": True}},
+    "neggrad-plus": {"beta": {"low": 0.9, "high": 0.999, "log": False}},  # β 0.95 → 0.999 (docs/tuning.md)
+    # the reference grids {5e-5 … 2e-3}, widened (docs/tuning.md)
+    "l1-sparse": {"alpha": {"low": 3e-5, "high": 1e-2, "log": True}},
+    "iu": {"alpha": {"low": 0.01, "high": 10.0, "log": True}},  # the reference grids {0.03 … 10} (docs/tuning.md)
     "scrub": {"forget_lr": {"low": 1e-4, "high": 0.1, "log": True}},  # baselines table: forget lr searched
     "scrub-original": {"forget_lr": {"low": 5e-5, "high": 5e-3, "log": True}},
 }
@@ -260,6 +268,7 @@ def tune(
     profile: str = "default",
     primary_mia: str = "mia_efficacy_svc_conf",
     recipe: Mapping[str, Any] | None = None,
+    original_per_seed: bool = False,
     root: str | None = None,
     device: str | None = None,
     cache: bool = True,
@@ -270,7 +279,8 @@ def tune(
     """Search ``method``'s hyperparameters for the lowest matched Avg.Gap on D_val; resume a stored study.
 
     ``space`` overrides the built-in :data:`SEARCH_SPACES` entry (see :func:`validate_space`); ``hparams`` fixes
-    other hyperparameters for every trial. ``recipe`` overrides the original/retrain recipe (as in a run config).
+    other hyperparameters for every trial. ``recipe`` overrides the original/retrain recipe (as in a run config);
+    ``original_per_seed`` unlearns seed s's own original, as a protocol with one original per seed does.
     ``n_trials`` more trials are run on each call; the result covers all trials of the study.
     """
     try:
@@ -293,12 +303,14 @@ def tune(
     out = Path(out)
     config = RunConfig(dataset=dataset, model=model, forget=forget, methods=(name,), seeds=seeds, out=str(out),
                        root=root, cache=cache, cache_dir=cache_dir, device=device, profile=profile,
-                       primary_mia=primary_mia, recipe=dict(recipe or {}), hparams={name: fixed})
+                       primary_mia=primary_mia, recipe=dict(recipe or {}), hparams={name: fixed},
+                       mias=(primary_mia,), original_per_seed=original_per_seed)
     p = plan(config)  # validates dataset, model, forget spec, recipe (raises before any file is written)
     compat = ["select_on=test"] if select_on == "test" else []
     identity = _json_safe({"dataset": dataset, "model": model, "forget": forget, "method": name,
                            "seeds": list(seeds), "space": space_n, "hparams": fixed, "select_on": select_on,
-                           "profile": profile, "primary_mia": primary_mia, "recipe": p.recipe.to_dict()})
+                           "profile": profile, "primary_mia": primary_mia, "recipe": p.recipe.to_dict(),
+                           **({"original_per_seed": True} if original_per_seed else {})})
     out.mkdir(parents=True, exist_ok=True)
     url = _storage_url(storage, out)
     study_name = study_name or re.sub(r"[^A-Za-z0-9_.+-]+", "_", f"{dataset}-{forget}-{model}-{name}-{select_on}")
@@ -325,8 +337,8 @@ def tune(
     trials = trial_records(study)
     complete = [t for t in trials if t["state"] == "COMPLETE" and math.isfinite(t["value"])]
     if not complete:
-        raise UnlearnlabError(f"No trial of study {study_name!r} finished with a finite Avg.Gap "
-                              f"({len(trials)} trials); widen or move the search space.")
+        raise NoFiniteTrial(f"No trial of study {study_name!r} finished with a finite Avg.Gap "
+                            f"({len(trials)} trials); widen or move the search space.")
     best = min(complete, key=lambda t: (t["value"], t["number"]))
     result = TuneResult(best_params=dict(best["params"]), best_value=best["value"], trials=trials, method=name,
                         hparams={**fixed, **best["params"]}, select_on=select_on, compat=compat,
@@ -344,37 +356,42 @@ class _Objective:
                  select_on: str, log: Callable[[str], None]) -> None:
         self.p, self.method, self.seeds, self.fixed, self.space = p, method, tuple(seeds), dict(fixed), space
         self.select_on, self.log = select_on, log
-        self._setup: tuple[torch.nn.Module, dict[int, tuple[ForgetTask, Any]]] | None = None
+        self._setup: dict[int, tuple[torch.nn.Module, ForgetTask, Any]] | None = None
+        #: trials score only what the objective reads: the primary MIA, one draw
+        self.options = EvalOptions(mias=(p.config.primary_mia,))
 
-    def setup(self) -> tuple[torch.nn.Module, dict[int, tuple[ForgetTask, Any]]]:
-        """The original model and, per seed, (selection task, retrained model's evaluation) — built once."""
+    def setup(self) -> dict[int, tuple[torch.nn.Module, ForgetTask, Any]]:
+        """Per seed: (original model, selection task, retrained model's evaluation) — built once."""
         if self._setup is None:
             p, cfg = self.p, self.p.config
             if cfg.threads:
                 torch.set_num_threads(cfg.threads)
             cache = model_cache(p, self.log)
-            original, refs = None, {}
+            originals: dict[int, torch.nn.Module] = {}
+            self._setup = {}
             for seed in self.seeds:
                 task = make_task(cfg.dataset, cfg.forget, seed, device=p.device, root=cfg.root)
-                if original is None:
-                    original, _ = original_model(cache, task, p)
+                o_seed = original_seed(p, seed)
+                if o_seed not in originals:
+                    originals[o_seed] = original_model(cache, task, p, seed=o_seed)[0]
                 retrained, _ = retrained_model(cache, task, p, seed)
                 selection = validation_task(task) if self.select_on == "val" else task
-                refs[seed] = (selection, evaluate(retrained, selection, primary_mia=cfg.primary_mia))
-            self._setup = (original, refs)
+                self._setup[seed] = (originals[o_seed], selection,
+                                     evaluate(retrained, selection, primary_mia=cfg.primary_mia, options=self.options))
         return self._setup
 
     def __call__(self, trial: Any) -> float:
-        original, refs = self.setup()
+        refs = self.setup()
         searched = {key: _suggest(trial, key, spec) for key, spec in self.space.items()}
         trial.set_user_attr("hparams", _json_safe(searched))
         gaps: list[float] = []
         means: dict[str, list[float]] = {k: [] for k in TRIAL_METRICS}
         start = time.perf_counter()
         for seed in self.seeds:
-            selection, reference = refs[seed]
+            original, selection, reference = refs[seed]
             outcome = attempt(partial(unlearn_and_score, original, selection, self.method, seed,
-                                      {**self.fixed, **searched}, reference, self.p.config.primary_mia))
+                                      {**self.fixed, **searched}, reference, self.p.config.primary_mia,
+                                      options=self.options))
             if outcome.status != "done":  # diverged: the worst value; failed: Optuna records a FAIL (NaN)
                 trial.set_user_attr(outcome.status, f"seed {seed}: {outcome.message}"[:500])
                 self.log(f"trial {trial.number}: {_fmt_params(searched)} {outcome.status} (seed {seed})")

@@ -21,6 +21,7 @@ from rich.table import Table
 from unlearnlab.cli.common import app, echo, guard, out_console
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods import get_method, list_methods
+from unlearnlab.methods.registry import load_optional
 
 FORMATS = ("auto", "table", "text", "json")
 
@@ -69,6 +70,7 @@ def methods(
             data = describe(pattern)  # an unknown name fails here, with suggestions
             echo(json.dumps(data, indent=2, default=str) if fmt == "json" else _detail(data))
             return
+        load_optional()  # the presets of installed optional packages (llm/…) are listed too
         names = list_methods(pattern)
         if not names:
             raise UnlearnlabError(f"No method matches {pattern!r}: run `unlearnlab methods` for the list.")

@@ -15,12 +15,17 @@ from unlearnlab.protocols import Protocol, aliases_of, get_protocol, list_protoc
 def _fields(spec: Protocol, quick: bool) -> dict[str, object]:
     sized = spec.sized(quick)
     if spec.is_experiment:
-        return {"experiment": sized.experiment, "seeds": sized.seeds}
+        optional = {"forget": sized.forget, "methods": ", ".join(sized.methods),
+                    "accepts": ", ".join(f"--{'set' if o == 'hparams' else o}" for o in sized.accepts)}
+        return {"experiment": sized.experiment, **{k: v for k, v in optional.items() if v}, "seeds": sized.seeds}
     return {"dataset": sized.dataset, "model": sized.model, "forget": sized.forget,
             "recipe": sized.recipe.to_dict() if sized.recipe else "Recipe.default(task)",
             "retrain_recipe": sized.retrain_recipe.to_dict() if sized.retrain_recipe else "= recipe",
             "methods": ", ".join(sized.methods), "profile": sized.profile, "seeds": sized.seeds,
-            "primary_mia": sized.primary_mia, "val_seed": sized.val_seed, "std_ddof": sized.std_ddof,
+            "primary_mia": sized.primary_mia, "mias": ", ".join(sized.mias), "attack_draws": sized.attack_draws,
+            "ulira_shadows": sized.ulira_shadows or "off", "noise_floor": sized.noise_floor,
+            "original_per_seed": sized.original_per_seed, "test_half": sized.test_half,
+            "val_seed": sized.val_seed, "std_ddof": sized.std_ddof,
             "gap_variants": ", ".join(sized.gap_variants), "compat": list(sized.compat),
             "method values (a run may not change them)": _values(sized.hparams),
             "searched by the paper (pass them with --set METHOD.KEY=VALUE)": _searched(sized.searched)}

@@ -5,7 +5,8 @@ Progress goes to standard error — bars on a terminal, one line per epoch (at m
 time and ETA otherwise — and, always, to ``OUT/run.log``. ``--original PATH`` unlearns from the user's own
 trained model; ``--save-models`` keeps every unlearned model in ``OUT/models/``. SIGINT and SIGTERM stop the run
 cleanly and say how to resume. Exit codes: 0 done, 1 some cell failed, 2 bad input or an unusable output
-folder, 130/143 interrupted.
+folder, 130/143 interrupted. Under ``torchrun`` each cell and each model to train is one run shared by every rank
+(``--parallel ddp|fsdp``); rank 0 alone prints and writes (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from unlearnlab.bench.plan import Plan, plan
 from unlearnlab.bench.progress import ProgressLines
 from unlearnlab.bench.runner import GridStatus, complete_rows, run_grid
 from unlearnlab.cli.common import app, console, echo, guard
+from unlearnlab.distributed import launched, runtime, use
+from unlearnlab.distributed.serve import drive, single_process_only
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.protocols import Protocol, get_protocol
 from unlearnlab.version import __version__
@@ -43,6 +46,8 @@ from unlearnlab.version import __version__
 CELLS_FAILED = 1
 #: keys an experiment protocol takes from a config file
 EXPERIMENT_KEYS = {"out", "root", "cache", "cache_dir", "device", "threads", "seeds", "protocol", "quick"}
+#: flags of the options an experiment protocol may accept (``Protocol.accepts``)
+OPTION_FLAGS = {"--methods": "methods", "--set": "hparams", "--original": "original"}
 
 
 def _default(key: str) -> str:
@@ -164,6 +169,9 @@ def run(
     save_models: Annotated[bool, typer.Option(
         "--save-models", help="Save every unlearned model to OUT/models/<method>-seed<s>.pt (checksummed; "
                               "certified ones always are, with their certificate).")] = False,
+    parallel: Annotated[str | None, typer.Option(
+        help="Under torchrun: ddp (the model fits on one device) | fsdp (parameters, gradients and optimizer "
+             "states sharded over the ranks).", show_default="ddp")] = None,
 ) -> None:
     """Run (or resume) a benchmark grid and print the paper-style table. No arguments: the digits default."""
     with guard(out or "."):
@@ -184,36 +192,54 @@ def run(
             spec = get_protocol(str(name))
             data = {"out": f"runs/{spec.name}{'-quick' if quick else ''}", **data}
             if spec.is_experiment:
+                single_process_only(f"Protocol {spec.name!r} (an experiment)")
                 grid_only = {"--methods": methods, "--profile": profile, "--set": set_ or None,
                              "--executor": executor, "--workers": workers, "--ray-address": ray_address,
                              "--forget-quality": forget_quality, "--original": original,
                              "--save-models": save_models}
                 cfg = _experiment_config(spec, quick, data, grid_only, overrides)
+                if spec.accepts:
+                    cfg = cfg.updated(methods=parse_methods(methods) if methods else None,
+                                      hparams=_assigned(cfg.hparams, set_), original=original)
                 _run_experiment(spec, cfg)
                 return
             cfg = spec.run_config(quick, **{k: v for k, v in data.items() if k not in ("protocol", "quick")})
         else:
             cfg = from_dict(data)
-        hparams = {k: dict(v) for k, v in cfg.hparams.items()}
-        for item in set_ or []:
-            method, key, value = parse_assignment(item)
-            hparams.setdefault(method, {})[key] = value
         cfg = cfg.updated(**overrides, **bring, dataset=dataset, model=model, forget=forget, profile=profile,
-                          methods=parse_methods(methods) if methods else None, hparams=hparams, executor=executor,
-                          workers=workers, ray_address=ray_address, forget_quality_n=forget_quality)
-        _run_grid(plan(cfg))
+                          methods=parse_methods(methods) if methods else None, hparams=_assigned(cfg.hparams, set_),
+                          executor=executor, workers=workers, ray_address=ray_address, forget_quality_n=forget_quality)
+        use(parallel)
+        if parallel is not None and launched() is None:
+            raise UnlearnlabError(f"--parallel {parallel} shares a run across the ranks of a torchrun job: start it "
+                                  "with `torchrun --nproc-per-node N -m unlearnlab.cli run …`, or drop --parallel.")
+        if cfg.forget_quality_n:
+            single_process_only("--forget-quality")
+        drive(runtime(), lambda: _run_grid(plan(cfg)))
+
+
+def _assigned(hparams: dict[str, dict[str, Any]], items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``hparams`` with the ``--set METHOD.KEY=VALUE`` assignments applied."""
+    out = {k: dict(v) for k, v in hparams.items()}
+    for item in items or []:
+        method, key, value = parse_assignment(item)
+        out.setdefault(method, {})[key] = value
+    return out
 
 
 def _experiment_config(spec: Protocol, quick: bool, data: dict[str, Any], grid_only: dict[str, Any],
                        overrides: dict[str, Any]) -> RunConfig:
-    """The config of ``unlearnlab run --protocol <experiment>``: only output, device, cache, thread and seed
-    options apply."""
-    given = [flag for flag, value in grid_only.items() if value]
-    extra = sorted(set(data) - EXPERIMENT_KEYS)
+    """The config of ``unlearnlab run --protocol <experiment>``: only output, root, device, cache, thread and
+    seed options apply, and the options the protocol accepts (``--methods``, ``--set``, ``--original``)."""
+    keys = EXPERIMENT_KEYS | set(spec.accepts)
+    given = [flag for flag, value in grid_only.items() if value and OPTION_FLAGS.get(flag) not in spec.accepts]
+    extra = sorted(set(data) - keys)
     if given or extra:
+        takes = ["--out", "--root", "--seeds", "--device", "--threads", "--no-cache", "--quick",
+                 *(flag for flag, key in OPTION_FLAGS.items() if key in spec.accepts)]
         raise UnlearnlabError(f"{', '.join(given + extra)}: protocol {spec.name!r} is an experiment; it takes only "
-                              "--out, --seeds, --device, --threads, --no-cache and --quick.")
-    base = {k: v for k, v in data.items() if k in EXPERIMENT_KEYS}
+                              f"{', '.join(takes)}.")
+    base = {k: v for k, v in data.items() if k in keys}
     cfg = from_dict({**base, "protocol": spec.name, "quick": quick,
                      "seeds": base.get("seeds", list(spec.sized(quick).seeds))})
     return cfg.updated(**overrides)

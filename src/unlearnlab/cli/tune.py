@@ -1,4 +1,5 @@
-"""``unlearnlab tune``: Optuna search of a method's hyperparameters, selected on D_val (docs/tuning.md)."""
+"""``unlearnlab tune``: Optuna search of a method's hyperparameters, selected on D_val (docs/tuning.md); with
+``--protocol NAME [--all-methods]``, the search that selects a protocol's committed values (docs/protocols.md)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ from typing import Annotated
 import torch
 import typer
 
-from unlearnlab.bench.config import parse_seeds, parse_yaml
+from unlearnlab.bench.config import parse_methods, parse_seeds, parse_yaml
+from unlearnlab.bench.protocol_tuning import OUTPUT, tune_protocol
 from unlearnlab.bench.tune import load_space
 from unlearnlab.bench.tune import tune as run_tune
 from unlearnlab.cli.common import app, console, echo, guard
+from unlearnlab.distributed.serve import single_process_only
 from unlearnlab.errors import UnlearnlabError
 
 
 @app.command("tune")
 def tune(
-    method: Annotated[str, typer.Option(help="Method to tune (see `unlearnlab methods`).")],
+    method: Annotated[str | None, typer.Option(help="Method to tune (see `unlearnlab methods`); with --protocol, "
+                                                    "a comma-separated list of its methods.")] = None,
     dataset: Annotated[str, typer.Option(help="Dataset name (see `unlearnlab datasets`).")] = "digits",
     model: Annotated[str, typer.Option(help="Model name (see `unlearnlab models`).")] = "mlp",
     forget: Annotated[str, typer.Option(help="random:0.1 | class:3 | indices:FILE.npy")] = "random:0.1",
@@ -43,11 +47,22 @@ def tune(
     epochs: Annotated[int | None, typer.Option(help="Override the original/retrain recipe's epochs.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Retrain original/retrained models.")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (>= 1).", min=1)] = None,
+    protocol: Annotated[str | None, typer.Option(
+        help="Tune with a protocol's dataset, model, forget set, recipe, budgets and primary MIA; writes "
+             f"OUT/{OUTPUT}, the protocol's committed values (docs/protocols.md).")] = None,
+    all_methods: Annotated[bool, typer.Option("--all-methods", help="With --protocol: every method of it.")]
+    = False,
 ) -> None:
     """Search a method's hyperparameters (Optuna TPE) for the lowest Avg.Gap to Retrain on D_val; resumable."""
     if threads:
         torch.set_num_threads(threads)
+    if protocol is not None or all_methods:
+        _tune_protocol(protocol, method, all_methods, seeds, trials, out, device, root)
+        return
     with guard(out):
+        single_process_only("unlearnlab tune")
+        if method is None:
+            raise UnlearnlabError("--method is required (or --protocol NAME --all-methods).")
         fixed = {}
         for item in set_ or []:
             lhs, sep, rhs = item.partition("=")
@@ -68,3 +83,22 @@ def tune(
     console.print(f"Saved {out}/trials.csv, best.yaml (run it: unlearnlab run -c {out}/best.yaml), tune.md and "
                   "sensitivity plots.")
 
+
+
+def _tune_protocol(protocol: str | None, method: str | None, all_methods: bool, seeds: str, trials: int, out: str,
+                   device: str | None, root: str | None) -> None:
+    """``unlearnlab tune --protocol NAME (--all-methods | --method M[,M…])``."""
+    with guard(out):
+        single_process_only("unlearnlab tune")
+        if protocol is None:
+            raise UnlearnlabError("--all-methods needs --protocol NAME (see `unlearnlab protocols`).")
+        if all_methods == (method is not None):
+            raise UnlearnlabError("With --protocol, give --all-methods or --method M[,M...], not both or neither.")
+        document = tune_protocol(protocol, trials, parse_seeds(seeds), out,
+                                 methods=None if all_methods else parse_methods(method), device=device, root=root,
+                                 log=console.print)
+    for key, values in document["protocols"].items():
+        for name, params in values.items():
+            echo(f"{key} · {name}: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    console.print(f"Saved {out}/{OUTPUT}: copy its `protocols` entry into "
+                  "src/unlearnlab/protocol_data/fmnist_tuned.yaml to commit the values.")

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from unlearnlab.data.tensors import Batch, Source, Transform
+from unlearnlab.data.tensors import Batch, Source, Transform, batch_size_of
 from unlearnlab.errors import UnlearnlabError, unknown_name
 
 
@@ -29,10 +29,20 @@ class TaskFamily(ABC):
     input_field: ClassVar[str | None] = None
     #: objective name → objective class (filled by the family module, extended by :meth:`register_objective`)
     objectives: ClassVar[dict[str, type]]
+    #: whether a run can be shared across ranks (docs/scaling.md): the loss is a mean whose terms
+    #: :meth:`weighted_loss` counts, the model is called through whatever wraps it, and per-sample random draws use
+    #: the global batch (:func:`unlearnlab.distributed.batches.drawn_for`)
+    distributed: ClassVar[bool] = True
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:
         """The family's training loss on ``batch``: a scalar (``"mean"``) or one value per sample (``"none"``)."""
+
+    def weighted_loss(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int | torch.Tensor]:
+        """``(loss, w)``: the mean training loss on ``batch`` and the number of terms it averages (default: the
+        batch's rows; a family whose loss averages tokens says how many). A distributed run weighs each rank's
+        share by w (docs/scaling.md)."""
+        return self.loss(model, batch), batch_size_of(batch)
 
     @abstractmethod
     def as_source(self, obj: Any, role: str, device: torch.device) -> Source:

@@ -23,6 +23,7 @@ from torch import nn
 
 from unlearnlab.data.inputs import as_source, check_labels
 from unlearnlab.data.tensors import Source, TensorData, Transform, augment_images
+from unlearnlab.distributed.batches import drawn_for
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.evaluation import evaluate, predictions
 from unlearnlab.families.base import TaskFamily, register_family
@@ -124,7 +125,9 @@ def _probe(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class RandomLabelCE(Objective):
     """CE(f(x), ỹ), ỹ ~ Uniform{0..C−1} (may equal y): fresh per batch, or once per epoch with ``per="epoch"``.
 
-    Labels come from the run's ``random-labels`` generator (CPU), C from the model's output width.
+    Labels come from the run's ``random-labels`` generator (CPU), C from the model's output width; a rank of a
+    distributed run draws the global batch's labels and keeps its rows (:func:`~unlearnlab.distributed.batches.
+    drawn_for`), so every sample gets the label it gets on one device.
     """
 
     per: str = "batch"
@@ -158,8 +161,8 @@ class RandomLabelCE(Objective):
     def __call__(self, model, batch, ctx):
         if self.per == "epoch":
             return F.cross_entropy(model(batch["x"]), batch["y"])
-        y = batch["y"]
-        labels = torch.randint(0, self.num_classes, y.shape, generator=ctx.generator("random-labels"))
+        y, gen = batch["y"], ctx.generator("random-labels")
+        labels = drawn_for(batch, lambda n: torch.randint(0, self.num_classes, (n, *y.shape[1:]), generator=gen))
         return F.cross_entropy(model(batch["x"]), labels.to(y.device))
 
 

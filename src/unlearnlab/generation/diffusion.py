@@ -10,16 +10,23 @@
   channel; ``reduction="mean"`` averages ℓ_i over the batch (the reference DDPM code's loss, so its learning rates,
   gradient clip 1.0 and the SalUn weight α = 1e-3 keep their meaning).
 
-Noise, timesteps and dropout are drawn from one ``torch.Generator`` passed in, so a run is reproducible.
+Noise, timesteps and dropout are drawn from one ``torch.Generator`` passed in, so a run is reproducible. A rank of
+a distributed run draws them for the whole global batch and keeps its rows (``rows``, docs/scaling.md), so every
+sample gets the noise, timestep and dropout it gets on one device.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from unlearnlab.errors import UnlearnlabError
+
+#: ``rows(draw)``: ``draw(n)`` for the rows of a batch — n = its size on one device; in a distributed run the
+#: global batch's size, this rank's rows kept (:func:`unlearnlab.distributed.batches.drawn_for`)
+Rows = Callable[[Callable[[int], torch.Tensor]], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -66,11 +73,20 @@ def antithetic_timesteps(n: int, timesteps: int, generator: torch.Generator) -> 
     return torch.cat([u, timesteps - 1 - u])[:n]
 
 
-def drop_classes(y: torch.Tensor, null_class: int, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Each label replaced by ``null_class`` with probability ``p`` (independent draws); ``p = 0``: ``y`` itself."""
+def own_rows(x: torch.Tensor) -> Rows:
+    """Draws for the rows of ``x`` itself (a single-device batch)."""
+    return lambda draw: draw(len(x))
+
+
+def drop_classes(y: torch.Tensor, null_class: int, p: float, generator: torch.Generator,
+                 rows: Rows | None = None) -> torch.Tensor:
+    """Each label replaced by ``null_class`` with probability ``p`` (independent draws for ``rows``, default
+    ``y``'s own); ``p = 0``: ``y`` itself."""
     if p <= 0:
         return y
-    drop = (torch.rand(y.shape, generator=generator, device=generator.device) < p).to(y.device)
+    rows = rows or own_rows(y)
+    u = rows(lambda n: torch.rand((n, *y.shape[1:]), generator=generator, device=generator.device))
+    drop = (u < p).to(y.device)
     return torch.where(drop, torch.full_like(y, null_class), y)
 
 
@@ -80,11 +96,14 @@ def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alphas_bar:
     return a.sqrt() * x0 + (1.0 - a).sqrt() * noise
 
 
-def noised(x0: torch.Tensor, timesteps: int, alphas_bar: torch.Tensor, generator: torch.Generator
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(x_t, t, ε)`` for a batch x_0: antithetic t, fresh ε, both from ``generator``."""
-    t = antithetic_timesteps(len(x0), timesteps, generator).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
+def noised(x0: torch.Tensor, timesteps: int, alphas_bar: torch.Tensor, generator: torch.Generator,
+           rows: Rows | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x_t, t, ε)`` for a batch x_0: antithetic t, fresh ε, both from ``generator`` (drawn for ``rows``, default
+    x_0's own)."""
+    rows = rows or own_rows(x0)
+    t = rows(lambda n: antithetic_timesteps(n, timesteps, generator)).to(x0.device)
+    noise = rows(lambda n: torch.randn((n, *x0.shape[1:]), generator=generator, device=generator.device,
+                                       dtype=x0.dtype)).to(x0.device)
     return q_sample(x0, t, noise, alphas_bar), t, noise
 
 

@@ -4,12 +4,15 @@ Loss (:meth:`Generation.loss`): the ε-loss of :mod:`unlearnlab.generation.diffu
 antithetic timesteps and class dropout p, drawn from the model's noise stream (seeded per run by
 :meth:`Generation.start_run`). Objectives: the generic ``loss``, ``neg_loss`` and ``weighted_ascent`` (SFR-on's
 adaptive ascent on the per-sample ε-loss) and ``random_labels`` (:class:`PseudoClassTarget`). Saliency and Fisher
-masks are computed through the same loss. docs/generation.md gives the protocol and every definition.
+masks are computed through the same loss. docs/generation.md gives the protocol and every definition. Across the
+ranks of a distributed run the model is called through its DDP wrapper and every draw is the global batch's
+(docs/scaling.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -17,6 +20,8 @@ from torch import nn
 
 from unlearnlab.data.inputs import as_source, check_labels
 from unlearnlab.data.tensors import Batch, Source, TensorData, Transform
+from unlearnlab.distributed.batches import drawn_for
+from unlearnlab.distributed.models import unwrapped
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.families.base import TaskFamily, register_family
 from unlearnlab.generation.diffusion import drop_classes, noised, squared_error, to_model_space
@@ -30,11 +35,15 @@ from unlearnlab.utils import eval_mode, torch_generator
 HEALTH_SAMPLES = 256
 
 
-def epsilon_loss(model: Denoiser, batch: Batch, generator: torch.Generator, reduction: str = "mean") -> torch.Tensor:
+def epsilon_loss(model: nn.Module, batch: Batch, generator: torch.Generator, reduction: str = "mean") -> torch.Tensor:
     """Σ_pixels (ε − ε̂(x_t, t, ỹ))² per sample (mean over the batch with ``"mean"``); x_t, t, ε, ỹ from
-    ``generator`` (docs/generation.md, "Diffusion")."""
-    x_t, t, noise = noised(to_model_space(batch["x"]), model.timesteps, model.alphas_bar, generator)
-    y = drop_classes(batch["y"], model.null_class, model.class_dropout, generator)
+    ``generator`` (docs/generation.md, "Diffusion"). ``model`` is a :class:`Denoiser`, or the DDP wrapper a
+    distributed run calls it through (the schedule is read off the denoiser inside); a rank's share of a global
+    batch gets its rows of the global batch's draws (docs/scaling.md)."""
+    denoiser = unwrapped(model)
+    rows = partial(drawn_for, batch)
+    x_t, t, noise = noised(to_model_space(batch["x"]), denoiser.timesteps, denoiser.alphas_bar, generator, rows)
+    y = drop_classes(batch["y"], denoiser.null_class, denoiser.class_dropout, generator, rows)
     return squared_error(model(x_t, t, y), noise, reduction)
 
 
@@ -69,8 +78,8 @@ class Generation(TaskFamily):
     objectives: ClassVar[dict[str, Any]] = dict(GENERIC_OBJECTIVES)
 
     def loss(self, model: nn.Module, batch: Batch, reduction: str = "mean") -> torch.Tensor:
-        denoiser = require_denoiser(model)
-        return epsilon_loss(denoiser, batch, denoiser.noise, reduction)
+        denoiser = require_denoiser(unwrapped(model))
+        return epsilon_loss(model, batch, denoiser.noise, reduction)
 
     def start_run(self, model: nn.Module, ctx: Any) -> None:
         """Seed the model's noise stream from the run's seed (component "diffusion-noise")."""

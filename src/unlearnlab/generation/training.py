@@ -22,6 +22,7 @@ from unlearnlab.generation.family import GENERATION, flip_images
 from unlearnlab.generation.models import Denoiser
 from unlearnlab.metrics.accuracy import predict_probs
 from unlearnlab.models.registry import create
+from unlearnlab.train_state import TrainCheckpoint
 from unlearnlab.training import Recipe, TrainStats, train
 from unlearnlab.utils import torch_generator
 
@@ -39,22 +40,27 @@ DIGITS_RECIPE = diffusion_recipe(epochs=300, lr=1e-3, schedule="cosine")
 
 
 def train_denoiser(model: Denoiser, data: TensorData, recipe: Recipe, seed: int = 1, flip: bool = False,
-                   progress: Callable[[int, int], None] | None = None) -> TrainStats:
-    """Train ``model`` in place on ``data`` (``{"x", "y"}``, images in [0, 1]) with the ε-loss and ``recipe``."""
+                   progress: Callable[[int, int], None] | None = None,
+                   checkpoint: TrainCheckpoint | None = None) -> TrainStats:
+    """Train ``model`` in place on ``data`` (``{"x", "y"}``, images in [0, 1]) with the ε-loss and ``recipe``.
+    With ``checkpoint`` the training resumes after its last finished epoch, the noise (and flip) streams
+    included, so a resumed model is the one an uninterrupted call gives."""
     if not isinstance(model, Denoiser):
         raise UnlearnlabError(f"train_denoiser trains a Denoiser, got a {type(model).__name__}.")
     if recipe.augment:
         raise UnlearnlabError("The diffusion recipe takes flip=True for the reference's horizontal flip, not "
                               "recipe.augment (crop + flip would shift the images the model learns).")
     model.seed_noise(seed)
+    streams = {"diffusion-noise": model.noise}
     loss: Callable[[nn.Module, Batch], torch.Tensor] = GENERATION.loss
     if flip:
-        flips = torch_generator(seed, "train-flip")
+        flips = streams["train-flip"] = torch_generator(seed, "train-flip")
 
         def loss(m: nn.Module, batch: Batch) -> torch.Tensor:
             return GENERATION.loss(m, flip_images(batch, flips))
 
-    return train(model, data, recipe, seed=seed, progress=progress, loss_fn=loss)
+    return train(model, data, recipe, seed=seed, progress=progress, loss_fn=loss, checkpoint=checkpoint,
+                 streams=streams)
 
 
 def classifier_recipe(epochs: int = 30) -> Recipe:
@@ -63,21 +69,32 @@ def classifier_recipe(epochs: int = 30) -> Recipe:
     return Recipe(epochs=epochs)
 
 
-def train_eval_classifier(train_data: TensorData, test_data: TensorData, dataset: str, num_classes: int, *,
-                          recipe: Recipe | None = None, seed: int = 1, model: str = "small_cnn",
-                          normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> EvalClassifier:
-    """Train the evaluation classifier (registry model ``model``, the project's small CNN by default) on every class
-    of ``train_data`` and measure its top-1 accuracy (%) on ``test_data``. Refuses training data that lack a class
-    (a classifier of other classes than the data would score generated samples wrongly)."""
+def eval_classifier_network(train_data: TensorData, num_classes: int, *, seed: int = 1, model: str = "small_cnn",
+                            normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> nn.Module:
+    """The untrained evaluation classifier (registry model ``model``) for ``train_data``'s images. Refuses training
+    data that lack a class (a classifier of other classes than the data would score generated samples wrongly)."""
     present = set(train_data.y.unique().tolist())
     missing = sorted(set(range(num_classes)) - present)
     if missing:
         raise UnlearnlabError(f"The evaluation classifier must be trained on every class; classes {missing} are "
                               "missing from its training data: train it on the full dataset, not on D_r.")
     mean, std = normalisation or ((0.0,), (1.0,))
-    net = create(model, input_shape=tuple(train_data.x.shape[1:]), num_classes=num_classes, mean=mean, std=std,
-                 seed=seed, device=train_data.device)
-    train(net, train_data, recipe or classifier_recipe(), seed=seed)
+    return create(model, input_shape=tuple(train_data.x.shape[1:]), num_classes=num_classes, mean=mean, std=std,
+                  seed=seed, device=train_data.device)
+
+
+def classifier_accuracy(net: nn.Module, test_data: TensorData) -> float:
+    """Top-1 accuracy (%) of ``net`` on ``test_data``."""
     probs = predict_probs(net, test_data.x)
-    accuracy = float(100.0 * (probs.argmax(1) == test_data.y.cpu()).float().mean())
-    return EvalClassifier(net.eval(), dataset, num_classes, tuple(train_data.x.shape[1:]), accuracy)
+    return float(100.0 * (probs.argmax(1) == test_data.y.cpu()).float().mean())
+
+
+def train_eval_classifier(train_data: TensorData, test_data: TensorData, dataset: str, num_classes: int, *,
+                          recipe: Recipe | None = None, seed: int = 1, model: str = "small_cnn",
+                          normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> EvalClassifier:
+    """Train the evaluation classifier (:func:`eval_classifier_network`, the project's small CNN by default) on
+    every class of ``train_data`` and measure its top-1 accuracy (%) on ``test_data``."""
+    net = eval_classifier_network(train_data, num_classes, seed=seed, model=model, normalisation=normalisation)
+    train(net, train_data, recipe or classifier_recipe(), seed=seed)
+    return EvalClassifier(net.eval(), dataset, num_classes, tuple(train_data.x.shape[1:]),
+                          classifier_accuracy(net, test_data))

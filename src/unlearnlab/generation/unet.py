@@ -35,7 +35,8 @@ UNET_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def _diffusers() -> Any:
+def require_diffusers() -> Any:
+    """The ``diffusers`` module, or an error naming the extra to install."""
     try:
         return importlib.import_module("diffusers")
     except ImportError as err:
@@ -88,7 +89,7 @@ def unet_denoiser(config: str | Mapping[str, Any], image_shape: Sequence[int], n
     if height != width:
         raise UnlearnlabError(f"The UNet configs take square images, got {height}×{width}.")
     widths, down, up = unet_layout(height, config["block_out_channels"], config["attention"])
-    diffusers = _diffusers()
+    diffusers = require_diffusers()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         unet = diffusers.UNet2DModel(

@@ -12,7 +12,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from unlearnlab.data.tensors import Source, Transform
 from unlearnlab.families import TaskFamily, get_family
 from unlearnlab.training import Counters, CountingHooks
 from unlearnlab.utils import torch_generator
+
+if TYPE_CHECKING:
+    from unlearnlab.distributed.runtime import Runtime
 
 
 @dataclass
@@ -53,6 +56,8 @@ class RunContext:
     counters: Counters = field(default_factory=Counters)
     progress: Callable[[float], None] | None = None
     family: TaskFamily | str = "classification"
+    #: this rank of a distributed run (None: one process; docs/scaling.md)
+    dist: Runtime | None = None
     _generators: dict[str, torch.Generator] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 from torch import nn
 
 from unlearnlab.components import Component
+from unlearnlab.distributed.unlearning import prepare
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.families import TaskFamily, get_family
 from unlearnlab.methods.base import RunContext, UnlearnData, Unlearner
@@ -197,7 +198,8 @@ def compose(forget: Part = None, retain: Part = None, rule: Part = None, modifie
 
 
 class IterativeUnlearner(Unlearner):
-    """Runs one composed method: binds objectives, sets modifiers up, builds optimizers, runs the rule."""
+    """Runs one composed method: binds objectives, sets modifiers up, (in a distributed run) prepares the job for
+    its rank (:func:`unlearnlab.distributed.unlearning.prepare`), builds optimizers, runs the rule."""
 
     def __init__(self, forget: Objective | None, retain: Objective | None, rule: Rule, modifiers: list[Modifier],
                  optimization: Optimization):
@@ -218,6 +220,8 @@ class IterativeUnlearner(Unlearner):
                 objective.bind(job)
         for m in self.modifiers:
             m.setup(job)
+        replica = None if ctx.dist is None else prepare(job, ctx.dist, opt.precision)
+        model = job.model  # under FSDP, the sharded copy the optimizers step
         optimizers = opt.build(model)
         phases = list(optimizers)
         precision = Precision(opt.precision, next(model.parameters()).device)
@@ -231,6 +235,8 @@ class IterativeUnlearner(Unlearner):
             m.start(job)
         with precision.autocast():
             self.rule.run(job)
+        if replica is not None:
+            replica.finish()
         stats: dict[str, Any] = {}
         for part in (self.forget, self.retain, self.rule, *self.modifiers):
             if part is not None:

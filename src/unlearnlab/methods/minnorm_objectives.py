@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unlearnlab.data.tensors import Batch
+from unlearnlab.distributed.batches import drawn_for
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.families.classification import distill_kl
 from unlearnlab.methods.minnorm import LOSS_TYPES, head_labels, heads_of
@@ -132,11 +134,19 @@ class PaperDistill(Objective):
         return loss
 
 
-def wrong_labels(y: torch.Tensor, classes: int, generator: torch.Generator) -> torch.Tensor:
-    """A label ≠ y per example, uniform over the other ``classes`` − 1: (y + U{1..C−1}) mod C."""
+def wrong_labels(y: torch.Tensor, classes: int, generator: torch.Generator, batch: Batch | None = None
+                 ) -> torch.Tensor:
+    """A label ≠ y per example, uniform over the other ``classes`` − 1: (y + U{1..C−1}) mod C.
+
+    With ``batch`` (the batch ``y`` comes from) a rank of a distributed run draws for the global batch and keeps its
+    rows (:func:`~unlearnlab.distributed.batches.drawn_for`): the labels of a single-device run.
+    """
     if classes < 2:
         raise UnlearnlabError("A wrong label needs at least 2 classes.")
-    offset = torch.randint(1, classes, y.shape, generator=generator)
+    if batch is None:
+        offset = torch.randint(1, classes, y.shape, generator=generator)
+    else:
+        offset = drawn_for(batch, lambda n: torch.randint(1, classes, (n, *y.shape[1:]), generator=generator))
     return (y + offset.to(y.device)) % classes
 
 
@@ -152,5 +162,5 @@ class PaperWrongLabel(Objective):
         labels = head_labels(batch["y"], len(heads))
         gen = ctx.generator("wrong-labels")
         return self.weight * sum(
-            F.cross_entropy(clamp_logits(z, self.logit_clamp), wrong_labels(labels[:, h], z.shape[1], gen))
+            F.cross_entropy(clamp_logits(z, self.logit_clamp), wrong_labels(labels[:, h], z.shape[1], gen, batch))
             for h, z in enumerate(heads))

@@ -30,7 +30,7 @@ class Retrain(Unlearner):
 
     def run(self, model: nn.Module, data: UnlearnData, ctx: RunContext) -> dict[str, Any]:
         reinitialise(model, component_seed(ctx.seed, "retrain-init"))
-        stats = train(model, data.retain, self.recipe, seed=ctx.seed, loss_fn=data.family.loss,
-                      progress=lambda done, total: ctx.report(done / total))
+        stats = train(model, data.retain, self.recipe, seed=ctx.seed, loss_fn=data.family.weighted_loss,
+                      progress=lambda done, total: ctx.report(done / total), dist=ctx.dist)
         ctx.counters.optimizer_steps += stats.counters.optimizer_steps  # samples are counted by the caller's hooks
         return {"final_loss": stats.final_loss}

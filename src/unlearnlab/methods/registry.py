@@ -13,6 +13,7 @@ A name ``host+wrapper`` that is not registered is composed on the fly from a reg
 from __future__ import annotations
 
 import fnmatch
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,7 +139,7 @@ def _coerce(method: str, key: str, value: Any, default: Any) -> Any:
 
 #: keyword arguments of :func:`unlearnlab.unlearn`; a preset's hyperparameters may not reuse them
 RESERVED_KEYS = frozenset({"task", "method", "forget", "retain", "seed", "profile", "inplace", "progress", "family",
-                           "original"})
+                           "original", "parallel"})
 _REGISTRY: dict[str, MethodInfo] = {}
 _ALIASES: dict[str, str] = {}
 #: wrapper name → function (host info, wrapped name) -> MethodInfo; filled by unlearnlab.methods.wrappers
@@ -173,9 +174,29 @@ def register_method(name: str, *, composition: str, paper: str, summary: str, de
     return deco
 
 
+#: name prefixes of presets registered by an optional package (imported on first use; its extra must be installed)
+OPTIONAL_PRESETS: dict[str, str] = {"llm/": "unlearnlab.language", "dualoptim/llm/": "unlearnlab.language"}
+
+
+def load_optional(name: str | None = None) -> None:
+    """Import the optional package that registers ``name`` (a clear error naming its extra when it is missing);
+    without a name, every optional package whose dependencies are installed (for listings)."""
+    for prefix, module in OPTIONAL_PRESETS.items():
+        if name is None:
+            try:
+                importlib.import_module(module)
+            except UnlearnlabError:  # its extra is not installed: its presets are simply not listed
+                continue
+        elif name.startswith(prefix):
+            importlib.import_module(module)
+
+
 def get_method(name: str) -> MethodInfo:
-    """Look up a preset by name or alias; ``host+wrapper`` is composed when not registered."""
+    """Look up a preset by name or alias; ``host+wrapper`` is composed when not registered; a preset of an
+    optional package (``llm/…``) imports that package first."""
     canonical = _ALIASES.get(name, name)
+    if canonical not in _REGISTRY:
+        load_optional(name)
     if canonical in _REGISTRY:
         return _REGISTRY[canonical]
     host, sep, wrapper = name.rpartition("+")

@@ -58,8 +58,15 @@ def _forget_instance(method: Method) -> Any:
 
 
 def _family(method: Method) -> TaskFamily:
-    """The family a host's parts are read in: its own when it is limited to one, else classification."""
-    return get_family(method.families[0]) if method.families else _REFERENCE
+    """The family a host's parts are read in: its own when it is limited to some, else the first family (the
+    reference one first) that defines every objective it names."""
+    if method.families:
+        return get_family(method.families[0])
+    names = {p.name for p in (method.forget, method.retain) if isinstance(p, ObjectiveRef)}
+    for family in [_REFERENCE, *(get_family(f) for f in list_families())]:
+        if names <= set(family.objectives):
+            return family
+    return _REFERENCE
 
 
 def _without_rule_options(method: Method) -> dict[str, Any]:

@@ -28,12 +28,25 @@ from unlearnlab.metrics.mia import (
     MIA_DEFINITIONS,
     SVC_FEATURES,
     SVC_VARIANTS,
+    SvcAttack,
+    balanced_positions,
     entropy,
     m_entropy_fixed,
     mia_efficacy_svc_conf,
     mia_loss_lr_cv,
     mia_lr_entropy_member_rate,
+    svc_attack,
     svc_shadow_members,
+)
+from unlearnlab.metrics.noise import above_noise, noise_scale
+from unlearnlab.metrics.ulira import (
+    ULIRA_DEFINITIONS,
+    ShadowGaussians,
+    UliraReference,
+    attack_metrics,
+    balanced_membership,
+    fit_shadow_gaussians,
+    ulira,
 )
 
 METRIC_DEFINITIONS: dict[str, str] = {
@@ -50,6 +63,7 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "mean_metric_std": "(1/4) sum_{ua,ra,ta,mia} std_s method_k, ddof=1 (DualOptim's 'Avg std')",
     "forget_score_eps": FORGET_SCORE_DEFINITIONS["forget_score_eps"],
     "final_score": FORGET_SCORE_DEFINITIONS["final_score"],
+    **ULIRA_DEFINITIONS,
 }
 
 
@@ -65,12 +79,21 @@ __all__ = [
     "MIA_DEFINITIONS",
     "SVC_FEATURES",
     "SVC_VARIANTS",
+    "ULIRA_DEFINITIONS",
+    "ShadowGaussians",
+    "SvcAttack",
+    "UliraReference",
+    "above_noise",
     "accuracy",
+    "attack_metrics",
     "avg_gap_matched",
     "avg_gap_means",
+    "balanced_membership",
+    "balanced_positions",
     "entropy",
     "eps_bar",
     "final_score",
+    "fit_shadow_gaussians",
     "forget_score",
     "gap_means_ua_ra_ta",
     "list_metrics",
@@ -82,10 +105,13 @@ __all__ = [
     "mia_efficacy_svc_conf",
     "mia_loss_lr_cv",
     "mia_lr_entropy_member_rate",
+    "noise_scale",
     "per_example_epsilon",
     "per_metric_gaps",
     "per_seed_gap",
     "predict_probs",
+    "svc_attack",
     "svc_shadow_members",
+    "ulira",
     "unlearning_accuracy",
 ]

@@ -1,4 +1,4 @@
-"""Softmax probabilities of a model and the accuracy metrics built on them (evaluation spec §2).
+"""Softmax probabilities of a model and the accuracy metrics built on them (docs/metrics.md).
 
 UA = 100 − Acc(D_f), RA = Acc(D_r), TA = Acc(D_test), FA = Acc(D_f), all in %, computed from the
 eval-mode model on eval-transformed inputs. Accuracy is top-1: argmax over every output column (C

@@ -1,4 +1,4 @@
-"""NeurIPS 2023 unlearning-challenge official scoring: ``forget_score_eps`` and ``final_score`` (evaluation §3.4).
+"""NeurIPS 2023 unlearning-challenge official scoring: ``forget_score_eps`` and ``final_score`` (docs/metrics.md).
 
 N unlearned models (the method run with N seeds) and N retrained models (trained from scratch on D_r with N
 seeds) are compared one forget example at a time:
@@ -199,14 +199,14 @@ def _check_scores(values: ArrayLike, what: str) -> np.ndarray:
 
 
 def per_example_epsilon(unlearned_scores: ArrayLike, retrained_scores: ArrayLike, delta: float = DELTA) -> np.ndarray:
-    """ε_i ∈ [0, 50] per forget example (evaluation §3.4 steps 2–4), float64 [n_examples].
+    """ε_i ∈ [0, 50] per forget example (docs/metrics.md, steps 2–3), float64 [n_examples].
 
     Inputs are logit-scaled confidences (:func:`logit_scaled_confidence`), [N_models, n_examples] each, the
     same N for both families. Per example i, with U_i / R_i the N unlearned / retrained scores:
 
     * positive family = R_i if median(R_i) > median(U_i), else U_i;
     * if (smaller range) / (larger range) < 0.01 (one family collapsed), ε_i = 50;
-    * otherwise every rule of the two §3.4 families (single threshold: positive iff s ≥ t; double threshold:
+    * otherwise every rule of the two families (single threshold: positive iff s ≥ t; double threshold:
       positive iff t_l ≤ s ≤ t_r around the smaller-range family) yields FPR, FNR as fractions of the N
       models; FPR = FNR = 0 gives ε = ∞, exactly one of them 0 discards the rule, else
       ε = max(0, log(1 − δ − FPR) − log FNR, log(1 − δ − FNR) − log FPR);
@@ -235,7 +235,7 @@ def eps_bar(n_models: int) -> int:
 
 
 def forget_score(eps: ArrayLike, n_models: int) -> dict[str, float | int]:
-    """F, the NeurIPS 2023 forget score (evaluation §3.4 step 5), with ε̄ and N beside it.
+    """F, the NeurIPS 2023 forget score (docs/metrics.md, step 3), with ε̄ and N beside it.
 
     Bucket j = 0, 1, … covers ε ∈ [0.5j, 0.5j + 0.5) for every j with 0.5j + 0.5 ≤ ε̄ = ceil(ln(N − 1)) and is
     worth 2^−j points; ε beyond the last bucket (ε ≥ ε̄) scores 0. F = mean points over the examples, in
@@ -268,7 +268,7 @@ def final_score(
     ta_u: ArrayLike | float,
     ta_r: ArrayLike | float,
 ) -> float:
-    """NeurIPS 2023 final score F × (RA_u / RA_r) × (TA_u / TA_r) (evaluation §3.4 step 6).
+    """NeurIPS 2023 final score F × (RA_u / RA_r) × (TA_u / TA_r) (docs/metrics.md, step 4).
 
     ``F`` comes from :func:`forget_score`; RA/TA are retain/test accuracies of the unlearned (u) and retrained
     (r) models, in the same unit (% or fraction). Each may be a scalar mean or the N per-model values, which

@@ -1,4 +1,4 @@
-"""Avg.Gap and its variants (evaluation spec §4, specs README §2.11).
+"""Avg.Gap and its variants (docs/metrics.md, "Aggregation over seeds").
 
 A *row* is a mapping metric name -> value in % (e.g. ``{"ua": 5.1, "ra": 99.8, "ta": 94.0, "mia": 12.3}``);
 a list of rows is ordered by seed, and a method's row s is matched with the Retrain row s (same forget set,

@@ -1,4 +1,4 @@
-"""Membership-inference metrics, each a named definition (evaluation spec §3.1–3.3).
+"""Membership-inference metrics, each a named definition (docs/metrics.md, "Membership-inference metrics").
 
 The three attacks differ in shadow data, feature, classifier and direction, so their numbers are never
 comparable with each other:
@@ -17,6 +17,7 @@ Probabilities are float32 softmax outputs of the eval-mode model (see
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -33,7 +34,8 @@ LOG_FLOOR = np.float32(1e-30)
 MIA_DEFINITIONS: dict[str, str] = {
     "mia_efficacy_svc_conf": (
         "100 x fraction of D_f an SVC(C=3, gamma='auto', rbf) calls non-member; feature p_y; shadow "
-        "members = first |D_test| samples of D_r in train order, non-members = D_test (SalUn MIA-Efficacy)"
+        "members = first |D_test| samples of D_r in train order, non-members = D_test, the longer side cut to "
+        "the shorter by a seeded draw when |D_r| < |D_test| (SalUn MIA-Efficacy)"
     ),
     "mia_efficacy_svc_correctness": "mia_efficacy_svc_conf with feature 1[argmax p = y]",
     "mia_efficacy_svc_entropy": "mia_efficacy_svc_conf with feature H(p) = -sum_k p_k log p_k (0 log 0 = 0)",
@@ -48,7 +50,8 @@ MIA_DEFINITIONS: dict[str, str] = {
     ),
     "mia_loss_lr_cv": (
         "mean accuracy of LogisticRegression() on per-sample CE losses, D_f (1) vs D_test (0), balanced by "
-        "subsampling, StratifiedShuffleSplit(10, test_size=0.1, random_state=0); ideal 0.5 (NeurIPS 2023 kit)"
+        "subsampling, StratifiedShuffleSplit(10, test_size=0.1, random_state=0); ideal 0.5 (NeurIPS 2023 kit); "
+        "result rows store it x 100 (ideal 50)"
     ),
 }
 
@@ -125,9 +128,44 @@ SVC_VARIANTS: dict[str, str] = {
 }
 
 
-def svc_shadow_members(n_retain: int, n_test: int) -> np.ndarray:
-    """Positions in D_r (train order) of the §3.1 shadow members: 0, 1, …, min(n_retain, n_test) − 1."""
-    return np.arange(min(n_retain, n_test), dtype=np.int64)
+def svc_shadow_members(n_retain: int, n_test: int, draw: int = 0) -> np.ndarray:
+    """Positions in D_r (train order) of the shadow members of attack draw ``draw``, n = min(n_retain, n_test).
+
+    Draw 0 is the reference's choice: the first n samples, 0, 1, …, n − 1. Draw k ≥ 1 is a resampled shadow set:
+    n positions drawn without replacement by ``numpy_rng(k, "svc-shadow-members")``, in ascending order
+    (docs/metrics.md, "Attack spread").
+    """
+    n = min(n_retain, n_test)
+    if draw == 0:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(numpy_rng(draw, "svc-shadow-members").choice(n_retain, n, replace=False)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SvcAttack:
+    """One SVC attack: its value in %, the shadow-set sizes it was fit on and which side, if any, was cut."""
+
+    value: float
+    members: int
+    nonmembers: int
+    #: ``"nonmembers"`` or ``"members"`` when that side was longer and cut to the other's length, else ``None``
+    cut: str | None = None
+
+
+def balanced_positions(n_a: int, n_b: int, draw: int) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Positions keeping ``min(n_a, n_b)`` of each side: the shorter side whole, the longer one cut by a seeded
+    draw without replacement (``numpy_rng(draw, "svc-balance")``, ascending order). The third value names the cut
+    side (``"a"`` or ``"b"``), or is ``None`` when both sides have the same length."""
+    n = min(n_a, n_b)
+
+    def keep(m: int) -> np.ndarray:
+        return np.sort(numpy_rng(draw, "svc-balance").choice(m, n, replace=False)).astype(np.int64)
+
+    if n_a > n_b:
+        return keep(n_a), np.arange(n_b, dtype=np.int64), "a"
+    if n_b > n_a:
+        return np.arange(n_a, dtype=np.int64), keep(n_b), "b"
+    return np.arange(n_a, dtype=np.int64), np.arange(n_b, dtype=np.int64), None
 
 
 def _svc_feature(name: str, probs: ArrayLike, labels: ArrayLike, what: str) -> np.ndarray:
@@ -155,7 +193,7 @@ def mia_efficacy_svc_conf(
     target_labels: ArrayLike,
     feature: str = "confidence",
 ) -> float:
-    """SalUn/ℓ1-sparse MIA-Efficacy in % (evaluation §3.1), higher = more of D_f looks unseen.
+    """SalUn/ℓ1-sparse MIA-Efficacy in % (docs/metrics.md), higher = more of D_f looks unseen.
 
     With φ the feature (default: confidence φ(x) = p_y(x)), an ``SVC(C=3, gamma="auto", kernel="rbf")`` is fit
     on {φ(shadow members) → 1, φ(non-members) → 0} and
@@ -165,15 +203,38 @@ def mia_efficacy_svc_conf(
     the percentage of the target set predicted non-member. The caller passes: shadow members = the first
     |D_test| samples of D_r in train order (positions :func:`svc_shadow_members`), non-members = D_test,
     target = D_f, all with eval transforms. ``feature`` picks a key of :data:`SVC_FEATURES` (the
-    reference's variants; ``m_entropy_fixed`` is its modified entropy corrected). Deterministic.
+    reference's variants; ``m_entropy_fixed`` is its modified entropy corrected). If the two shadow sets differ
+    in length (D_r shorter than D_test), the longer is cut to the shorter by a seeded draw
+    (:func:`svc_attack` reports the cut); otherwise deterministic.
+    """
+    return svc_attack(shadow_member_probs, shadow_member_labels, nonmember_probs, nonmember_labels, target_probs,
+                      target_labels, feature).value
+
+
+def svc_attack(
+    shadow_member_probs: ArrayLike,
+    shadow_member_labels: ArrayLike,
+    nonmember_probs: ArrayLike,
+    nonmember_labels: ArrayLike,
+    target_probs: ArrayLike,
+    target_labels: ArrayLike,
+    feature: str = "confidence",
+    draw: int = 0,
+) -> SvcAttack:
+    """:func:`mia_efficacy_svc_conf` with its bookkeeping: the SVC is always fit on as many members as
+    non-members. When one side is longer (|D_r| < |D_test| gives fewer members than non-members), it is cut to
+    the other's length by :func:`balanced_positions` with ``draw``, and :attr:`SvcAttack.cut` names it. With
+    equal sides (the reference setting, |D_r| ≥ |D_test|) nothing is drawn and the value is the reference's.
     """
     if feature not in SVC_FEATURES:
         raise unknown_name("SVC MIA feature", feature, SVC_FEATURES)
-    return _svc_nonmember_rate(
-        _svc_feature(feature, shadow_member_probs, shadow_member_labels, "shadow_member_probs"),
-        _svc_feature(feature, nonmember_probs, nonmember_labels, "nonmember_probs"),
-        _svc_feature(feature, target_probs, target_labels, "target_probs"),
-    )
+    members = _svc_feature(feature, shadow_member_probs, shadow_member_labels, "shadow_member_probs")
+    nonmembers = _svc_feature(feature, nonmember_probs, nonmember_labels, "nonmember_probs")
+    keep_m, keep_n, cut = balanced_positions(len(members), len(nonmembers), draw)
+    value = _svc_nonmember_rate(members[keep_m], nonmembers[keep_n],
+                                _svc_feature(feature, target_probs, target_labels, "target_probs"))
+    side = {"a": "members", "b": "nonmembers"}.get(cut or "")
+    return SvcAttack(value, len(keep_m), len(keep_n), side)
 
 
 def _entropy_column(probs: ArrayLike, what: str) -> np.ndarray:
@@ -187,7 +248,7 @@ def _entropy_column(probs: ArrayLike, what: str) -> np.ndarray:
 def mia_lr_entropy_member_rate(
     member_probs: ArrayLike, nonmember_probs: ArrayLike, target_probs: ArrayLike
 ) -> float:
-    """SFR-on/DualOptim MIA in % (evaluation §3.2): share of the target set an entropy attack calls member.
+    """SFR-on/DualOptim MIA in % (docs/metrics.md): share of the target set an entropy attack calls member.
 
     ``LogisticRegression(class_weight="balanced", solver="lbfgs")`` (otherwise default: C = 1,
     max_iter = 100) is fit on {H(p(members)) → 1, H(p(non-members)) → 0}, H(p) = −Σ_k p_k log p_k with
@@ -204,7 +265,7 @@ def mia_lr_entropy_member_rate(
 
 
 def mia_loss_lr_cv(forget_losses: ArrayLike, test_losses: ArrayLike, seed: int = 0) -> dict[str, float | str]:
-    """NeurIPS 2023 starting-kit "simple MIA" (evaluation §3.3) on per-sample CE losses.
+    """NeurIPS 2023 starting-kit "simple MIA" (docs/metrics.md) on per-sample CE losses.
 
     Balance: the longer side is shuffled with the generator ``numpy_rng(seed, "mia_loss_lr_cv")`` and cut to
     the length n of the shorter one (the kit cuts the forget side; when |D_f| < |D_test| the test side is cut,

@@ -29,6 +29,9 @@ class Modifier(Component):
 
     #: position among the gradient hooks (lower first)
     order: ClassVar[int] = 50
+    #: whether it runs on sharded parameters (FSDP): it touches gradients and parameters only elementwise or
+    #: through torch's DTensor-aware utilities, never as whole vectors (docs/scaling.md)
+    fsdp: ClassVar[bool] = False
 
     def setup(self, job: Job) -> None:
         """Before the optimizers are built."""

@@ -45,6 +45,7 @@ class GradientClip(Modifier):
     clip_phases: tuple[str, ...] = ALL_PHASES
     order: ClassVar[int] = 30
     internal: ClassVar[frozenset[str]] = frozenset({"clip_phases"})
+    fsdp: ClassVar[bool] = True  # clip_grad_norm_ takes the global norm of sharded gradients
 
     def __post_init__(self) -> None:
         if self.clip is not None and not self.clip > 0:

@@ -4,7 +4,9 @@ gradients of a few retain samples (docs/methods.md, "MinNorm-OG").
 In a projection epoch (t < T − T_GD and t mod T_Proj = 0), before each step: pick ``grad_sample_size`` members of
 the step's retain batch (:func:`~unlearnlab.methods.minnorm.subsample`), form the output Jacobian A on them, set
 θ ← θ − λ·(θ − P_A θ) in ``projection_dtype`` and decay λ ← γ_reg·λ. The loss of the step is then computed and
-back-propagated at the projected θ.
+back-propagated at the projected θ. In a distributed run every rank sees the whole global retain batch here, draws
+the same subsample, computes the columns of its share of it and gathers the rest (docs/scaling.md), so θ stays the
+same on every rank.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Any
 
 import torch
 
+from unlearnlab.distributed.unlearning import split_columns
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.minnorm import (
     LOSS_TYPES,
     QUOTA_FALLBACKS,
     RANK_RTOL,
+    couples_samples,
     head_labels,
     output_jacobian,
     project_params,
@@ -93,8 +97,16 @@ class Projection(Modifier):
                             "(counted in jacobian_fallbacks).", len(torch.unique(labels)), self.grad_sample_size,
                             self.quota_fallback)
                 self._warned = True
+        rows = x[pos.to(x.device)]
+
+        def columns(inputs: torch.Tensor) -> torch.Tensor:
+            return output_jacobian(job.model, inputs, self.loss_type, self._params)
+
         with torch.autocast(x.device.type, enabled=False):  # the span is computed in full precision
-            a = output_jacobian(job.model, x[pos.to(x.device)], self.loss_type, self._params)
+            if job.dist is None or couples_samples(job.model):
+                a = columns(rows)
+            else:  # each rank computes the columns of its share of the samples (docs/scaling.md)
+                a = split_columns(job.dist, columns, rows)
         if not torch.isfinite(a).all():
             raise UnlearnlabError(f"MinNorm-OG: non-finite output Jacobian at epoch {epoch}, step {step}.")
         dtype = torch.float64 if self.projection_dtype == "float64" else torch.float32

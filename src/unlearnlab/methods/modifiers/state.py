@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -17,6 +18,8 @@ from unlearnlab.methods.reinit import reinitialise
 @dataclass
 class FrozenBatchNorm(Modifier):
     """BatchNorm layers stay in eval mode during unlearning: running statistics are used and never updated."""
+
+    fsdp: ClassVar[bool] = True
 
     def start(self, job) -> None:
         for module in job.model.modules():
@@ -40,6 +43,7 @@ class RetainSubset(Modifier):
     ``retain-subset`` generator, are accessible to the method (MinNorm-OG's D′_r)."""
 
     p_retain: float = 1.0
+    fsdp: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.p_retain <= 1.0:

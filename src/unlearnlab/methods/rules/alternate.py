@@ -7,7 +7,8 @@
 * :class:`Interleave` (``Interleave(n_forget, n_retain)``): iteration t = 0 … N−1 runs ``n_forget`` forget steps
   when t mod ``n_retain`` = 0, then one retain step, each side drawing from its own endless loader (reshuffled
   per pass). SFR-on uses (1, 5): F R R R R R F R …; NegGrad+ under DualOptim uses (1, 1) with the steps weighted
-  ``forget_weight``, ``retain_weight``. Clock: iterations.
+  ``forget_weight``, ``retain_weight``. Clock: iterations. With ``epoch_over="forget"`` an epoch is one pass over
+  D_f in forget steps (DualOptim's LLM sampler), i.e. ⌈⌈n_f/b_f⌉/n_forget⌉·n_retain iterations.
 
 Both phases may use two optimizers (DualOptim) or one shared optimizer with phase learning rates — the
 :class:`~unlearnlab.methods.rules.base.Stepper` decides (docs/methods.md, "DualOptim").
@@ -19,13 +20,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.rules.base import Job, Rule, weighted
+from unlearnlab.methods.rules.base import Job, Rule, scaled
 
 
 @dataclass
 class Alternate(Rule):
     max_epochs: int | None = None
     name: str = "alternate"
+    fsdp: ClassVar[bool] = True
 
     def phased(self, forget: bool, retain: bool) -> Rule:
         return self
@@ -60,10 +62,14 @@ class Interleave(Rule):
     iterations: int | None = None
     forget_weight: float = 1.0
     retain_weight: float = 1.0
+    epoch_over: str = "retain"
     name: str = "interleave"
-    internal: ClassVar[frozenset[str]] = frozenset({"name", "forget_weight", "retain_weight"})
+    fsdp: ClassVar[bool] = True
+    internal: ClassVar[frozenset[str]] = frozenset({"name", "forget_weight", "retain_weight", "epoch_over"})
 
     def __post_init__(self) -> None:
+        if self.epoch_over not in ("retain", "forget"):
+            raise UnlearnlabError(f"epoch_over must be 'retain' or 'forget', got {self.epoch_over!r}.")
         if self.n_forget < 1 or self.n_retain < 1:
             raise UnlearnlabError(f"interleave needs n_forget >= 1 and n_retain >= 1, got ({self.n_forget}, "
                                   f"{self.n_retain}).")
@@ -76,7 +82,11 @@ class Interleave(Rule):
 
     def total(self, job: Job) -> tuple[int, int]:
         """(N, retain steps per epoch)."""
-        per_epoch = -(-len(job.data.retain) // job.batch_size)
+        if self.epoch_over == "forget":
+            forget_steps = -(-len(job.data.forget) // job.forget_batch_size)
+            per_epoch = -(-forget_steps // self.n_forget) * self.n_retain
+        else:
+            per_epoch = -(-len(job.data.retain) // job.batch_size)
         return (self.iterations if self.iterations is not None else job.epochs * per_epoch), per_epoch
 
     def forget_clock(self, job: Job) -> tuple[int, int]:
@@ -92,9 +102,9 @@ class Interleave(Rule):
             job.set_clock(t, total, per_epoch)
             if t % self.n_retain == 0:
                 for _ in range(self.n_forget):
-                    job.stepper.step(weighted(self.forget_weight, job.forget(job.model, next(forget), job.ctx)),
+                    job.stepper.step(scaled(self.forget_weight, job.forget(job.model, next(forget), job.ctx)),
                                      "forget")
-            loss = weighted(self.retain_weight, job.retain(job.model, next(retain), job.ctx))
+            loss = scaled(self.retain_weight, job.retain(job.model, next(retain), job.ctx))
             extra = job.penalty(t // per_epoch)
             if extra is not None:
                 loss = loss + extra

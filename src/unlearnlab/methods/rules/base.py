@@ -9,6 +9,10 @@ an optimizer: the shared mode maps every phase to one object (one state), DualOp
 to two optimizers over the same parameters. The lr of a phase is ``base_lr[phase] × multiplier[phase]``; the
 multipliers come from each phase's scheduler on the rule's global clock (:meth:`Job.set_clock`) or from
 :meth:`Stepper.set_multiplier`.
+
+In a distributed run (docs/scaling.md) :func:`unlearnlab.distributed.unlearning.prepare` sets :attr:`Job.dist`:
+from then on the job's loaders yield this rank's share of each global batch and its objectives return
+global-batch means; with ``dist`` None (one process) nothing here changes.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from unlearnlab.objectives import FamilyLoss, Objective
 from unlearnlab.training import Precision, check_finite, lr_multiplier
 
 if TYPE_CHECKING:
+    from unlearnlab.distributed.runtime import Runtime
     from unlearnlab.methods.modifiers.base import Modifier
 
 
-def weighted(weight: float, loss: torch.Tensor) -> torch.Tensor:
+def scaled(weight: float, loss: torch.Tensor) -> torch.Tensor:
     """``weight · loss``; the loss itself when ``weight == 1`` (multiplying by 1 is exact in floating point, forward
     and backward, so skipping it changes no value and saves an operation and its backward per step)."""
     return loss if weight == 1 else weight * loss
@@ -141,6 +146,11 @@ class Job:
     schedules: dict[str, str] = field(default_factory=dict)
     milestones: tuple[int, ...] = ()
     _teacher: nn.Module | None = None
+    #: set when a distributed run prepared the job: this rank, what training forwards call (the DDP wrapper or
+    #: the sharded model) and how an objective becomes this rank's share (docs/scaling.md)
+    dist: Runtime | None = None
+    forward: nn.Module | None = None
+    sharing: Callable[[Objective], Objective] | None = None
 
     def teacher(self) -> nn.Module:
         """The frozen eval copy of the model as it was before unlearning (one per run, forwards counted)."""
@@ -167,7 +177,21 @@ class Job:
 
     def retain_objective(self) -> Objective:
         """The retain objective, the family's loss when the method has none (surgery rules need one)."""
-        return self.retain if self.retain is not None else FamilyLoss()
+        if self.retain is not None:
+            return self.retain
+        return FamilyLoss() if self.sharing is None else self.sharing(FamilyLoss())
+
+    def net(self) -> nn.Module:
+        """What a training forward calls: the model, or its DDP wrapper in a distributed run."""
+        return self.model if self.forward is None else self.forward
+
+    def shard(self, batch: Batch) -> Batch:
+        """This rank's share of a global batch (the batch itself in one process)."""
+        return batch if self.dist is None else self.dist.shard(batch)
+
+    def sharded(self, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """This rank's share of every batch of ``batches`` (the same iterator in one process)."""
+        return batches if self.dist is None else self.dist.shard_all(batches)
 
     def source(self, side: str) -> Source:
         """D_f or D_r as the side's objective wants it this epoch (e.g. relabelled once per epoch)."""
@@ -180,13 +204,14 @@ class Job:
 
     def batches(self, side: str, batch_size: int | None = None) -> Iterator[Batch]:
         """One shuffled pass over D_f or D_r (own generator per side; the family's training transform)."""
-        return iterate(self.source(side), batch_size or self.size(side), self.ctx.generator(f"{side}-loader"),
-                       True, self.data.transform)
+        return self.sharded(iterate(self.source(side), batch_size or self.size(side),
+                                    self.ctx.generator(f"{side}-loader"), True, self.data.transform))
 
     def cycle(self, side: str, batch_size: int | None = None, source: Source | None = None) -> Iterator[Batch]:
         """Endless shuffled passes over ``source`` (default: the side's data as stored)."""
         data = source if source is not None else (self.data.forget if side == "forget" else self.data.retain)
-        return cycle(data, batch_size or self.size(side), self.ctx.generator(f"{side}-loader"), self.data.transform)
+        return self.sharded(cycle(data, batch_size or self.size(side), self.ctx.generator(f"{side}-loader"),
+                                  self.data.transform))
 
     def penalty(self, epoch: int) -> torch.Tensor | None:
         """The sum of the modifiers' loss terms at ``epoch`` (ℓ1, ridge), or None."""
@@ -210,6 +235,9 @@ class Rule(Component, ABC):
     internal: ClassVar[frozenset[str]] = frozenset({"name"})
     #: whether the rule's steps go through :meth:`Stepper.step` (so fp16 loss scaling can apply)
     loss_scaling: ClassVar[bool] = True
+    #: whether it runs on sharded parameters (FSDP): it reads gradients and parameters only through the optimizer
+    #: step and elementwise hooks, never as whole vectors (docs/scaling.md)
+    fsdp: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, job: Job) -> None:

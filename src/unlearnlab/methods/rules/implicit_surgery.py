@@ -34,11 +34,12 @@ import contextlib
 import math
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.rules.base import Job, weighted
+from unlearnlab.methods.rules.base import Job, scaled
 from unlearnlab.methods.rules.surgery import PairedSteps
 from unlearnlab.objectives import Objective
 from unlearnlab.utils import eval_mode, preserved_buffers
@@ -113,6 +114,7 @@ class ImplicitSurgery(PairedSteps):
     signal_mode: str = "frozen_bn"
     fast: bool = False
     name: str = "implicit_surgery"
+    fsdp: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -156,7 +158,7 @@ class ImplicitSurgery(PairedSteps):
                 job.stepper.step(loss_r, "joint")
                 previous = None
                 continue
-            loss_u, loss_r = weighted(self.forget_scale, loss_u), weighted(self.retain_scale, loss_r)
+            loss_u, loss_r = scaled(self.forget_scale, loss_u), scaled(self.retain_scale, loss_r)
             before = self._signal_value(job, retain, batch_f, batch_r) if self.signal_mode == "eval" \
                 else self._phi_signal(loss_r)
             if self.fast and previous is not None:
@@ -190,7 +192,7 @@ class ImplicitSurgery(PairedSteps):
         guard = {"frozen_bn": preserved_buffers, "eval": eval_mode}.get(self.signal_mode)
         with torch.no_grad(), (guard(job.model) if guard else contextlib.nullcontext()):
             _, loss_r = self.losses(job, retain, batch_f, batch_r, forget=False)
-            return self._phi_signal(weighted(self.retain_scale, loss_r))
+            return self._phi_signal(scaled(self.retain_scale, loss_r))
 
     def _dual_step(self, delta: torch.Tensor, lr: float) -> None:
         if self.lr_normalised:

@@ -3,7 +3,8 @@
 One epoch = one pass over the forget batches (only their count matters when the method has no forget objective).
 Each step takes the next batch of the retain stream: D_r (or the accessible subset D′_r of the
 :class:`~unlearnlab.methods.modifiers.RetainSubset` modifier) in batches of B, reshuffled on exhaustion, the last
-partial batch dropped iff |D_r| > B. Per step, after the modifiers' ``before_batch`` hook (MinNorm-OG's projection):
+partial batch dropped iff |D_r| > B. Per step, after the modifiers' ``before_batch`` hook (MinNorm-OG's projection,
+which sees the whole global batch on every rank of a distributed run):
 
     L = w_r·J(B_r) [unless a max-epoch] + F(B_f) [if a forget objective, and not a min-epoch] + penalties
 
@@ -23,7 +24,7 @@ import torch
 
 from unlearnlab.data.tensors import Batch, Source, batch_positions
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.rules.base import Job, Rule, weighted
+from unlearnlab.methods.rules.base import Job, Rule, scaled
 
 
 def retain_stream(data: Source, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
@@ -44,6 +45,7 @@ class MinNormLoop(Rule):
     alternate: bool = False
     num_gd_epochs: int = 0
     name: str = "min_norm"
+    fsdp: ClassVar[bool] = True
     internal: ClassVar[frozenset[str]] = frozenset({"name", "retain_weight", "alternate"})
 
     def __post_init__(self) -> None:
@@ -81,7 +83,7 @@ class MinNormLoop(Rule):
                 job.before_batch(epoch, i, retain_batch)
                 loss = torch.zeros((), device=next(model.parameters()).device)
                 if self.retain_weight and not maximise:
-                    loss = loss + weighted(self.retain_weight, job.retain(model, retain_batch, ctx))
+                    loss = loss + scaled(self.retain_weight, job.retain(model, job.shard(retain_batch), ctx))
                 if job.forget is not None and (maximise or not self.alternate):
                     loss = loss + job.forget(model, forget_batch, ctx)
                 extra = job.penalty(epoch)

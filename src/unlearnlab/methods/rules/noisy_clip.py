@@ -15,7 +15,8 @@ clip is one global ℓ2 norm over all trainable parameters; ξ ~ N(0, σ²I) is 
 the **parameters** (never scaled by γ). ``noise_source="secure"`` (default) seeds the noise generator from the
 operating system's entropy (``secrets``), never stores the seed and never derives it from the run seed, so the
 noise cannot be replayed from anything released; ``"seeded"`` derives it from the run seed for reproducible research
-runs, and then the certificate, the row and the table say "not certified" in words (docs/certificates.md).
+runs, and then the certificate, the row and the table say "not certified" in words (docs/certificates.md). Across the
+ranks of a distributed run the noise is one draw: rank 0 draws the secure seed and broadcasts it (docs/scaling.md).
 Fine-tuning: plain SGD (momentum 0, coupled wd from the job's optimizer), linear one-cycle (optax shape) over the
 run's N = E·⌈|D_r|/b⌉ steps, the counter restarting at 0, N − T steps, the retain loader continuing mid-epoch
 (docs/certificates.md, "Noise-free fine-tuning").
@@ -292,7 +293,7 @@ class NoisyClip(Rule):
         stream = retain_stream()
         if self.noise_source == "secure":  # OS entropy, never stored: the noise cannot be replayed
             gen = torch.Generator(device=params[0].device)
-            gen.manual_seed(secrets.randbits(63))
+            gen.manual_seed(secrets.randbits(63) if job.dist is None else job.dist.secure_seed())  # one for all ranks
         else:
             gen = torch_generator(ctx.seed, "certified-noise", params[0].device)
 

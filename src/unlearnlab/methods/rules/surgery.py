@@ -32,7 +32,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from unlearnlab.data.tensors import Batch, batch_size_of, iterate
+from unlearnlab.data.tensors import Batch, iterate
+from unlearnlab.distributed.batches import global_rows
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.rules.base import Job, Rule
 from unlearnlab.objectives import Objective
@@ -94,7 +95,7 @@ class PairedSteps(Rule):
         for epoch in range(job.epochs):
             job.stepper.set_multiplier(job.schedule(epoch))
             forget_iter = job.cycle("forget", b_f, job.source("forget"))
-            retain = iterate(data.retain, b_r, ctx.generator("retain-loader"), True, data.transform)
+            retain = job.sharded(iterate(data.retain, b_r, ctx.generator("retain-loader"), True, data.transform))
             for i, retain_batch in enumerate(retain):
                 yield epoch, next(forget_iter), retain_batch
                 ctx.report((epoch + (i + 1) / steps) / job.epochs)
@@ -105,11 +106,11 @@ class PairedSteps(Rule):
         """``(ℓ_u, ℓ_r)`` of one pair (ℓ_u None when the forget objective is off), scaled by batch share if asked."""
         model = job.model
         if self.joint_forward:
-            model = JointForward(job.model, batch_f, batch_r, job.data.family.input_field)
+            model = JointForward(job.net(), batch_f, batch_r, job.data.family.input_field)
         loss_u = job.forget(model, batch_f, job.ctx) if forget else None
         loss_r = retain(model, batch_r, job.ctx)
         if self.loss_scale == "batch_share":
-            n_f, n_r = batch_size_of(batch_f), batch_size_of(batch_r)
+            n_f, n_r = global_rows(batch_f), global_rows(batch_r)  # the global batch's shares on every rank
             loss_r = loss_r * (n_r / (n_f + n_r))
             loss_u = None if loss_u is None else loss_u * (n_f / (n_f + n_r))
         return loss_u, loss_r
@@ -153,6 +154,9 @@ class Surgery(PairedSteps):
                 continue
             g_u = flat_grad(loss_u, params, retain_graph=True)
             g_r = flat_grad(loss_r, params)
+            if job.dist is not None:  # autograd.grad bypasses DDP: average the ranks' shares here
+                job.dist.all_mean_(g_u)
+                job.dist.all_mean_(g_r)
             if keep is not None:
                 g_u, g_r = g_u * keep, g_r * keep
             d, _ = surgery_direction(g_u, g_r, self.epsilon, self.tiny)
