@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     common.limit_threads(args.threads)
-    timer = common.clock(args.clock)
+    timer = common.CLOCKS[args.clock]
     spec = get_protocol(args.protocol)
     config: RunConfig = spec.run_config(cache_dir=args.cache, threads=args.threads, device="cpu")
     shadows = args.shadows if spec.ulira_shadows else None

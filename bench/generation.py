@@ -1,7 +1,7 @@
 """Overhead of the generation family: our DDIM sampler vs a bare loop, our training step vs a bare ε-MSE step.
 
-Candidates, timed side by side (interleaved round-robin, order rotated each repeat; ratios = medians of per-repeat
-ratios), on the same model and inputs:
+Candidates, timed side by side (interleaved round-robin, order rotated each repeat, CPU and wall clocks; ratios =
+geometric means of per-repeat ratios with a 95 % t-interval, bench/common.py), on the same model and inputs:
 
 * **sampling** (images/s): ``unlearnlab.generation.sample`` (class-conditional DDIM, η = 1, guidance w = 2, S steps)
   against ``bare``: the same loop written inline — per batch, initial noise; per step, one forward of the model over
@@ -15,10 +15,10 @@ ratios), on the same model and inputs:
 
 Workloads: the digits tier's model (residual MLP, 1×8×8, 0.52 M parameters) and the Fashion-MNIST tier's UNet
 (``unet:fmnist`` at 14×14, 0.18 M parameters; needs the extra ``gen``). Each timed training call copies the same
-initial model outside the timed region. ``--clock cpu`` times with ``time.process_time`` (CPU device only; for
-shared CPU machines).
+initial model outside the timed region. ``--clock`` picks the clock of the warnings (default cpu on a CPU device,
+wall on CUDA).
 
-    python bench/generation.py [--repeats 7] [--clock wall|cpu] [--only digits|fmnist]
+    python bench/generation.py [--repeats 7] [--clock auto|cpu|wall] [--only digits|fmnist]
 """
 
 from __future__ import annotations
@@ -99,8 +99,7 @@ def bare_train(model: Denoiser, x: torch.Tensor, y: torch.Tensor, batch_size: in
 
 
 def workload(name: str, shape: tuple[int, ...], n_train: int, n_images: int, steps: int, repeats: int,
-             args: argparse.Namespace, device: torch.device) -> None:
-    timer = common.clock(args.clock)
+             args: argparse.Namespace, device: torch.device, clock: str) -> None:
     model = build_model(get_tier(name), shape, 10, seed=1).to(device)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(n_train, *shape, generator=gen).to(device)
@@ -115,40 +114,33 @@ def workload(name: str, shape: tuple[int, ...], n_train: int, n_images: int, ste
     def bare_sampler() -> None:
         bare_sample(model, classes, steps, n_images, 1)
 
-    def ours_train() -> float:
+    def ours_train() -> dict[str, float]:
         m = copy.deepcopy(model)
-        common.sync(device)
-        start = timer()
+        start = common.Stamp.now(device)
         train_denoiser(m, TensorData.of(x, y), recipe, seed=1)
-        common.sync(device)
-        return timer() - start
+        return start.since(device)
 
-    def bare_trainer() -> float:
+    def bare_trainer() -> dict[str, float]:
         m = copy.deepcopy(model)
-        common.sync(device)
-        start = timer()
+        start = common.Stamp.now(device)
         bare_train(m, x, y, recipe.batch_size, recipe.lr, 1)
-        common.sync(device)
-        return timer() - start
+        return start.since(device)
 
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    t = common.interleaved_timings({"bare": bare_sampler, "unlearnlab": ours_sample}, repeats, args.warmup,
-                                   device, timer=timer)
-    thr = {k: [b / v for v, b in zip(vs, t["bare"])] for k, vs in t.items()}
+    shown = common.clocks_for(device)
+    t = common.interleaved_timings({"bare": bare_sampler, "unlearnlab": ours_sample}, repeats, args.warmup, device)
     print()
-    common.print_ratios(t, "bare", work=n_images, work_unit="img/s",
+    common.print_ratios(t, "bare", clock=clock, work=n_images, work_unit="img/s", tolerance=args.tolerance,
+                        clocks=shown,
                         title=f"{name} sampling: {get_tier(name).model} ({params:.2f} M params), {n_images} images "
-                              f"of {'x'.join(map(str, shape))}, DDIM {steps} steps, w = {GUIDANCE:g}:",
-                        extra={"throughput / bare": {k: f"{common.median(v):.3f}" for k, v in thr.items()}})
-    t = common.interleaved_timings({"bare": bare_trainer, "unlearnlab": ours_train}, repeats, args.warmup, device,
-                                   timer=timer)
+                              f"of {'x'.join(map(str, shape))}, DDIM {steps} steps, w = {GUIDANCE:g}:")
+    t = common.interleaved_timings({"bare": bare_trainer, "unlearnlab": ours_train}, repeats, args.warmup, device)
     n_steps = -(-n_train // recipe.batch_size)
-    thr = {k: [b / v for v, b in zip(vs, t["bare"])] for k, vs in t.items()}
     print()
-    common.print_ratios(t, "bare", work=n_steps, work_unit="steps/s",
+    common.print_ratios(t, "bare", clock=clock, work=n_steps, work_unit="steps/s", tolerance=args.tolerance,
+                        clocks=shown,
                         title=f"{name} training: {n_train} images, batch {recipe.batch_size}, {n_steps} steps per "
-                              "call (Adam 2e-4, clip 1.0):",
-                        extra={"throughput / bare": {k: f"{common.median(v):.3f}" for k, v in thr.items()}})
+                              "call (Adam 2e-4, clip 1.0):")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,21 +148,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--only", choices=("digits", "fmnist"), default=None)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--clock", choices=sorted(common.CLOCKS), default="wall",
-                    help="'cpu': time.process_time (shared CPU machines; CPU device only)")
+    common.add_arguments(ap)
     args = ap.parse_args(argv)
-    common.limit_threads(args.threads)
-    device = common.pick_device(args.device)
-    if args.clock == "cpu" and device.type == "cuda":
-        ap.error("--clock cpu measures process CPU time, which does not include GPU work: use wall on CUDA")
+    device, clock = common.setup(ap, args)
     print(f"# bench/generation.py  {datetime.date.today()}  {common.describe_machine(device)}")
-    print(f"# repeats={args.repeats}, warm-up rounds={args.warmup}; clock={args.clock}")
+    print(f"# repeats={args.repeats}, warm-up rounds={args.warmup}; decision clock={clock}")
     if args.only in (None, "digits"):
-        workload("digits", (1, 8, 8), 1280, 500, 50, args.repeats, args, device)
+        workload("digits", (1, 8, 8), 1280, 500, 50, args.repeats, args, device, clock)
     if args.only in (None, "fmnist"):
-        workload("fmnist", (1, 14, 14), 1280, 100, 10, args.repeats, args, device)
+        workload("fmnist", (1, 14, 14), 1280, 100, 10, args.repeats, args, device, clock)
 
 
 if __name__ == "__main__":

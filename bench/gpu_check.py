@@ -210,7 +210,7 @@ def check_throughput(report: Report, args: argparse.Namespace, size: dict[str, A
     for precision in ("fp32", "bf16"):
         fns[f"bare {precision}"] = bare(precision, cl)
         fns[f"train {precision}"] = library(precision)
-    t = common.interleaved_timings(fns, size["repeats"], 1, device)
+    t = common.interleaved_timings(fns, size["repeats"], 1, device).clock("wall")
     rate = {k: n / common.median(v) for k, v in t.items()}
     for precision in ("fp32", "bf16"):
         report.add("throughput", precision + (" channels-last" if cl else ""), {

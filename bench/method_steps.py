@@ -21,17 +21,20 @@ stamps the clock after every ``optimizer.step()`` of an optimizer over more than
 boundaries included and setup excluded. It does not difference two noisy runs, so it is much less noisy; both
 are reported.
 
-One-shot methods (family "one-shot", or no ``epochs`` hyperparameter; retrain) are reported as their total
-time relative to one FT epoch (FT with epochs=1 in the same repeat); retrain runs ``--retrain-epochs`` epochs
-(the default recipe trains 60, so multiply).
+One-shot methods (registered as a ``OneShot`` builder, or no ``epochs`` hyperparameter; retrain) are reported as
+their total time relative to one FT epoch (FT with epochs=1 in the same repeat); retrain runs
+``--retrain-epochs`` epochs (the default recipe trains 60, so multiply).
 
-All timed calls are interleaved round-robin (order rotated per repeat); ratios are medians of per-repeat
-ratios. ``--clock cpu`` reads the same timed region with ``time.process_time`` instead of
-``time.perf_counter`` (CPU device only): on a shared CPU machine it drops time spent waiting for a core.
-Methods that fail to run in this setting are listed as skipped, with the error.
+All timed calls are interleaved round-robin (order rotated per repeat), and the timed region is read on both the
+process CPU clock (``time.process_time``; on a shared CPU machine it drops time spent waiting for a core) and the
+wall clock: this script stands in for ``unlearnlab.api``'s ``time`` module with :class:`RegionClock`, whose
+``perf_counter`` is the wall clock and also notes the CPU clock (in this benchmark process only; the library is
+unchanged). Each ratio is the geometric mean of per-repeat ratios with a 95 % t-interval (bench/common.py);
+``--clock`` picks the clock of the warnings (default cpu on a CPU device, wall on CUDA). Methods that fail to run
+in this setting are listed as skipped, with the error.
 
-    python bench/method_steps.py [--methods ft,scrub,'salun*',...] [--repeats 3] [--clock wall|cpu]
-                                 [--set minnorm-og.grad_sample_size=50]
+    python bench/method_steps.py [--methods ft,scrub,'salun*',...] [--repeats 10] [--clock auto|cpu|wall]
+                                 [--set minnorm-og.grad_sample_size=50] [--set eupmu.joint_forward=true]
 """
 
 from __future__ import annotations
@@ -40,8 +43,6 @@ import argparse
 import datetime
 import math
 import sys
-import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -55,23 +56,41 @@ import unlearnlab as ul
 import unlearnlab.api
 from unlearnlab.bench.config import parse_assignment
 from unlearnlab.methods import get_method, list_methods
+from unlearnlab.methods.registry import OneShot
 from unlearnlab.models.registry import create
 
 
-class StepStamps:
-    """Clock readings after every optimizer step (optimizers over more than one element only)."""
+class RegionClock:
+    """Stands in for ``unlearnlab.api.time``: ``perf_counter()`` returns the wall clock and notes both clocks, so the
+    library's timed region (its first to its last reading in one call) is known on the CPU and the wall clock."""
 
-    def __init__(self, timer):
-        self.timer = timer
-        self.times: list[float] = []
+    def __init__(self) -> None:
+        self.reads: list[common.Stamp] = []
+
+    def perf_counter(self) -> float:
+        self.reads.append(common.Stamp.now())
+        return self.reads[-1].wall
+
+    def region(self) -> dict[str, float]:
+        first, last = self.reads[0], self.reads[-1]
+        return {"cpu": last.cpu - first.cpu, "wall": last.wall - first.wall}
+
+
+class StepStamps:
+    """Both clocks after every optimizer step (optimizers over more than one element only)."""
+
+    def __init__(self) -> None:
+        self.times: list[common.Stamp] = []
 
     def __call__(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if sum(p.numel() for g in optimizer.param_groups for p in g["params"]) > 1:
-            self.times.append(self.timer())
+            self.times.append(common.Stamp.now())
 
-    def mean_interval(self) -> float:
+    def mean_interval(self) -> dict[str, float]:
         t = self.times
-        return (t[-1] - t[0]) / (len(t) - 1) if len(t) > 1 else math.nan
+        if len(t) < 2:
+            return {"cpu": math.nan, "wall": math.nan}
+        return {"cpu": (t[-1].cpu - t[0].cpu) / (len(t) - 1), "wall": (t[-1].wall - t[0].wall) / (len(t) - 1)}
 
 
 def expand(spec: str | None) -> list[str]:
@@ -87,14 +106,14 @@ def expand(spec: str | None) -> list[str]:
 
 def is_oneshot(name: str) -> bool:
     info = get_method(name)
-    return info.family.startswith("one-shot") or "epochs" not in info.defaults
+    return isinstance(info.method, OneShot) or "epochs" not in info.defaults
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--methods", default=None,
                     help="comma-separated names or patterns (default: every registered method); ft is always added")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=0,
                     help="discarded rounds (a first call of every method already runs, to count its steps)")
     ap.add_argument("--n-forget", type=int, default=256)
@@ -102,11 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--min-delta-steps", type=int, default=32)
     ap.add_argument("--retrain-epochs", type=int, default=1)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--clock", choices=sorted(common.CLOCKS), default="wall",
-                    help="'cpu': the timed region of unlearn() is read with time.process_time (shared CPU "
-                         "machines; CPU device only)")
+    common.add_arguments(ap)
     ap.add_argument("--verbose", action="store_true", help="print every timed call")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
                     help="hyperparameter override, e.g. --set minnorm-og.grad_sample_size=50 (repeatable)")
@@ -116,15 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         method, key, value = parse_assignment(item)
         overrides.setdefault(get_method(method).name, {})[key] = value
 
-    common.limit_threads(args.threads)
-    device = common.pick_device(args.device)
-    timer = common.clock(args.clock)
-    if args.clock == "cpu":
-        if device.type == "cuda":
-            ap.error("--clock cpu measures process CPU time, which does not include GPU work: use wall on CUDA")
-        # unlearn() reads its timed region with time.perf_counter(); point that module's clock at the process
-        # CPU clock, in this benchmark process only (the library code is unchanged).
-        unlearnlab.api.time = types.SimpleNamespace(perf_counter=time.process_time)
+    device, clock = common.setup(ap, args)
+    region = RegionClock()
+    unlearnlab.api.time = region  # the library's timed region, read on both clocks (this process only)
     names = expand(args.methods)
     if "ft" not in names:
         names.insert(0, "ft")
@@ -146,13 +155,15 @@ def main(argv: list[str] | None = None) -> None:
         hp.update(overrides.get(get_method(method).name, {}))
         return ul.unlearn(model, forget=forget, retain=retain, method=method, **hp)
 
-    stamps = StepStamps(timer)
+    stamps = StepStamps()
     in_run_ok = device.type == "cpu"  # on CUDA the stamps would need a synchronise per step
     handle = register_optimizer_step_post_hook(stamps) if in_run_ok else None
 
     print(f"# bench/method_steps.py  {datetime.date.today()}  {common.describe_machine(device)}")
     print(f"# small_cnn, x ~ U[0,1) of shape [n, 3, 32, 32], 10 classes, |D_f|={n_f}, |D_r|={n_r}, "
-          f"batch_size={args.batch_size}, repeats={args.repeats}, clock={args.clock}")
+          f"batch_size={args.batch_size}, repeats={args.repeats}, decision clock={clock}")
+    if overrides:
+        print(f"# overrides: {overrides}")
 
     # First call of every method (discarded): counts its steps per epoch, decides E2, finds methods that fail.
     skipped: dict[str, str] = {}
@@ -175,15 +186,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"ft, the baseline, failed: {skipped.get('ft')}")
 
     results: dict[str, ul.UnlearnResult] = {}
-    in_run: dict[str, list[float]] = {}
+    in_run = common.Timings()
 
     def runner(key: str, method: str, epochs: int | None):
-        def fn() -> float:
+        def fn() -> dict[str, float]:
             stamps.times.clear()
-            res = call(method, epochs)
-            results[key] = res
-            in_run.setdefault(key, []).append(stamps.mean_interval())
-            return res.seconds
+            region.reads.clear()
+            results[key] = call(method, epochs)
+            in_run.add(key, stamps.mean_interval())
+            return region.region()
         return fn
 
     fns = {}
@@ -197,11 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     t = common.interleaved_timings(fns, args.repeats, args.warmup, device, log)
     if handle is not None:
         handle.remove()
-    for key in in_run:  # drop the warm-up rounds' entries
-        in_run[key] = in_run[key][-args.repeats:]
+    for table in in_run.by_clock.values():  # drop the warm-up rounds' entries
+        for key in table:
+            table[key] = table[key][-args.repeats:]
 
-    per_step: dict[str, list[float]] = {}
-    setup: dict[str, list[float]] = {}
+    per_step, setup = common.Timings(), common.Timings()
     cols: dict[str, dict[str, str]] = {"epochs": {}, "steps/epoch": {}, "fwd samples/step": {}}
     flat: list[str] = []
     for name in iterative:
@@ -211,35 +222,40 @@ def main(argv: list[str] | None = None) -> None:
         if ds <= 0:
             flat.append(name)
             continue
-        per_step[name] = [(b - a) / ds for a, b in zip(t[f"{name}@1"], t[f"{name}@{e2}"])]
-        setup[name] = [a - r1.optimizer_steps * s for a, s in zip(t[f"{name}@1"], per_step[name])]
+        for kind, table in t.by_clock.items():
+            steps = [(b - a) / ds for a, b in zip(table[f"{name}@1"], table[f"{name}@{e2}"])]
+            per_step.by_clock[kind][name] = steps
+            setup.by_clock[kind][name] = [a - r1.optimizer_steps * s for a, s in zip(table[f"{name}@1"], steps)]
         cols["epochs"][name] = f"1 vs {e2}"
         cols["steps/epoch"][name] = f"{r1.optimizer_steps}"
         cols["fwd samples/step"][name] = f"{(r2.forward_samples - r1.forward_samples) / ds:.0f}"
-    cols["setup s"] = {n: f"{common.median(v):.3f}" for n, v in setup.items()}
-    if in_run_ok:
-        within = {n: in_run[f"{n}@{epochs2[n]}"] for n in per_step}
-        cols["in-run s/step"] = {n: f"{common.median(v):.4f}" for n, v in within.items()}
-        cols["in-run x ft"] = {n: f"{common.median(common.paired_ratios(within, n, 'ft')):.3f}" for n in within}
-        cols["IQR"] = {n: f"{common.iqr(common.paired_ratios(within, n, 'ft')):.3f}" for n in within}
+    cols[f"setup s ({clock})"] = {n: f"{common.median(v):.3f}" for n, v in setup.clock(clock).items()}
+    shown = common.clocks_for(device)
     print()
     common.print_ratios(
-        per_step, "ft",
+        per_step, "ft", clock=clock, tolerance=args.tolerance, clocks=shown, extra=cols,
         title="Seconds per optimizer step, (t(E2) - t(E1)) / (steps(E2) - steps(E1)), relative to an FT step:",
-        extra=cols,
     )
     if in_run_ok:
-        print("(in-run: mean interval between optimizer steps within the E2 run; ratio and IQR per repeat vs ft)")
-    once = [n for n in oneshot] + flat
-    if once:
-        table = {"ft (1 epoch)": t["ft@1"]}
-        for name in oneshot:
-            label = f"{name} ({args.retrain_epochs} epoch)" if "epochs" in get_method(name).defaults else name
-            table[label] = t[f"{name}@once"]
-        for name in flat:
-            table[f"{name} (steps do not grow with epochs; 1 epoch)"] = t[f"{name}@1"]
+        within = in_run.derive(lambda table: {n: table[f"{n}@{epochs2[n]}"] for n in per_step.clock(clock)})
         print()
-        common.print_ratios(table, "ft (1 epoch)", title="One-shot methods: total time relative to one FT epoch:")
+        common.print_ratios(
+            within, "ft", clock=clock, tolerance=args.tolerance, clocks=shown,
+            title="In-run: mean interval between optimizer steps within the E2 run, relative to FT's:",
+        )
+    once = [*oneshot, *flat]
+    if once:
+        table = common.Timings()
+        for kind, src in t.by_clock.items():
+            table.by_clock[kind]["ft (1 epoch)"] = src["ft@1"]
+            for name in oneshot:
+                label = f"{name} ({args.retrain_epochs} epoch)" if "epochs" in get_method(name).defaults else name
+                table.by_clock[kind][label] = src[f"{name}@once"]
+            for name in flat:
+                table.by_clock[kind][f"{name} (steps do not grow with epochs; 1 epoch)"] = src[f"{name}@1"]
+        print()
+        common.print_ratios(table, "ft (1 epoch)", clock=clock, tolerance=args.tolerance, clocks=shown,
+                            title="One-shot methods: total time relative to one FT epoch:")
     if skipped:
         print("\nSkipped (failed in this setting):")
         for name, why in skipped.items():

@@ -11,11 +11,12 @@ default recipe shortened to ``--epochs`` (SGD 0.05, momentum 0.9, wd 5e-4, batch
 
 Workloads: ``mlp`` on the real digits training split (1,302 × 1×8×8; the benchmark's default setting) and,
 with ``--model small_cnn``, ``small_cnn`` on 2,048 random 3×32×32 images. Printed: median seconds per call, the
-ratio to ``train`` (median of per-repeat ratios, IQR), and the added milliseconds per checkpoint,
-(t_ckpt − t_train) / (epochs − 1), with the size of one checkpoint file. ``--dir`` chooses where the files go
+ratio to ``train`` (geometric mean of per-repeat ratios with a 95 % t-interval, on the CPU and wall clocks:
+bench/common.py), and the added milliseconds per checkpoint, (t_ckpt − t_train) / (epochs − 1), as a mean with
+its 95 % t-interval on the decision clock, with the size of one checkpoint file. ``--dir`` chooses where the files go
 (default: a temporary folder; use the model cache's disk to measure that disk).
 
-    python bench/train_checkpoint.py [--epochs 10] [--repeats 20] [--model mlp|small_cnn] [--clock wall|cpu]
+    python bench/train_checkpoint.py [--epochs 10] [--repeats 20] [--model mlp|small_cnn] [--clock auto|cpu|wall]
 """
 
 from __future__ import annotations
@@ -57,52 +58,46 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--model", choices=("mlp", "small_cnn"), default="mlp")
     ap.add_argument("--dir", default=None, help="folder for the checkpoint (default: a temporary folder)")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--clock", choices=sorted(common.CLOCKS), default="wall",
-                    help="'cpu': time.process_time (shared CPU machines; CPU device only)")
+    common.add_arguments(ap)
     args = ap.parse_args(argv)
     if args.epochs < 2:
         ap.error("--epochs must be >= 2 (no checkpoint is written after the last epoch)")
 
-    common.limit_threads(args.threads)
-    device = common.pick_device(args.device)
-    timer = common.clock(args.clock)
+    device, clock = common.setup(ap, args)
     model, data = workload(args.model, device)
     recipe = Recipe(epochs=args.epochs)
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="train-checkpoint-"))
     checkpoint = TrainCheckpoint(folder / "bench.train-state")
     sizes: list[int] = []
 
-    def plain() -> float:
+    def plain() -> dict[str, float]:
         net = copy.deepcopy(model)
-        common.sync(device)
-        start = timer()
+        start = common.Stamp.now(device)
         train(net, data, recipe, seed=1)
-        common.sync(device)
-        return timer() - start
+        return start.since(device)
 
-    def checkpointed() -> float:
+    def checkpointed() -> dict[str, float]:
         checkpoint.clear()
         net = copy.deepcopy(model)
-        common.sync(device)
-        start = timer()
+        start = common.Stamp.now(device)
         train(net, data, recipe, seed=1, checkpoint=checkpoint)
-        common.sync(device)
-        seconds = timer() - start
+        seconds = start.since(device)
         sizes.append(checkpoint.path.stat().st_size)
         return seconds
 
     print(f"# bench/train_checkpoint.py  {datetime.date.today()}  {common.describe_machine(device)}")
     print(f"# {args.model}, {len(data)} samples, {args.epochs} epochs per call "
           f"({-(-len(data) // recipe.batch_size) * args.epochs} steps), {args.epochs - 1} checkpoints per call; "
-          f"repeats={args.repeats}, warm-up rounds={args.warmup}; clock={args.clock}; files in {folder}")
-    t = common.interleaved_timings({"train": plain, "train + checkpoint": checkpointed}, args.repeats,
-                                   args.warmup, device, timer=timer)
+          f"repeats={args.repeats}, warm-up rounds={args.warmup}; decision clock={clock}; files in {folder}")
+    timings = common.interleaved_timings({"train": plain, "train + checkpoint": checkpointed}, args.repeats,
+                                         args.warmup, device)
+    t = timings.clock(clock)
     extra = [(b - a) / (args.epochs - 1) * 1000 for a, b in zip(t["train"], t["train + checkpoint"])]
+    mean, low, high = common.mean_interval(extra)
     epoch_ms = common.median(t["train"]) / args.epochs * 1000
-    common.print_ratios(t, "train", title="", extra={"ms per checkpoint": {
-        "train + checkpoint": f"{common.median(extra):.2f} (IQR {common.iqr(extra):.2f})"}})
+    per_checkpoint = {"train + checkpoint": f"{mean:.2f} [{low:.2f}, {high:.2f}]"}
+    common.print_ratios(timings, "train", clock=clock, tolerance=args.tolerance, clocks=common.clocks_for(device),
+                        extra={f"ms per checkpoint ({clock}, 95% CI)": per_checkpoint})
     print(f"one epoch without a checkpoint: {epoch_ms:.1f} ms; one checkpoint file: {sizes[-1] / 1024:.0f} KiB "
           f"(+ its .sha256)")
     checkpoint.clear()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import unlearnlab as ul
-from unlearnlab.data.tensors import TensorData, crop_flip, iterate
+from unlearnlab.data.tensors import TensorData, batch_positions, crop_flip, iterate
 from unlearnlab.errors import UnlearnlabError
 
 # digits, random:0.1, seed 1, val_seed 1 (split v1). Computed once; a platform, NumPy or code change that moves
@@ -318,3 +318,12 @@ def test_iterate_reshuffles_between_passes_and_keeps_order_without_shuffle():
     assert not torch.equal(first, second)
     ordered = torch.cat([b["y"] for b in iterate(data, 7, None, shuffle=False)])
     assert torch.equal(ordered, torch.arange(n))
+
+
+def test_batch_positions_are_placed_on_the_requested_device_with_the_same_split():
+    gen = torch.Generator().manual_seed(3)
+    moved = batch_positions(10, 4, gen, True, device="meta")
+    here = batch_positions(10, 4, torch.Generator().manual_seed(3), True)
+    assert [p.device.type for p in moved] == ["meta"] * 3
+    assert [len(p) for p in moved] == [len(p) for p in here] == [4, 4, 2]
+    assert sorted(torch.cat(here).tolist()) == list(range(10))

@@ -20,6 +20,7 @@ from unlearnlab.methods import compose
 from unlearnlab.methods.modifiers import FisherMask
 from unlearnlab.methods.optimization import Optimization
 from unlearnlab.methods.rules import ImplicitSurgery, Stepper, Surgery
+from unlearnlab.methods.rules.base import scaled
 from unlearnlab.methods.rules.implicit_surgery import Dual
 from unlearnlab.objectives import Objective
 
@@ -278,3 +279,14 @@ def test_surgery_presets_train_d_f_on_labels_drawn_once_per_epoch(method, monkey
     labels = torch.cat(seen)
     assert float((labels == 0).float().mean()) < 0.3  # not the true labels (≈ 1/10 by chance)
     assert draws["n"] == 3  # once per epoch
+
+
+@pytest.mark.parametrize("weight", [1.0, 1, 0.5, 3.0])
+def test_scaled_losses_have_the_value_and_gradient_of_the_product(weight):
+    w = torch.tensor([0.3, -1.7, 2.2], requires_grad=True)
+    loss = (w.exp() * torch.tensor([1.0, 2.0, 3.0])).sum()
+    (grad_product,) = torch.autograd.grad(weight * loss, w, retain_graph=True)
+    got = scaled(weight, loss)
+    (grad_weighted,) = torch.autograd.grad(got, w)
+    assert torch.equal(got, weight * loss)  # bit-identical, also when the multiplication is skipped
+    assert torch.equal(grad_weighted, grad_product)

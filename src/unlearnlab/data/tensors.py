@@ -106,8 +106,8 @@ class TensorData:
     def batches(self, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True,
                 transform: Transform | None = None) -> Iterator[Batch]:
         """One pass in batches of ``batch_size`` (last partial batch kept), shuffled with ``generator``."""
-        for pos in batch_positions(len(self), batch_size, generator, shuffle):
-            batch = self.gather(pos.to(self.device))
+        for pos in batch_positions(len(self), batch_size, generator, shuffle, self.device):
+            batch = self.gather(pos)
             yield batch if transform is None else transform(batch, generator)
 
 
@@ -180,12 +180,17 @@ Source = TensorData | StreamData
 
 
 def batch_positions(
-    n: int, batch_size: int, generator: torch.Generator | None, shuffle: bool = True
+    n: int, batch_size: int, generator: torch.Generator | None, shuffle: bool = True,
+    device: torch.device | str | None = None,
 ) -> list[torch.Tensor]:
-    """Split ``range(n)`` into batches of ``batch_size`` (last partial batch kept), shuffled if asked."""
+    """Split ``range(n)`` into batches of ``batch_size`` (last partial batch kept), shuffled if asked.
+
+    The order is drawn on the CPU (the generator's device) and moved to ``device`` once per pass, not per batch."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if device is not None:
+        order = order.to(device)
     return list(order.split(batch_size))
 
 

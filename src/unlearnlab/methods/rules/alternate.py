@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.rules.base import Job, Rule
+from unlearnlab.methods.rules.base import Job, Rule, scaled
 
 
 @dataclass
@@ -102,8 +102,9 @@ class Interleave(Rule):
             job.set_clock(t, total, per_epoch)
             if t % self.n_retain == 0:
                 for _ in range(self.n_forget):
-                    job.stepper.step(self.forget_weight * job.forget(job.model, next(forget), job.ctx), "forget")
-            loss = self.retain_weight * job.retain(job.model, next(retain), job.ctx)
+                    job.stepper.step(scaled(self.forget_weight, job.forget(job.model, next(forget), job.ctx)),
+                                     "forget")
+            loss = scaled(self.retain_weight, job.retain(job.model, next(retain), job.ctx))
             extra = job.penalty(t // per_epoch)
             if extra is not None:
                 loss = loss + extra

@@ -37,6 +37,12 @@ if TYPE_CHECKING:
     from unlearnlab.methods.modifiers.base import Modifier
 
 
+def scaled(weight: float, loss: torch.Tensor) -> torch.Tensor:
+    """``weight · loss``; the loss itself when ``weight == 1`` (multiplying by 1 is exact in floating point, forward
+    and backward, so skipping it changes no value and saves an operation and its backward per step)."""
+    return loss if weight == 1 else weight * loss
+
+
 class Stepper:
     """One optimizer step for a phase, with the modifiers' hooks and divergence tracking."""
 
@@ -95,7 +101,9 @@ class Stepper:
             m.on_gradients(self, phase)
         for m in self.modifiers:
             m.before_step(self, phase, opt)
-        self.loss_sum = self.loss_sum.to(loss_value.device) + loss_value
+        if self.loss_sum.device != loss_value.device:
+            self.loss_sum = self.loss_sum.to(loss_value.device)
+        self.loss_sum = self.loss_sum + loss_value
         if not self.precision.step(opt):
             return False
         for m in reversed(self.modifiers):

@@ -39,7 +39,7 @@ from typing import ClassVar
 import torch
 
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.rules.base import Job
+from unlearnlab.methods.rules.base import Job, scaled
 from unlearnlab.methods.rules.surgery import PairedSteps
 from unlearnlab.objectives import Objective
 from unlearnlab.utils import eval_mode, preserved_buffers
@@ -158,7 +158,7 @@ class ImplicitSurgery(PairedSteps):
                 job.stepper.step(loss_r, "joint")
                 previous = None
                 continue
-            loss_u, loss_r = self.forget_scale * loss_u, self.retain_scale * loss_r
+            loss_u, loss_r = scaled(self.forget_scale, loss_u), scaled(self.retain_scale, loss_r)
             before = self._signal_value(job, retain, batch_f, batch_r) if self.signal_mode == "eval" \
                 else self._phi_signal(loss_r)
             if self.fast and previous is not None:
@@ -192,7 +192,7 @@ class ImplicitSurgery(PairedSteps):
         guard = {"frozen_bn": preserved_buffers, "eval": eval_mode}.get(self.signal_mode)
         with torch.no_grad(), (guard(job.model) if guard else contextlib.nullcontext()):
             _, loss_r = self.losses(job, retain, batch_f, batch_r, forget=False)
-            return self._phi_signal(self.retain_scale * loss_r)
+            return self._phi_signal(scaled(self.retain_scale, loss_r))
 
     def _dual_step(self, delta: torch.Tensor, lr: float) -> None:
         if self.lr_normalised:

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods.rules.alternate import Alternate, Interleave
-from unlearnlab.methods.rules.base import Job, Rule
+from unlearnlab.methods.rules.base import Job, Rule, scaled
 
 
 @dataclass
@@ -88,12 +88,12 @@ class Joint(Rule):
         """w_r·R(B_r) [+ w_f·F(next forget batch)], or w_f·F(B_f) [+ w_r·R(next retain batch)] when D_f drives,
         plus the modifiers' penalty at ``epoch``."""
         if drive == "retain":
-            loss = self.retain_weight * job.retain(job.model, batch, job.ctx)
+            loss = scaled(self.retain_weight, job.retain(job.model, batch, job.ctx))
             if paired is not None:
-                loss = loss + self.forget_weight * job.forget(job.model, next(paired), job.ctx)
+                loss = loss + scaled(self.forget_weight, job.forget(job.model, next(paired), job.ctx))
         else:
-            loss = self.forget_weight * job.forget(job.model, batch, job.ctx)
+            loss = scaled(self.forget_weight, job.forget(job.model, batch, job.ctx))
             if paired is not None:
-                loss = loss + self.retain_weight * job.retain(job.model, next(paired), job.ctx)
+                loss = loss + scaled(self.retain_weight, job.retain(job.model, next(paired), job.ctx))
         extra = job.penalty(epoch)
         return loss if extra is None else loss + extra

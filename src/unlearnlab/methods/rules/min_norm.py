@@ -24,7 +24,7 @@ import torch
 
 from unlearnlab.data.tensors import Batch, Source, batch_positions
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.methods.rules.base import Job, Rule
+from unlearnlab.methods.rules.base import Job, Rule, scaled
 
 
 def retain_stream(data: Source, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
@@ -83,7 +83,7 @@ class MinNormLoop(Rule):
                 job.before_batch(epoch, i, retain_batch)
                 loss = torch.zeros((), device=next(model.parameters()).device)
                 if self.retain_weight and not maximise:
-                    loss = loss + self.retain_weight * job.retain(model, job.shard(retain_batch), ctx)
+                    loss = loss + scaled(self.retain_weight, job.retain(model, job.shard(retain_batch), ctx))
                 if job.forget is not None and (maximise or not self.alternate):
                     loss = loss + job.forget(model, forget_batch, ctx)
                 extra = job.penalty(epoch)
