@@ -35,7 +35,7 @@ COMPAT_FLAGS = (
 )
 GRID_COMPAT = ("std_ddof=0",)
 #: run options an experiment protocol may accept besides out, root, seeds, device, threads and the cache
-EXPERIMENT_OPTIONS = ("methods", "hparams", "original")
+EXPERIMENT_OPTIONS = ("methods", "hparams", "original", "parallel")
 
 class QuickSize(Validated):
     """The ``--quick`` size of a grid protocol: fields that differ from the full size (``None``: same)."""
@@ -110,7 +110,7 @@ class Protocol(Validated):
     # ---- experiment protocols
     experiment: str | None = None
     #: run options this experiment takes (:data:`EXPERIMENT_OPTIONS`): ``methods`` (a subset of its methods),
-    #: ``hparams`` (``--set``), ``original`` (``--original``)
+    #: ``hparams`` (``--set``), ``original`` (``--original``), ``parallel`` (runs under torchrun, ``--parallel``)
     accepts: tuple[str, ...] = ()
     quick_description: str = ""
     aliases: tuple[str, ...] = ()

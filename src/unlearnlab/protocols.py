@@ -258,7 +258,7 @@ def _tofu_paper() -> Protocol:
                      "or retain.eval=TOFU_EVAL.json; DualOptim's recipe (profile reference: 5 epochs, lr 1e-5, "
                      "batch 32) for ME+GD, IDK+AP, GA+GD, NPO+GD with and without dual optimizers; seeds 1-5."),
         experiment="unlearnlab.experiments.tofu:paper_forget10", methods=TOFU_PAPER_METHODS, seeds=(1, 2, 3, 4, 5),
-        accepts=("methods", "hparams", "original"))
+        accepts=("methods", "hparams", "original", "parallel"))
 
 _PROTOCOLS: dict[str, Protocol] = {}
 _ALIASES: dict[str, str] = {}

@@ -47,7 +47,7 @@ CELLS_FAILED = 1
 #: keys an experiment protocol takes from a config file
 EXPERIMENT_KEYS = {"out", "root", "cache", "cache_dir", "device", "threads", "seeds", "protocol", "quick"}
 #: flags of the options an experiment protocol may accept (``Protocol.accepts``)
-OPTION_FLAGS = {"--methods": "methods", "--set": "hparams", "--original": "original"}
+OPTION_FLAGS = {"--methods": "methods", "--set": "hparams", "--original": "original", "--parallel": "parallel"}
 
 
 def _default(key: str) -> str:
@@ -192,16 +192,18 @@ def run(
             spec = get_protocol(str(name))
             data = {"out": f"runs/{spec.name}{'-quick' if quick else ''}", **data}
             if spec.is_experiment:
-                single_process_only(f"Protocol {spec.name!r} (an experiment)")
+                if "parallel" not in spec.accepts:
+                    single_process_only(f"Protocol {spec.name!r} (an experiment)")
                 grid_only = {"--methods": methods, "--profile": profile, "--set": set_ or None,
                              "--executor": executor, "--workers": workers, "--ray-address": ray_address,
                              "--forget-quality": forget_quality, "--original": original,
-                             "--save-models": save_models}
+                             "--save-models": save_models, "--parallel": parallel}
                 cfg = _experiment_config(spec, quick, data, grid_only, overrides)
                 if spec.accepts:
                     cfg = cfg.updated(methods=parse_methods(methods) if methods else None,
                                       hparams=_assigned(cfg.hparams, set_), original=original)
-                _run_experiment(spec, cfg)
+                _shared_across_ranks(parallel)
+                drive(runtime(), lambda: _run_experiment(spec, cfg))
                 return
             cfg = spec.run_config(quick, **{k: v for k, v in data.items() if k not in ("protocol", "quick")})
         else:
@@ -209,13 +211,18 @@ def run(
         cfg = cfg.updated(**overrides, **bring, dataset=dataset, model=model, forget=forget, profile=profile,
                           methods=parse_methods(methods) if methods else None, hparams=_assigned(cfg.hparams, set_),
                           executor=executor, workers=workers, ray_address=ray_address, forget_quality_n=forget_quality)
-        use(parallel)
-        if parallel is not None and launched() is None:
-            raise UnlearnlabError(f"--parallel {parallel} shares a run across the ranks of a torchrun job: start it "
-                                  "with `torchrun --nproc-per-node N -m unlearnlab.cli run …`, or drop --parallel.")
+        _shared_across_ranks(parallel)
         if cfg.forget_quality_n:
             single_process_only("--forget-quality")
         drive(runtime(), lambda: _run_grid(plan(cfg)))
+
+
+def _shared_across_ranks(parallel: str | None) -> None:
+    """Set how a run under torchrun shares each model (``--parallel``); refuse the flag outside torchrun."""
+    use(parallel)
+    if parallel is not None and launched() is None:
+        raise UnlearnlabError(f"--parallel {parallel} shares a run across the ranks of a torchrun job: start it "
+                              "with `torchrun --nproc-per-node N -m unlearnlab.cli run …`, or drop --parallel.")
 
 
 def _assigned(hparams: dict[str, dict[str, Any]], items: list[str] | None) -> dict[str, dict[str, Any]]:

@@ -49,6 +49,8 @@ from unlearnlab.bench import cells
 from unlearnlab.bench.cells import Outcome, Row, Scores, check_finite
 from unlearnlab.bench.figures import slug
 from unlearnlab.bench.store import config_hash
+from unlearnlab.distributed.runtime import Runtime
+from unlearnlab.distributed.serve import everywhere, leader
 from unlearnlab.errors import HealthWarning, UnlearnlabError
 from unlearnlab.experiments import ExperimentContext
 from unlearnlab.experiments import tofu_tables as tables
@@ -358,10 +360,19 @@ class TofuRun:
         s = self.setup
         label = f"{method} (seed {seed})"
         target = self.model("target", seed)[0]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", HealthWarning)  # kept in the row's stats and logged
-            res = unlearn(target, s.task, method=method, seed=seed, profile=s.tier.profile,
-                          progress=lambda f: self.ctx.progress(label, f), **s.overrides[method])
+
+        def here() -> Any:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", HealthWarning)  # kept in the row's stats and logged
+                return unlearn(target, s.task, method=method, seed=seed, profile=s.tier.profile,
+                               progress=lambda f: self.ctx.progress(label, f), **s.overrides[method])
+        rt = leader()
+        if rt is not None and s.tier.generated:
+            raise UnlearnlabError(f"{self.ctx.protocol} trains its own models in one process: run it without "
+                                  "torchrun (tofu-forget10 is the protocol that runs across ranks).")
+        res = here() if rt is None else everywhere(
+            UnlearnOnRank(str(self.ctx.root), str(self.ctx.original), s.forget, method, seed, s.tier.profile,
+                          dict(s.overrides[method])), here)
         for text in res.stats.get("warnings", []):
             self.ctx.log(f"[yellow]seed {seed}: {escape(str(text))}[/yellow]")
         check_finite(res.model, label)
@@ -396,6 +407,28 @@ class TofuRun:
                 continue
             done.append(self.cell(row, functools.partial(self.method_work, m, seed, reference)))
         return done
+
+
+@dataclass(frozen=True)
+class UnlearnOnRank:
+    """A follower rank's part of one paper-tier row under torchrun (docs/scaling.md): the same TOFU files, target
+    checkpoint, forget split and method, unlearned on this rank's device; rank 0 alone evaluates and writes."""
+
+    root: str
+    original: str
+    forget: str
+    method: str
+    seed: int
+    profile: str
+    hparams: dict[str, Any]
+
+    def __call__(self, rt: Runtime) -> None:
+        target, tok = lm_models.load_lm(self.original)
+        task = make_task(load_tofu(self.root), tok, self.forget, max_length=lm_models.context_length(target))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", HealthWarning)
+            unlearn(target.to(rt.device), task, method=self.method, seed=self.seed, profile=self.profile,
+                    **self.hparams)
 
 
 def run_tier(ctx: ExperimentContext, tier: str, forget: str) -> str:
