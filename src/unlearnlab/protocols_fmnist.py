@@ -67,9 +67,9 @@ def protocol_hparams(protocol: str) -> dict[str, dict[str, Any]]:
 
 
 def _fmnist(name: str, forget: str, description: str, hparams_from: str, shadows: int | None,
-            quick_shadows: int | None) -> Protocol:
+            quick_shadows: int | None, version: int) -> Protocol:
     return Protocol(
-        name=name, version=1, paper=_PAPER, description=description, dataset="fashion-mnist", model="fmnist_cnn",
+        name=name, version=version, paper=_PAPER, description=description, dataset="fashion-mnist", model="fmnist_cnn",
         forget=forget, recipe=FMNIST_RECIPE, methods=FMNIST_METHODS, profile="default",
         hparams=protocol_hparams(hparams_from), primary_mia=KIT_MIA, mias=FMNIST_MIAS, seeds=(1, 2, 3, 4, 5),
         attack_draws=FMNIST_ATTACK_DRAWS, original_per_seed=True, ulira_shadows=shadows,
@@ -86,8 +86,8 @@ def fmnist_random() -> Protocol:
         f"Headline: {_DATA}, random 10 % of D (5,400), every default method with values selected on D_val, MIA = "
         f"the kit's loss attack ({FMNIST_ATTACK_DRAWS} subsamples) + entropy attack, U-LiRA ({FMNIST_SHADOWS} "
         f"shadows), noise-floor row, seeds 1-5. --quick: seed 1, retrain/ft/rl/salun, {FMNIST_QUICK_SHADOWS} "
-        "shadows.",
-        "fmnist-random10", FMNIST_SHADOWS, FMNIST_QUICK_SHADOWS)
+        "shadows. v2: salun+dualoptim's forget_lr selected over seeds 1-3 (v1: seed 1 alone).",
+        "fmnist-random10", FMNIST_SHADOWS, FMNIST_QUICK_SHADOWS, version=2)
 
 
 def fmnist_class() -> Protocol:
@@ -98,7 +98,7 @@ def fmnist_class() -> Protocol:
         f"values selected on D_val for class 0, MIA = the kit's loss attack ({FMNIST_ATTACK_DRAWS} subsamples) + "
         "entropy attack, "
         "noise-floor row, seeds 1-5 (no U-LiRA: it attacks random forget sets). --quick: seed 1, "
-        "retrain/ft/rl/salun.", "fmnist-class<c>", None, None)
+        "retrain/ft/rl/salun.", "fmnist-class<c>", None, None, version=1)
 
 
 def _digits_quick(**extra: Any) -> QuickSize:
@@ -109,7 +109,7 @@ def _digits_quick(**extra: Any) -> QuickSize:
 def neurips23_kit() -> Protocol:
     """``neurips23-kit``: the starting kit's evaluation (loss attack, test half) at a CPU size."""
     return Protocol(
-        name="neurips23-kit", version=1, paper="NeurIPS 2023 Machine Unlearning Challenge (starting kit)",
+        name="neurips23-kit", version=2, paper="NeurIPS 2023 Machine Unlearning Challenge (starting kit)",
         description=("The starting kit's evaluation at a CPU size: Fashion-MNIST / fmnist_cnn instead of CIFAR-10 / "
                      "ResNet-18 (the kit's forget index file and pretrained weights are not shipped), random 10 % "
                      "forgetting, TA and MIAs on the kit's test half of D_test (random_split 0.5/0.5, generator "
@@ -125,7 +125,8 @@ def neurips23_kit() -> Protocol:
 def neurips23_official() -> Protocol:
     """``neurips23-official-N<N>``: the official forget score with N models per family."""
     return Protocol(
-        name="neurips23-official-N<N>", version=1, paper="NeurIPS 2023 Machine Unlearning Challenge (official scoring)",
+        name="neurips23-official-N<N>", version=2,
+        paper="NeurIPS 2023 Machine Unlearning Challenge (official scoring)",
         description=("The challenge's official score at a CPU size: forget_score_eps and final_score from N unlearned "
                      "vs N retrained models on one forget set (seed 1; resolution eps_bar = ceil(ln(N-1)); the "
                      "challenge used N = 512), Fashion-MNIST / fmnist_cnn, random 10 %, values of fmnist-random10, "
