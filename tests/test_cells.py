@@ -15,9 +15,9 @@ from unlearnlab.bench import cells, classification
 from unlearnlab.bench.cells import Row, Scores, attempt, check_finite, run_cell
 from unlearnlab.bench.progress import GridClock, ProgressLines, duration
 from unlearnlab.bench.store import ResultStore
+from unlearnlab.counting import Counters
 from unlearnlab.errors import DivergenceError
 from unlearnlab.evaluation import evaluate
-from unlearnlab.training import Counters
 
 ROW = Row("task", "digits-random10 v1", "ft", 1, {"lr": 0.1}, "split")
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import unlearnlab as ul
+from unlearnlab.counting import CountingHooks
 from unlearnlab.data.tensors import TensorData
 from unlearnlab.methods import RunContext, UnlearnData, get_method
 from unlearnlab.methods.masks import saliency_mask
@@ -16,7 +17,6 @@ from unlearnlab.methods.rules import ImplicitSurgery
 from unlearnlab.methods.rules.implicit_surgery import Dual
 from unlearnlab.methods.rules.surgery import split_batch, surgery_direction
 from unlearnlab.objectives import FamilyLoss
-from unlearnlab.training import CountingHooks
 
 # ------------------------------------------------------------------------------------------------ UNGrad
 

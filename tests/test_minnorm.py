@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import unlearnlab as ul
+from unlearnlab.counting import Counters, CountingHooks
 from unlearnlab.data.tensors import TensorData
 from unlearnlab.errors import UnlearnlabError
 from unlearnlab.methods import RunContext, UnlearnData
@@ -26,7 +27,6 @@ from unlearnlab.methods.minnorm import (
     subsample,
 )
 from unlearnlab.methods.minnorm_objectives import PaperLoss
-from unlearnlab.training import Counters, CountingHooks
 
 
 def rel(a, b) -> float:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from unlearnlab.certify.certificate import Certificate
+from unlearnlab.counting import Counters, CountingHooks
 from unlearnlab.data.inputs import overlapping_rows
 from unlearnlab.data.tensors import Batch, Source, TensorData, iterate
 from unlearnlab.distributed.runtime import Runtime, runtime
@@ -27,7 +28,7 @@ from unlearnlab.errors import DivergenceError, HealthWarning, UnlearnlabError
 from unlearnlab.families import TaskFamily, family_of, get_family
 from unlearnlab.methods import Method, MethodInfo, RunContext, UnlearnData, get_method
 from unlearnlab.train_state import TrainCheckpoint
-from unlearnlab.training import Counters, CountingHooks, Precision, Recipe, TrainStats, batchnorm_singletons
+from unlearnlab.training import Precision, Recipe, TrainStats, batchnorm_singletons
 from unlearnlab.training import train as train_loop
 from unlearnlab.utils import tensors_sha256
 

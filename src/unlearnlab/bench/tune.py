@@ -1,19 +1,14 @@
 """Hyperparameter search with Optuna, selecting on D_val against the retrained reference (docs/tuning.md).
 
 One trial = one hyperparameter point, run on every seed s of ``seeds``: the method unlearns the cached original
-model (``unlearnlab run``'s cache entries, shared with it) and is scored against the retrained model R_s of the
-same seed. The trial's value is the matched Avg.Gap (mean over seeds of the per-seed gap) computed with **D_val in
-the place of D_test** (:func:`validation_task`): TA and the MIA's non-members come from D_val, and the test set is
-never looked at. ``select_on="test"`` reproduces papers that tuned on test; it is a compatibility option that is
-recorded in the study, the result and the YAML written. Lower is better.
-
-Studies live in an Optuna storage (``sqlite:///OUT/tune.sqlite`` by default, any RDB URL such as
-``postgresql://…`` for many workers); calling :func:`tune` again with the same study name resumes it (its
-identity — task, method, space, seeds, selection split — must match). The sampler is TPE, seeded.
-
-Outputs in ``out``: ``trials.csv`` (every trial: state, value, metric means, parameters), ``best.yaml`` (a
-runnable ``unlearnlab run`` config whose ``hparams:`` block holds the chosen values), ``sensitivity-<param>``
-PNG/PDF plots (Avg.Gap vs each searched hyperparameter) and ``tune.md``.
+(shared with ``unlearnlab run``) and is scored against the retrained model R_s of the same seed. The trial's value
+is the matched Avg.Gap with **D_val in the place of D_test** (:func:`validation_task`): the test set is never
+looked at. ``select_on="test"`` (papers that tuned on test) is a compatibility option recorded in the study, the
+result and the YAML written. Lower is better. Studies live in an Optuna storage (``sqlite:///OUT/tune.sqlite`` by
+default, or any RDB URL); calling :func:`tune` again with the same study name resumes it (its identity — task,
+method, space, seeds, selection split — must match). The sampler is TPE, seeded. Outputs in ``out``:
+``trials.csv``, ``best.yaml`` (a runnable ``unlearnlab run`` config with the chosen values),
+``sensitivity-<param>`` plots and ``tune.md``.
 """
 
 from __future__ import annotations

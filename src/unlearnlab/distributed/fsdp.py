@@ -12,8 +12,8 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
+from unlearnlab.counting import CountingHooks
 from unlearnlab.distributed.models import Replica
-from unlearnlab.training import CountingHooks
 
 
 def fsdp_units(model: nn.Module) -> list[nn.Module]:

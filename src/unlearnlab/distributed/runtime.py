@@ -18,12 +18,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from unlearnlab.counting import Counters
 from unlearnlab.data.tensors import Batch
 from unlearnlab.distributed.batches import Shard, shard_of
 from unlearnlab.distributed.env import Launch, launched
 from unlearnlab.distributed.models import Replica, replicate
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.training import Counters
 
 #: ``parallel=`` values: replicated model, fully sharded model, or this rank alone
 PARALLEL = ("ddp", "fsdp", "none")

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from unlearnlab.counting import Counters, CountingHooks
 from unlearnlab.data.tensors import Source, Transform
 from unlearnlab.families import TaskFamily, get_family
-from unlearnlab.training import Counters, CountingHooks
 from unlearnlab.utils import torch_generator
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ import scipy.linalg
 import torch
 from torch import nn
 
+from unlearnlab.counting import counted_as
 from unlearnlab.errors import UnlearnlabError
-from unlearnlab.training import counted_as
 from unlearnlab.utils import preserved_buffers
 
 log = logging.getLogger(__name__)
