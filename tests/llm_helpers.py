@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from unlearnlab import language as lm
 
 #: a from-scratch model small enough for unit tests (~40 k parameters with the tiny vocabulary)
@@ -19,3 +21,14 @@ def trained_tiny(data: lm.TofuData, split: str = "full", epochs: int = 40, seed:
     model = lm.build_lm(TINY, tok, seed)
     lm.stage2(model, data, tok, split, lm.STAGE2.replace(epochs=epochs, lr=1e-2, batch_size=16), seed=seed)
     return model, tok
+
+
+def write_paper_files(root: Path) -> Path:
+    """The paper tier's inputs under ``root``: TOFU's files of :func:`tiny_data` (``TOFU/``), a target checkpoint
+    trained on ``full`` (``target/``) and a retain checkpoint trained on ``retain90`` (``retain/``)."""
+    data = tiny_data()
+    data.write(root / "TOFU")
+    for split, name in (("full", "target"), ("retain90", "retain")):
+        model, tok = trained_tiny(data, split)
+        lm.save_lm(model, tok, root / name)
+    return root

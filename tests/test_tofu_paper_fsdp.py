@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("transformers")
 
 from dist_launch import environment, free_port, two_rank_job
-from llm_helpers import tiny_data, trained_tiny
+from llm_helpers import write_paper_files
 
 from unlearnlab import language as lm
 from unlearnlab.bench.store import ResultStore
@@ -25,12 +25,7 @@ WORKER = Path(__file__).parent / "tofu_paper_worker.py"
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tofu-paper-fsdp")
-    data = tiny_data()
-    data.write(root / "TOFU")
-    for split, name in (("full", "target"), ("retain90", "retain")):
-        model, tok = trained_tiny(data, split)
-        lm.save_lm(model, tok, root / name)
-    return root
+    return write_paper_files(root)
 
 
 def _args(files: Path) -> list[str]:

@@ -16,10 +16,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("rouge_score")
 
 import yaml
-from llm_helpers import TINY, tiny_data, trained_tiny
+from llm_helpers import TINY, write_paper_files
 from typer.testing import CliRunner
 
-from unlearnlab import language as lm
 from unlearnlab.bench import cells
 from unlearnlab.bench.store import ResultStore
 from unlearnlab.cli import app
@@ -150,12 +149,7 @@ def test_an_interrupted_run_resumes_each_row_once(tmp_path, shared_cache, config
 def paper_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """TOFU's files for a 10-author dataset, a tiny target checkpoint (trained on full) and a retain checkpoint."""
     root = tmp_path_factory.mktemp("tofu-paper")
-    data = tiny_data()
-    data.write(root / "TOFU")
-    for split, name in (("full", "target"), ("retain90", "retain")):
-        model, tok = trained_tiny(data, split)
-        lm.save_lm(model, tok, root / name)
-    return root
+    return write_paper_files(root)
 
 
 def test_paper_tier_runs_a_local_checkpoint_on_tofu_files_with_a_retain_model_or_its_logs(tmp_path, shared_cache,
